@@ -1,0 +1,96 @@
+"""What a deployment is: a model with its engine options, and where its replicas go.
+
+Pure data (pydantic, no Ray, no vLLM). The serving layer turns a `ModelSpec` into engine
+arguments; the placement planner reads both to size memory and to assign GPUs.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+
+
+class Strict(BaseModel):
+    """Base for every config model: unknown fields are errors, values are checked on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelSpec(Strict):
+    """One model chorus hosts, and the options its vLLM engine starts with."""
+
+    name: str = Field(pattern=NAME_PATTERN, description="Name requests and roles use for this model.")
+    source: str = Field(
+        min_length=1,
+        description="Local Hugging Face folder (absolute, or relative to the config file) or a hub id "
+        "such as 'Qwen/Qwen2.5-7B-Instruct'.",
+    )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="Weight and activation dtype; use float32 on CPUs without AVX512-BF16."
+    )
+    quantization: Literal["fp8", "awq", "gptq"] | None = Field(
+        None, description="Weight quantization the checkpoint uses, if any."
+    )
+    max_model_len: int = Field(2048, ge=16, le=1_048_576, description="Longest prompt + completion, in tokens.")
+    max_num_seqs: int = Field(
+        16, ge=1, le=4096, description="Sequences the engine batches at once; also each replica's in-flight bound."
+    )
+    kv_cache_memory_bytes: int | None = Field(
+        None,
+        ge=1 << 20,
+        description="Explicit KV-cache budget in bytes. Required on CPU (vLLM's default fraction fails there); "
+        "on GPU the placement's gpu_share sizes it instead.",
+    )
+    enable_prefix_caching: bool = Field(True, description="Reuse KV blocks of shared prompt prefixes.")
+    enforce_eager: bool = Field(False, description="Skip CUDA graphs / compilation (always true on CPU).")
+    seed: int = Field(0, ge=0, description="Engine sampling seed, for reproducible runs.")
+
+
+class GpuSlot(Strict):
+    """Where one replica runs: a node and the GPU indices on it (one per tensor-parallel rank)."""
+
+    node: int = Field(0, ge=0, description="Index of the node in the inventory (0 on a single machine).")
+    gpu_ids: list[int] = Field(min_length=1, description="GPU indices on that node, one per tensor-parallel rank.")
+
+
+class PlacementSpec(Strict):
+    """How many replicas of one model run and how much GPU each gets."""
+
+    replicas: int = Field(1, ge=1, le=1024, description="Independent engine copies behind one model name.")
+    tensor_parallel_size: int = Field(1, ge=1, le=64, description="GPUs one replica shards its weights over.")
+    gpu_share: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="Fraction of each of its GPUs a replica may use (vLLM gpu_memory_utilization and the Ray "
+        "GPU resource). 0 runs the model on CPU.",
+    )
+    num_cpus: float = Field(1.0, gt=0.0, le=256.0, description="Ray CPU resource per replica.")
+    gpus: list[GpuSlot] | None = Field(
+        None, description="Explicit GPUs per replica (written by `chorus plan`); omitted lets Ray choose."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PlacementSpec:
+        if self.tensor_parallel_size > 1 and self.gpu_share == 0.0:
+            raise ValueError(
+                f"tensor_parallel_size={self.tensor_parallel_size} needs GPUs: set gpu_share > 0 "
+                "or tensor_parallel_size: 1 for a CPU deployment"
+            )
+        if self.gpus is not None:
+            if len(self.gpus) != self.replicas:
+                raise ValueError(f"gpus lists {len(self.gpus)} slots for replicas={self.replicas}: give one per replica")
+            for i, slot in enumerate(self.gpus):
+                if len(slot.gpu_ids) != self.tensor_parallel_size:
+                    raise ValueError(
+                        f"gpus[{i}] has {len(slot.gpu_ids)} GPU ids for tensor_parallel_size="
+                        f"{self.tensor_parallel_size}: give one id per rank"
+                    )
+        return self
+
+    @property
+    def on_gpu(self) -> bool:
+        return self.gpu_share > 0.0

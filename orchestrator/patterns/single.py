@@ -1,0 +1,29 @@
+"""`single`: one role answers the conversation as it is."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from ..context import Context
+from .base import Answer, PatternRequest, PatternSpecBase
+
+
+class SingleSpec(PatternSpecBase):
+    kind: Literal["single"]
+    role: str = "generalist"
+
+    def roles(self) -> set[str]:
+        return {self.role}
+
+    def build(self) -> SinglePattern:
+        return SinglePattern(self)
+
+
+@dataclass(frozen=True)
+class SinglePattern:
+    spec: SingleSpec
+
+    async def run(self, request: PatternRequest, ctx: Context) -> Answer:
+        out = await ctx.call(self.spec.role, request.messages, name="answer")
+        return Answer(text=out.text, finish_reason=out.result.finish_reason)

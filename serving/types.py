@@ -1,0 +1,111 @@
+"""What crosses the engine boundary: a generation request, its result and stream chunks.
+
+Plain pydantic models so they pickle across Ray and dump to JSON for traces.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Message(_Frozen):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class Choice(_Frozen):
+    """Constrain the completion to exactly one of these strings."""
+
+    kind: Literal["choice"] = "choice"
+    options: list[str] = Field(min_length=1)
+
+
+class Regex(_Frozen):
+    """Constrain the completion to match this regular expression."""
+
+    kind: Literal["regex"] = "regex"
+    pattern: str = Field(min_length=1)
+
+
+class JsonSchema(_Frozen):
+    """Constrain the completion to a JSON document valid under this schema.
+
+    Prefer closed schemas (enums, booleans, bounded strings): a weak model can loop on free
+    strings or numbers until max_tokens.
+    """
+
+    kind: Literal["json"] = "json"
+    json_schema: dict[str, Any]
+
+
+Constraint = Annotated[Choice | Regex | JsonSchema, Field(discriminator="kind")]
+
+
+class Sampling(_Frozen):
+    max_tokens: int = Field(256, ge=1, le=131_072)
+    temperature: float = Field(0.0, ge=0.0, le=5.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    seed: int | None = None
+    stop: list[str] = Field(default_factory=list)
+    logprobs: int | None = Field(
+        None, ge=0, le=20, description="Return this many top alternatives per generated token."
+    )
+
+
+class GenerationRequest(_Frozen):
+    messages: list[Message] = Field(min_length=1)
+    sampling: Sampling = Sampling()
+    constraint: Constraint | None = None
+    priority: int = Field(0, description="Lower runs first when the engine's queue is full.")
+    request_id: str | None = None
+
+
+class Usage(_Frozen):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+            cached_tokens=self.cached_tokens + other.cached_tokens,
+        )
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+class TokenLogprob(_Frozen):
+    """The sampled token and the engine's top alternatives at one position (natural log)."""
+
+    token: str
+    logprob: float
+    top: dict[str, float] = Field(default_factory=dict)
+
+
+class Result(_Frozen):
+    text: str
+    finish_reason: Literal["stop", "length", "abort"] = "stop"
+    usage: Usage = Usage()
+    logprobs: list[TokenLogprob] | None = None
+    queue_s: float = Field(0.0, description="Time between arrival at the host and entry into the engine.")
+    run_s: float = Field(0.0, description="Time inside the engine, first scheduling to last token.")
+    engine_seconds: float = Field(
+        0.0, description="This request's share of the engine's busy time: ∫ dt / requests in flight."
+    )
+
+
+class StreamChunk(_Frozen):
+    """A text delta; the last chunk has `finish_reason` and the request's usage."""
+
+    delta: str
+    finish_reason: Literal["stop", "length", "abort"] | None = None
+    usage: Usage | None = None
