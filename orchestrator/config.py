@@ -12,6 +12,7 @@ import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from cluster.spec import ModelSpec, PlacementSpec, Strict
+from serving.types import Sampling
 
 from .context import Budget
 from .errors import ConfigError
@@ -34,6 +35,9 @@ class ChorusConfig(Strict):
         default_factory=dict, description="Model name → replicas and GPU share; a missing model gets the defaults."
     )
     patterns: dict[str, PatternSpec] = Field(default_factory=dict, description="Pattern name → definition.")
+    sampling: Sampling = Field(
+        Sampling(), description="Defaults for every model call; a request's own fields override them."
+    )
     budget: Budget = Field(Budget(), description="Default per-request budget.")
     server: ServerSpec = ServerSpec()
 

@@ -37,3 +37,7 @@ class Engine(Protocol):
 
 class EngineError(Exception):
     """The engine failed a request or could not start. Plain message only, so it pickles."""
+
+
+class PromptTooLong(EngineError):
+    """The request cannot fit the model's context: the caller's mistake, not an engine fault."""

@@ -1,0 +1,168 @@
+"""`Chorus`: resolves a request's `model` to a pattern or a hosted model, runs it, returns a `Reply`.
+
+Transport-free: the Ray actor (orchestrator.actor), the HTTP app and the tests all drive it.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from serving.types import GenerationRequest, Message, Sampling, Usage
+
+from .config import ChorusConfig
+from .context import Budget, Context
+from .errors import ChorusError, PatternFailed, StepFailed, UnknownModelError
+from .fleet import Fleet
+from .patterns import Pattern, PatternRequest
+from .patterns.single import SingleSpec
+from .trace import Step, Trace
+
+
+class ChatRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str
+    messages: list[Message] = Field(min_length=1)
+    max_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    seed: int | None = None
+    stop: list[str] | None = None
+    budget: Budget | None = None
+    priority: int = Field(0, description="Lower is served first: interactive 0, batch jobs 10.")
+
+
+class Reply(BaseModel):
+    id: str
+    model: str
+    text: str
+    finish_reason: str
+    usage: Usage
+    trace: Trace
+    created: int
+
+
+class CatalogEntry(BaseModel):
+    id: str
+    kind: Literal["pattern", "model"]
+    pattern_kind: str | None = None
+    description: str = ""
+
+
+class Delta(BaseModel):
+    text: str
+
+
+class Chorus:
+    def __init__(self, config: ChorusConfig, fleet: Fleet) -> None:
+        self.config = config
+        self.fleet = fleet
+        self.patterns: dict[str, tuple[str, Pattern]] = {
+            name: (spec.kind, spec.build()) for name, spec in config.patterns.items()
+        }
+
+    def catalog(self) -> list[CatalogEntry]:
+        entries = [
+            CatalogEntry(id=name, kind="pattern", pattern_kind=spec.kind, description=spec.description)
+            for name, spec in self.config.patterns.items()
+        ]
+        entries += [CatalogEntry(id=m, kind="model") for m in self.fleet.models()]
+        return entries
+
+    def _resolve(self, name: str) -> tuple[str, Pattern, dict[str, str]]:
+        """(kind, pattern, roles) for a pattern name, or a single-model pattern for a hosted model."""
+        if name in self.patterns:
+            kind, pattern = self.patterns[name]
+            return kind, pattern, self.config.roles
+        if name in self.fleet.replicas:
+            return "model", SingleSpec(kind="single", role=name).build(), {name: name}
+        raise UnknownModelError(name, [e.id for e in self.catalog()])
+
+    def _sampling(self, req: ChatRequest) -> Sampling:
+        fields = {"max_tokens": req.max_tokens, "temperature": req.temperature, "top_p": req.top_p, "seed": req.seed}
+        update: dict[str, Any] = {k: v for k, v in fields.items() if v is not None}
+        if req.stop:
+            update["stop"] = req.stop
+        return self.config.sampling.model_copy(update=update)
+
+    async def chat(self, req: ChatRequest) -> Reply:
+        kind, pattern, roles = self._resolve(req.model)
+        trace = Trace(pattern=req.model, kind=kind)
+        ctx = Context(
+            self.fleet,
+            roles,
+            trace,
+            sampling=self._sampling(req),
+            budget=req.budget or self.config.budget,
+            priority=req.priority,
+        )
+        t0 = time.perf_counter()
+        try:
+            answer = await pattern.run(PatternRequest(messages=req.messages), ctx)
+        except StepFailed as exc:
+            trace.close(time.perf_counter() - t0)
+            raise PatternFailed(f"'{req.model}' could not answer: {exc}") from exc
+        trace.close(time.perf_counter() - t0)
+        t = trace.totals
+        return Reply(
+            id=f"chatcmpl-{uuid.uuid4().hex}",
+            model=req.model,
+            text=answer.text,
+            finish_reason=answer.finish_reason,
+            usage=Usage(prompt_tokens=t.prompt_tokens, completion_tokens=t.completion_tokens, cached_tokens=t.cached_tokens),
+            trace=trace,
+            created=int(time.time()),
+        )
+
+    async def stream(self, req: ChatRequest) -> AsyncIterator[Delta | Reply]:
+        """Token deltas for a hosted model; a pattern's answer as one delta. Ends with the Reply."""
+        kind, _, _ = self._resolve(req.model)
+        if kind != "model":
+            reply = await self.chat(req)
+            yield Delta(text=reply.text)
+            yield reply
+            return
+        t0 = time.perf_counter()
+        request = GenerationRequest(messages=req.messages, sampling=self._sampling(req), priority=req.priority)
+        text, finish, usage = [], "stop", Usage()
+        try:
+            async for chunk in self.fleet.stream(req.model, request):
+                if chunk.delta:
+                    text.append(chunk.delta)
+                    yield Delta(text=chunk.delta)
+                if chunk.finish_reason is not None:
+                    finish, usage = chunk.finish_reason, chunk.usage or Usage()
+        except ChorusError:
+            raise
+        except Exception as exc:  # engine faults mid-stream become a typed failure
+            raise PatternFailed(f"'{req.model}' failed while streaming: {type(exc).__name__}: {exc}") from exc
+        wall = time.perf_counter() - t0
+        trace = Trace(pattern=req.model, kind="model")
+        trace.steps.append(
+            Step(
+                index=0,
+                name="answer",
+                role=req.model,
+                model=req.model,
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                cached_tokens=usage.cached_tokens,
+                latency_s=wall,
+                output="".join(text),
+            )
+        )
+        trace.close(wall)
+        yield Reply(
+            id=f"chatcmpl-{uuid.uuid4().hex}",
+            model=req.model,
+            text="".join(text),
+            finish_reason=finish,
+            usage=usage,
+            trace=trace,
+            created=int(time.time()),
+        )
