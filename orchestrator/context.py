@@ -12,7 +12,10 @@ from pydantic import BaseModel, Field
 
 from serving.types import Constraint, GenerationRequest, Message, Result, Sampling
 
-from .errors import BudgetExceeded, StepFailed
+from serving.admission import QueueFull
+from serving.engine import PromptTooLong
+
+from .errors import BudgetExceeded, OverloadedError, RequestError, StepFailed
 from .fleet import Fleet
 from .trace import Step, Trace
 
@@ -100,9 +103,15 @@ class Context:
         t0 = time.perf_counter()
         try:
             result, replica = await self.fleet.generate(model, request)
-        except Exception as exc:  # any engine or transport fault becomes a traced, typed failure
+        except Exception as exc:
             step.latency_s = time.perf_counter() - t0
             step.error = f"{type(exc).__name__}: {exc}"
+            # The caller's mistake and overload are not step failures: they end the request.
+            if isinstance(exc, PromptTooLong):
+                raise RequestError(str(exc)) from exc
+            if isinstance(exc, QueueFull):
+                raise OverloadedError(f"model '{model}' is at capacity: {exc}", retry_after_s=1.0) from exc
+            # Any other engine or transport fault becomes a traced, typed failure.
             raise StepFailed(f"step '{name}' ({role} on {model}) failed: {step.error}") from exc
         step.latency_s = time.perf_counter() - t0
         step.replica = replica.index

