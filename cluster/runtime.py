@@ -152,6 +152,7 @@ def reserve(
                 cpu_slots.append(ReplicaSlot(m.name, r, {"num_cpus": p.num_cpus, "num_gpus": 0}, 0.0, None))
             elif p.gpus is not None:
                 slot = p.gpus[r]
+                own = p.model_copy(update={"gpu_share": p.share_of(r)})  # this replica's own share
                 if slot.node >= len(nodes):
                     raise PlacementError(
                         m.name,
@@ -167,7 +168,7 @@ def reserve(
                         f"replica {r} names GPU id(s) {bad} on node {slot.node}, which has {count} GPU(s) (ids 0-{count - 1})",
                         fixes=("run `chorus plan --gpus auto` against this cluster and use its placement",),
                     )
-                pinned.append((m.name, r, p, slot.node, list(slot.gpu_ids)))
+                pinned.append((m.name, r, own, slot.node, list(slot.gpu_ids)))
             else:
                 unpinned.append((m.name, r, p))
 

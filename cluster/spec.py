@@ -54,6 +54,13 @@ class GpuSlot(Strict):
 
     node: int = Field(0, ge=0, description="Index of the node in the inventory (0 on a single machine).")
     gpu_ids: list[int] = Field(min_length=1, description="GPU indices on that node, one per tensor-parallel rank.")
+    gpu_share: float | None = Field(
+        None,
+        gt=0.0,
+        le=1.0,
+        description="This replica's share of each of its GPUs when it differs from the deployment's gpu_share "
+        "(`chorus plan` writes it for a replica that has a GPU to itself).",
+    )
 
 
 class PlacementSpec(Strict):
@@ -71,6 +78,25 @@ class PlacementSpec(Strict):
     num_cpus: float = Field(1.0, gt=0.0, le=256.0, description="Ray CPU resource per replica.")
     gpus: list[GpuSlot] | None = Field(
         None, description="Explicit GPUs per replica (written by `chorus plan`); omitted lets Ray choose."
+    )
+    # Sizing targets `chorus plan` reads; the engine itself ignores them.
+    min_concurrency: int | None = Field(
+        None,
+        ge=1,
+        le=4096,
+        description="Sequences of `context` tokens each replica must hold in its KV cache at once; `chorus plan` "
+        "sizes gpu_share for it. Default: the model's max_num_seqs.",
+    )
+    context: int | None = Field(
+        None,
+        ge=16,
+        le=1_048_576,
+        description="Tokens per sequence for min_concurrency. Default: the model's max_model_len.",
+    )
+    fill: bool = Field(
+        False,
+        description="`chorus plan` gives GPUs left unused to extra replicas of fill deployments, busiest first "
+        "(the model most roles are bound to); `replicas` is then the minimum.",
     )
 
     @model_validator(mode="after")
@@ -94,3 +120,9 @@ class PlacementSpec(Strict):
     @property
     def on_gpu(self) -> bool:
         return self.gpu_share > 0.0
+
+    def share_of(self, replica: int) -> float:
+        """The GPU share replica `replica` runs with: its slot's, else the deployment's."""
+        if self.gpus is not None and self.gpus[replica].gpu_share is not None:
+            return self.gpus[replica].gpu_share
+        return self.gpu_share
