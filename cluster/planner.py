@@ -340,5 +340,8 @@ def deployments(
         p = placement.get(m.name) or PlacementSpec()
         seqs, context = kv_target(m, p)
         mem = (memory or {}).get(m.name) or estimate(m)
-        out.append(Deployment(m.name, mem, p.replicas, seqs, context, p.fill, max(1, bound[m.name])))
+        # A fill deployment's `replicas` is the planner's own output: start again from one, so
+        # planning a planned config gives the same plan.
+        replicas = 1 if p.fill else p.replicas
+        out.append(Deployment(m.name, mem, replicas, seqs, context, p.fill, max(1, bound[m.name])))
     return out

@@ -137,10 +137,18 @@ def _wait(refs: list, timeout_s: float) -> set[int]:
 
 
 def reserve(
-    models: list[ModelSpec], placement: Mapping[str, PlacementSpec], *, timeout_s: float = 60.0
+    models: list[ModelSpec],
+    placement: Mapping[str, PlacementSpec],
+    *,
+    timeout_s: float = 60.0,
+    lifetime: str | None = None,
 ) -> Reservation:
     """Creates placement groups for every replica (must be called with ray initialised); raises
-    PlacementError naming the model and the resources when a group is not ready by the deadline."""
+    PlacementError naming the model and the resources when a group is not ready by the deadline.
+
+    `lifetime="detached"` keeps the groups after this driver exits (for detached ModelHosts);
+    `Reservation.release()` still removes them.
+    """
     nodes = gpu_nodes()
     cpu_slots: list[ReplicaSlot] = []
     pinned: list[tuple[str, int, PlacementSpec, int, list[int]]] = []  # model, replica, spec, node, ids
@@ -193,6 +201,7 @@ def reserve(
                     [_bundle(1.0, c) for c in cpus],
                     strategy="STRICT_PACK",
                     name=f"chorus-node{node}-gpus",
+                    lifetime=lifetime,
                     bundle_label_selector=[{NODE_LABEL: node_id}] * (top + 1),
                 )
             )
@@ -204,7 +213,7 @@ def reserve(
             tp = p.tensor_parallel_size
             first = p.gpu_share if tp == 1 else 1.0
             bundles = [_bundle(first, p.num_cpus)] + [_bundle(1.0, 0.0) for _ in range(tp - 1)]
-            groups.append(placement_group(bundles, strategy="STRICT_PACK", name=f"chorus-{name}-{r}"))
+            groups.append(placement_group(bundles, strategy="STRICT_PACK", name=f"chorus-{name}-{r}", lifetime=lifetime))
             groups_for.append([f"{name}#{r}"])
             pending.append(_Pending(name, r, p, len(groups) - 1, list(range(tp))))
 

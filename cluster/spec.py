@@ -95,8 +95,8 @@ class PlacementSpec(Strict):
     )
     fill: bool = Field(
         False,
-        description="`chorus plan` gives GPUs left unused to extra replicas of fill deployments, busiest first "
-        "(the model most roles are bound to); `replicas` is then the minimum.",
+        description="`chorus plan` places one replica, then gives GPUs left unused to extra replicas of fill "
+        "deployments, busiest first (the model most roles are bound to), and writes the resulting `replicas`.",
     )
 
     @model_validator(mode="after")
