@@ -20,6 +20,8 @@ from .context import Budget, Context
 from .errors import ChorusError, PatternFailed, StepFailed, UnknownModelError
 from .fleet import Fleet
 from .patterns import Pattern, PatternRequest
+from .patterns.assembly import build_patterns
+from .patterns.embedding import Embedder, MiniLMEmbedder
 from .patterns.single import SingleSpec
 from .trace import Step, Trace
 
@@ -65,11 +67,13 @@ class FleetStatus(BaseModel):
 
 
 class Chorus:
-    def __init__(self, config: ChorusConfig, fleet: Fleet) -> None:
+    def __init__(self, config: ChorusConfig, fleet: Fleet, *, embedder: Embedder | None = None) -> None:
         self.config = config
         self.fleet = fleet
+        # One embedder for every pattern that votes semantically; it loads its model on first use.
+        built = build_patterns(config.patterns, embedder or MiniLMEmbedder())
         self.patterns: dict[str, tuple[str, Pattern]] = {
-            name: (spec.kind, spec.build()) for name, spec in config.patterns.items()
+            name: (spec.kind, built[name]) for name, spec in config.patterns.items()
         }
 
     async def catalog(self) -> list[CatalogEntry]:

@@ -1,7 +1,11 @@
-"""The `Pattern` protocol, the request a pattern receives and the answer it returns."""
+"""The `Pattern` protocol, the request a pattern receives, the answer it returns, and what a spec
+gets to build its pattern with (`BuildEnv`)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -10,6 +14,7 @@ from serving.types import Message
 
 if TYPE_CHECKING:
     from ..context import Context
+    from .embedding import Embedder
 
 
 class PatternRequest(BaseModel):
@@ -31,6 +36,25 @@ class Answer(BaseModel):
     finish_reason: str = "stop"
 
 
+class Pattern(Protocol):
+    async def run(self, request: PatternRequest, ctx: Context) -> Answer: ...
+
+
+@dataclass(frozen=True)
+class BuildEnv:
+    """What a spec may use to build its pattern, beyond its own fields.
+
+    `patterns` and `specs` hold the other configured patterns this spec `uses()` (already built:
+    `orchestrator.patterns.assembly.build_patterns` builds in dependency order). `embedder` is the
+    one sentence embedder a `Chorus` shares between its patterns; `None` lets a pattern that needs
+    one create its own lazily loading default.
+    """
+
+    patterns: Mapping[str, Pattern] = field(default_factory=lambda: MappingProxyType({}))
+    specs: Mapping[str, PatternSpecBase] = field(default_factory=lambda: MappingProxyType({}))
+    embedder: Embedder | None = None
+
+
 class PatternSpecBase(BaseModel):
     """Fields every pattern definition has. Subclasses add `kind: Literal[...]` and their own."""
 
@@ -42,9 +66,13 @@ class PatternSpecBase(BaseModel):
         """Every role this pattern may call; the config checks each is bound to a model."""
         raise NotImplementedError
 
-    def build(self) -> Pattern:
+    def uses(self) -> set[str]:
+        """Names of other configured patterns this one runs (only `adaptive` has any)."""
+        return set()
+
+    def max_calls(self) -> int:
+        """Model calls this pattern makes at most for one request (what `adaptive` budgets with)."""
         raise NotImplementedError
 
-
-class Pattern(Protocol):
-    async def run(self, request: PatternRequest, ctx: Context) -> Answer: ...
+    def build(self, env: BuildEnv | None = None) -> Pattern:
+        raise NotImplementedError

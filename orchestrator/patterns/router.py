@@ -21,7 +21,7 @@ from serving.types import Choice, TokenLogprob
 from .. import prompts
 from ..context import Context
 from ..errors import StepFailed
-from .base import Answer, PatternRequest, PatternSpecBase
+from .base import Answer, BuildEnv, PatternRequest, PatternSpecBase
 
 TOP_LOGPROBS = 20
 
@@ -48,7 +48,10 @@ class RouterSpec(PatternSpecBase):
     def roles(self) -> set[str]:
         return {self.classifier, self.fallback, *(r.role for r in self.routes.values())}
 
-    def build(self) -> RouterPattern:
+    def max_calls(self) -> int:
+        return 2
+
+    def build(self, env: BuildEnv | None = None) -> RouterPattern:
         return RouterPattern(self)
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ..context import Context
-from .base import Answer, PatternRequest, PatternSpecBase
+from .base import Answer, BuildEnv, PatternRequest, PatternSpecBase
 
 
 class SingleSpec(PatternSpecBase):
@@ -16,7 +16,10 @@ class SingleSpec(PatternSpecBase):
     def roles(self) -> set[str]:
         return {self.role}
 
-    def build(self) -> SinglePattern:
+    def max_calls(self) -> int:
+        return 1
+
+    def build(self, env: BuildEnv | None = None) -> SinglePattern:
         return SinglePattern(self)
 
 

@@ -1,0 +1,115 @@
+"""`adaptive`: picks one of the configured patterns per request, then runs it.
+
+The classifier role labels the request (a constrained choice over the configured labels, e.g.
+`simple` / `hard`); each label names a pattern (`simple → single`, `hard → council`). If the
+request's budget cannot pay for that pattern's worst case (its `max_calls`, and for a token
+budget those calls at the sampling token limit), the most thorough configured pattern that fits
+is taken instead (most worst-case calls; config order on ties). A failed classifier means the
+`fallback` pattern. The chosen pattern runs with the same context, so its steps and decisions
+join this trace. Decision: `adaptive` (label, preferred, chosen, why).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from cluster.spec import Strict
+from serving.types import Choice
+
+from .. import prompts
+from ..context import Context
+from ..errors import BudgetExceeded, StepFailed
+from .base import Answer, BuildEnv, Pattern, PatternRequest, PatternSpecBase
+from .spending import calls_left, tokens_left
+
+
+class AdaptiveRoute(Strict):
+    pattern: str = Field(description="Name of a configured pattern (under patterns:) that answers this label.")
+    when: str = Field("", max_length=500, description="What requests get this label; shown to the classifier.")
+
+
+class AdaptiveSpec(PatternSpecBase):
+    kind: Literal["adaptive"]
+    classifier: str = Field("classifier", description="Role that labels the request.")
+    routes: dict[str, AdaptiveRoute] = Field(min_length=1, max_length=16, description="Label → the pattern that answers.")
+    fallback: str = Field(description="Pattern for a failed classifier; also a candidate when the budget is tight.")
+
+    @model_validator(mode="after")
+    def _labels(self) -> AdaptiveSpec:
+        for label in self.routes:
+            if not label.strip() or label != label.strip():
+                raise ValueError(f"label {label!r} must be non-empty with no surrounding spaces")
+        return self
+
+    def roles(self) -> set[str]:
+        return {self.classifier}
+
+    def uses(self) -> set[str]:
+        return {self.fallback, *(r.pattern for r in self.routes.values())}
+
+    def candidates(self) -> list[str]:
+        """Every pattern it may run, in config order (routes, then the fallback), once each."""
+        return list(dict.fromkeys([*(r.pattern for r in self.routes.values()), self.fallback]))
+
+    def max_calls(self) -> int:
+        raise NotImplementedError("adaptive's worst case depends on the patterns it names; see AdaptivePattern.costs")
+
+    def build(self, env: BuildEnv | None = None) -> AdaptivePattern:
+        env = env or BuildEnv()
+        missing = sorted(self.uses() - set(env.patterns))
+        if missing:
+            raise ValueError(f"adaptive needs the built pattern(s) {', '.join(missing)}; build it with build_patterns()")
+        names = self.candidates()
+        return AdaptivePattern(
+            self,
+            patterns={n: env.patterns[n] for n in names},
+            costs={n: env.specs[n].max_calls() for n in names},
+        )
+
+
+@dataclass(frozen=True)
+class AdaptivePattern:
+    spec: AdaptiveSpec
+    patterns: Mapping[str, Pattern]
+    costs: Mapping[str, int]  # worst-case model calls of each candidate
+
+    def affordable(self, ctx: Context, name: str) -> bool:
+        calls, tokens = calls_left(ctx), tokens_left(ctx)
+        cost = self.costs[name]
+        return (calls is None or cost <= calls) and (tokens is None or cost * ctx.sampling.max_tokens <= tokens)
+
+    async def classify(self, request: PatternRequest, ctx: Context) -> tuple[str, str, str]:
+        """(label, preferred pattern, why)."""
+        labels = list(self.spec.routes)
+        messages = prompts.router_messages({k: r.when for k, r in self.spec.routes.items()}, request.question)
+        try:
+            out = await ctx.call(
+                self.spec.classifier, messages, name="classify", constraint=Choice(options=labels),
+                max_tokens=32, temperature=0.0,
+            )
+        except StepFailed as exc:
+            return "", self.spec.fallback, f"classifier failed ({exc}); fallback"
+        label = out.text.strip()
+        if label not in self.spec.routes:
+            return label, self.spec.fallback, f"unknown label {label!r}; fallback"
+        return label, self.spec.routes[label].pattern, f"label {label!r}"
+
+    async def run(self, request: PatternRequest, ctx: Context) -> Answer:
+        label, preferred, why = await self.classify(request, ctx)
+        chosen = preferred
+        if not self.affordable(ctx, preferred):
+            fitting = [n for n in self.spec.candidates() if self.affordable(ctx, n)]
+            budget = f"{calls_left(ctx)} calls / {tokens_left(ctx)} tokens left"
+            if not fitting:
+                raise BudgetExceeded(
+                    f"adaptive: no configured pattern fits the remaining budget ({budget}); "
+                    f"worst cases: {dict(self.costs)}"
+                )
+            chosen = max(fitting, key=lambda n: self.costs[n])  # max keeps the first of equals: config order
+            why += f"; {preferred} needs up to {self.costs[preferred]} calls, over budget ({budget}): took {chosen}"
+        ctx.note("adaptive", {"label": label, "preferred": preferred, "chosen": chosen, "why": why})
+        return await self.patterns[chosen].run(request, ctx)

@@ -1,0 +1,64 @@
+"""`consensus`: a vote; when agreement is below `threshold`, a stronger role decides instead.
+
+The escalation role sees the question and the members' answers as numbered references (unless
+`show_answers: false`). Decisions: `vote`, `agreement`, `escalated` (with the reason).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import Field
+
+from .. import prompts
+from ..context import Context
+from .base import Answer, BuildEnv, PatternRequest
+from .embedding import Embedder
+from .spending import can_afford
+from .vote import BallotSpec, embedder_for, poll_and_tally
+
+
+class ConsensusSpec(BallotSpec):
+    kind: Literal["consensus"]
+    threshold: float = Field(
+        0.6, gt=0.0, le=1.0, description="Agreement (winning weight / answered weight) needed to accept the vote."
+    )
+    escalate_to: str = Field("reasoner", description="Stronger role that answers when members disagree.")
+    show_answers: bool = Field(True, description="Give the escalation role the members' answers as references.")
+
+    def roles(self) -> set[str]:
+        return {*self.members, self.escalate_to}
+
+    def max_calls(self) -> int:
+        return len(self.members) + 1
+
+    def build(self, env: BuildEnv | None = None) -> ConsensusPattern:
+        return ConsensusPattern(self, embedder_for(self, env))
+
+
+@dataclass(frozen=True)
+class ConsensusPattern:
+    spec: ConsensusSpec
+    embedder: Embedder | None = None
+
+    async def run(self, request: PatternRequest, ctx: Context) -> Answer:
+        spec = self.spec
+        answers, tally = await poll_and_tally(spec, self.embedder, request, ctx, "the consensus")
+        if tally.winner is not None and tally.agreement >= spec.threshold:
+            ctx.note("escalated", False)
+            won = answers[tally.winner]
+            return Answer(text=won.text, finish_reason=won.finish_reason)
+        why = f"agreement {tally.agreement:.2f} below threshold {spec.threshold:.2f}"
+        if not can_afford(ctx, 1):
+            # Out of budget: the plurality answer is still an answer; say it was not confirmed.
+            ctx.note("escalated", {"taken": False, "reason": why, "skipped": "budget"})
+            won = answers[tally.winner if tally.winner is not None else 0]
+            return Answer(text=won.text, finish_reason=won.finish_reason)
+        ctx.note("escalated", {"taken": True, "reason": why, "role": spec.escalate_to})
+        if spec.show_answers:
+            messages = prompts.references_messages(prompts.ESCALATE_SYSTEM, request.question, [a.text for a in answers])
+        else:
+            messages = request.messages
+        out = await ctx.call(spec.escalate_to, messages, name="escalate")
+        return Answer(text=out.text, finish_reason=out.result.finish_reason)

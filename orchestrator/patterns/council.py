@@ -1,0 +1,100 @@
+"""`council`: members answer independently and in parallel; their answers are combined by
+`merge` (a synthesizer writes one answer from them), `vote` (the majority answer) or `best_of_n`
+(the judge's favourite). Agreement is always measured (same rules as `vote`); the answer ends
+with a line stating it, flagging uncertainty when it is below `diverge_below`.
+Decisions: `council` (mode, agreement, uncertain), `vote`, and `scores` for best_of_n."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from .. import prompts
+from ..context import Context
+from ..errors import PatternFailed
+from . import judging
+from .base import Answer, BuildEnv, PatternRequest, PatternSpecBase
+from .embedding import Embedder
+from .members import MemberAnswer, ask_all, require_answers
+from .vote import embedder_for
+from .voting import AgreementFields, decide, tally_note
+
+
+class CouncilSpec(PatternSpecBase, AgreementFields):
+    kind: Literal["council"]
+    members: list[str] = Field(min_length=2, max_length=16, description="Roles that answer independently.")
+    combine: Literal["merge", "vote", "best_of_n"] = Field("merge", description="How the answers become one.")
+    synthesizer: str = Field("synthesizer", description="combine: merge: the role that writes the combined answer.")
+    judge: str = Field("judge", description="combine: best_of_n: the role that scores each answer.")
+    diverge_below: float = Field(
+        0.5, ge=0.0, le=1.0, description="Agreement below this is stated as divergence: the answer is flagged uncertain."
+    )
+    state_agreement: bool = Field(True, description="End the answer with a line stating the members' agreement.")
+    extract: Literal["exact", "label", "numeric", "semantic"] = Field(
+        "semantic", description="How agreement is measured (see vote); free text clusters by meaning."
+    )
+
+    @model_validator(mode="after")
+    def _weights_name_members(self) -> CouncilSpec:
+        self.check_weighted_roles(self.members)
+        return self
+
+    def roles(self) -> set[str]:
+        extra = {"merge": {self.synthesizer}, "best_of_n": {self.judge}, "vote": set()}[self.combine]
+        return {*self.members, *extra}
+
+    def max_calls(self) -> int:
+        n = len(self.members)
+        return n + {"merge": 1, "best_of_n": n, "vote": 0}[self.combine]
+
+    def build(self, env: BuildEnv | None = None) -> CouncilPattern:
+        return CouncilPattern(self, embedder_for(self, env))
+
+
+def agreement_line(agreeing: int, answered: int, asked: int, agreement: float, uncertain: bool) -> str:
+    line = f"Council agreement: {agreeing} of {answered} members agree ({agreement:.0%})"
+    if answered < asked:
+        line += f"; {asked - answered} of {asked} members failed to answer"
+    if uncertain:
+        line += ". The members diverge: treat this answer as uncertain."
+    return line + "."
+
+
+@dataclass(frozen=True)
+class CouncilPattern:
+    spec: CouncilSpec
+    embedder: Embedder | None = None
+
+    async def _combine(self, request: PatternRequest, ctx: Context, answers: list[MemberAnswer], winner: int | None) -> str:
+        spec = self.spec
+        if spec.combine == "vote":
+            if winner is None:
+                raise PatternFailed(f"no council member's answer held a {spec.extract} answer to vote on")
+            return answers[winner].text
+        if spec.combine == "best_of_n":
+            scores = await judging.score_all(ctx, spec.judge, request.question, [a.text for a in answers], name="judge")
+            ctx.note("scores", [{"member": f"{a.index}:{a.role}", "score": s} for a, s in zip(answers, scores, strict=True)])
+            return answers[judging.best(scores) or 0].text
+        messages = prompts.references_messages(prompts.MERGE_SYSTEM, request.question, [a.text for a in answers])
+        out = await ctx.call(spec.synthesizer, messages, name="merge")
+        return out.text
+
+    async def run(self, request: PatternRequest, ctx: Context) -> Answer:
+        spec = self.spec
+        poll = await ask_all(
+            ctx, spec.members, spec.member_messages(request.messages), name="member", constraint=spec.member_constraint()
+        )
+        answers = require_answers(poll, "the council")
+        tally = await decide(spec, answers, self.embedder)
+        uncertain = tally.agreement < spec.diverge_below
+        ctx.note("vote", tally_note(tally, answers))
+        ctx.note("agreement", round(tally.agreement, 4))
+        ctx.note("council", {"combine": spec.combine, "uncertain": uncertain, "answered": len(answers)})
+        text = await self._combine(request, ctx, answers, tally.winner)
+        if spec.state_agreement:
+            agreeing = len(tally.groups[0].members) if tally.groups else 0
+            line = agreement_line(agreeing, len(answers), len(spec.members), tally.agreement, uncertain)
+            text = f"{text.rstrip()}\n\n{line}"
+        return Answer(text=text)

@@ -1,0 +1,43 @@
+"""`fanout`: the same request to N roles at once; every answer comes back, side by side."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import Field
+
+from ..context import Context
+from .base import Answer, BuildEnv, PatternRequest, PatternSpecBase
+from .members import ask_all, require_answers
+
+
+class FanoutSpec(PatternSpecBase):
+    kind: Literal["fanout"]
+    members: list[str] = Field(min_length=1, max_length=16, description="Roles asked; a role may repeat.")
+    temperature: float | None = Field(None, ge=0.0, le=2.0, description="Members' temperature (default: the request's).")
+
+    def roles(self) -> set[str]:
+        return set(self.members)
+
+    def max_calls(self) -> int:
+        return len(self.members)
+
+    def build(self, env: BuildEnv | None = None) -> FanoutPattern:
+        return FanoutPattern(self)
+
+
+@dataclass(frozen=True)
+class FanoutPattern:
+    spec: FanoutSpec
+
+    async def run(self, request: PatternRequest, ctx: Context) -> Answer:
+        poll = await ask_all(ctx, self.spec.members, request.messages, name="member", temperature=self.spec.temperature)
+        require_answers(poll, "the fanout")
+        sections = []
+        by_index = {a.index: a for a in poll.answers}
+        for i, role in enumerate(self.spec.members):
+            body = by_index[i].text.strip() if i in by_index else "(no answer: this member failed)"
+            sections.append(f"### {i + 1}. {role}\n{body}")
+        ctx.note("answered", f"{len(poll.answers)} of {len(self.spec.members)}")
+        return Answer(text="\n\n".join(sections))

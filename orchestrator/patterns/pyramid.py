@@ -1,0 +1,105 @@
+"""`pyramid`: a layered mixture of agents, e.g. 5 → 3 → 1 roles.
+
+Layer 1 answers the conversation. Each later layer sees the question and the previous layer's
+answers as numbered references, placed after a prefix every member of every layer shares (so the
+engine's prefix cache serves it). After any layer but the last, if its members' agreement reaches
+`early_stop`, the pyramid stops and returns that layer's representative answer. The last layer
+(one role) aggregates. A layer whose members all fail ends the request; some failing is noted.
+Decisions: `layers` (agreement per layer), `agreement`, `early_stop`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from serving.types import Message
+
+from .. import prompts
+from ..context import Context
+from .base import Answer, BuildEnv, PatternRequest, PatternSpecBase
+from .embedding import Embedder
+from .members import ask_all, require_answers
+from .spending import can_afford
+from .vote import embedder_for
+from .voting import AgreementFields, decide
+
+
+class PyramidSpec(PatternSpecBase, AgreementFields):
+    kind: Literal["pyramid"]
+    layers: list[list[str]] = Field(
+        min_length=2, max_length=6, description="Roles per layer, first to last; the last layer has one role."
+    )
+    early_stop: float | None = Field(
+        0.8, gt=0.0, le=1.0, description="Stop after a layer whose agreement reaches this; null never stops early."
+    )
+    extract: Literal["exact", "label", "numeric", "semantic"] = Field(
+        "semantic", description="How a layer's agreement is measured (see vote)."
+    )
+
+    @model_validator(mode="after")
+    def _shape(self) -> PyramidSpec:
+        for i, layer in enumerate(self.layers, start=1):
+            if not 1 <= len(layer) <= 16:
+                raise ValueError(f"layer {i} has {len(layer)} roles; give each layer 1 to 16")
+        if len(self.layers[-1]) != 1:
+            raise ValueError(
+                f"the last layer aggregates and must have exactly one role, not {self.layers[-1]}; "
+                f"add a final layer such as [synthesizer]"
+            )
+        self.check_weighted_roles({r for layer in self.layers for r in layer})
+        return self
+
+    def roles(self) -> set[str]:
+        return {r for layer in self.layers for r in layer}
+
+    def max_calls(self) -> int:
+        return sum(len(layer) for layer in self.layers)
+
+    def build(self, env: BuildEnv | None = None) -> PyramidPattern:
+        return PyramidPattern(self, embedder_for(self, env))
+
+
+@dataclass(frozen=True)
+class PyramidPattern:
+    spec: PyramidSpec
+    embedder: Embedder | None = None
+
+    def _messages(self, request: PatternRequest, depth: int, references: list[str]) -> list[Message]:
+        if depth == 0:
+            return self.spec.member_messages(request.messages)
+        return prompts.references_messages(prompts.REFERENCES_SYSTEM, request.question, references)
+
+    async def run(self, request: PatternRequest, ctx: Context) -> Answer:
+        spec = self.spec
+        history: list[dict[str, object]] = []
+        ctx.note("layers", history)  # filled in as layers finish
+        ctx.note("early_stop", False)
+        references: list[str] = []
+        representative = ""
+        for depth, roles in enumerate(spec.layers[:-1]):
+            if depth > 0 and not can_afford(ctx, len(roles) + 1):
+                ctx.note("early_stop", {"after_layer": depth, "reason": "budget"})
+                return Answer(text=representative)
+            poll = await ask_all(
+                ctx, roles, self._messages(request, depth, references), name=f"layer{depth + 1}",
+                constraint=spec.member_constraint(),
+            )
+            answers = require_answers(poll, f"pyramid layer {depth + 1}")
+            tally = await decide(spec, answers, self.embedder)
+            history.append({"layer": depth + 1, "answered": len(answers), "agreement": round(tally.agreement, 4)})
+            ctx.note("agreement", round(tally.agreement, 4))
+            references = [a.text for a in answers]
+            representative = answers[tally.winner if tally.winner is not None else 0].text
+            if spec.early_stop is not None and tally.winner is not None and tally.agreement >= spec.early_stop:
+                ctx.note("early_stop", {"after_layer": depth + 1, "agreement": round(tally.agreement, 4)})
+                return Answer(text=representative, finish_reason=answers[tally.winner].finish_reason)
+        if not can_afford(ctx, 1):
+            ctx.note("early_stop", {"after_layer": len(spec.layers) - 1, "reason": "budget"})
+            return Answer(text=representative)
+        top = len(spec.layers)
+        out = await ctx.call(spec.layers[-1][0], self._messages(request, top - 1, references), name=f"layer{top}[0]")
+        history.append({"layer": top, "answered": 1})
+        return Answer(text=out.text, finish_reason=out.result.finish_reason)
