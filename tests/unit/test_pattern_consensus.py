@@ -1,0 +1,62 @@
+"""consensus: accept the vote at or above the threshold, escalate below it, budget and failures."""
+
+from __future__ import annotations
+
+from orchestrator.context import Budget
+from orchestrator.service import ChatRequest
+from serving.engine import EngineError
+from serving.types import Message
+
+from .pattern_kit import ask, build, last
+
+MEMBERS = ["generalist", "coder", "judge"]
+
+
+def setup(texts, threshold=0.6, **fields):
+    scripts = {role: (lambda req, t=t: t) for role, t in zip(MEMBERS, texts, strict=True)}
+    scripts["reasoner"] = lambda req: "#### 99"
+    spec = {"kind": "consensus", "members": MEMBERS, "extract": "numeric", "threshold": threshold,
+            "escalate_to": "reasoner", **fields}
+    return build(scripts, {"consensus": spec})
+
+
+async def test_agreement_at_the_threshold_accepts_the_vote():
+    chorus, engines = setup(["#### 3", "#### 3", "#### 4"], threshold=2 / 3)
+    reply = await chorus.chat(ask("?", "consensus"))
+    assert reply.text == "#### 3"
+    assert reply.trace.decisions["escalated"] is False
+    assert engines["reasoner"].calls == []
+
+
+async def test_agreement_below_the_threshold_escalates_with_the_answers_as_references():
+    chorus, engines = setup(["#### 1", "#### 2", "#### 3"], threshold=0.5)
+    reply = await chorus.chat(ask("what is it?", "consensus"))
+    assert reply.text == "#### 99"
+    esc = reply.trace.decisions["escalated"]
+    assert esc["taken"] is True and esc["role"] == "reasoner" and "0.33 below threshold 0.50" in esc["reason"]
+    prompt = last(engines["reasoner"].calls[0])
+    assert prompt.index("what is it?") < prompt.index("#### 1") < prompt.index("#### 3")
+    assert [s.name for s in reply.trace.steps][-1] == "escalate"
+
+
+async def test_escalation_can_get_the_plain_conversation():
+    chorus, engines = setup(["#### 1", "#### 2", "#### 3"], show_answers=False)
+    await chorus.chat(ask("plain?", "consensus"))
+    assert last(engines["reasoner"].calls[0]) == "plain?"
+
+
+async def test_failed_members_weigh_nothing_and_are_reported():
+    chorus, _ = setup(["#### 8", EngineError("x"), "#### 8"], threshold=1.0)
+    reply = await chorus.chat(ask("?", "consensus"))
+    assert reply.text == "#### 8" and reply.trace.decisions["escalated"] is False
+    assert reply.trace.decisions["failed_members"][0]["role"] == "coder"
+
+
+async def test_no_budget_for_escalation_returns_the_plurality_and_says_so():
+    chorus, engines = setup(["#### 1", "#### 1", "#### 2"], threshold=0.9)
+    req = ChatRequest(model="consensus", messages=[Message(role="user", content="?")], budget=Budget(max_model_calls=3))
+    reply = await chorus.chat(req)
+    assert reply.text == "#### 1"
+    esc = reply.trace.decisions["escalated"]
+    assert esc["taken"] is False and esc["skipped"] == "budget" and "below threshold" in esc["reason"]
+    assert engines["reasoner"].calls == []

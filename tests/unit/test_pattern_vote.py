@@ -1,0 +1,126 @@
+"""vote: extractors end to end, weights, ties, label constraint, semantic voting, failures, concurrency."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from orchestrator.config import parse_config
+from orchestrator.errors import ConfigError, PatternFailed
+from serving.engine import EngineError
+from serving.types import Choice
+
+from .pattern_kit import InFlight, TopicEmbedder, ask, build
+
+ROLES = ["generalist", "reasoner", "coder"]
+
+
+def vote(**fields):
+    return {"vote": {"kind": "vote", "members": ROLES, **fields}}
+
+
+def answers(*texts):
+    """Each role answers its text (or raises its exception) whatever it is asked."""
+    return {role: (lambda req, t=t: t) for role, t in zip(ROLES, texts, strict=True)}
+
+
+async def test_numeric_majority_returns_a_whole_winning_answer():
+    chorus, engines = build(answers("so\n#### 42", "#### 41", "6*7 is 42.0"), vote(extract="numeric"))
+    reply = await chorus.chat(ask("6*7?", "vote"))
+    assert reply.text == "so\n#### 42"  # the earliest member of the winning group, whole
+    v = reply.trace.decisions["vote"]
+    assert v["winner"] == "42" and v["winner_member"] == 0
+    assert reply.trace.decisions["agreement"] == pytest.approx(2 / 3, abs=1e-4)
+    # Numeric voting asks members for the '#### <answer>' format, in a shared system message.
+    first = engines["reasoner"].calls[0].messages[0]
+    assert first.role == "system" and "####" in first.content
+
+
+async def test_weights_turn_counting_into_weighted_voting():
+    chorus, _ = build(answers("#### 1", "#### 2", "#### 1"), vote(extract="numeric", weights={"reasoner": 3}))
+    reply = await chorus.chat(ask("?", "vote"))
+    assert reply.text == "#### 2"
+    assert reply.trace.decisions["agreement"] == pytest.approx(0.6)
+
+
+async def test_a_tie_goes_to_the_earliest_member_and_is_reported():
+    chorus, _ = build(
+        {"generalist": lambda r: "no", "reasoner": lambda r: "yes", "coder": lambda r: "yes", "judge": lambda r: "no"},
+        {"vote": {"kind": "vote", "members": ["generalist", "reasoner", "coder", "judge"]}},
+    )
+    reply = await chorus.chat(ask("?", "vote"))
+    assert reply.text == "no"
+    assert reply.trace.decisions["vote"]["tie"] is True
+    assert reply.trace.decisions["agreement"] == 0.5
+
+
+async def test_label_voting_constrains_members_to_the_labels():
+    chorus, engines = build(answers("spam", "ham", "spam"), vote(extract="label", labels=["spam", "ham"]))
+    reply = await chorus.chat(ask("buy now", "vote"))
+    assert reply.text == "spam"
+    for role in ROLES:
+        assert engines[role].calls[0].constraint == Choice(options=["spam", "ham"])
+
+
+async def test_semantic_voting_picks_the_largest_clusters_central_answer():
+    texts = ("Paris is the capital.", "It is Lyon.", "The capital is Paris, France.")
+    embedder = TopicEmbedder(["Paris", "Lyon"])
+    chorus, _ = build(answers(*texts), vote(extract="semantic", similarity=0.9), embedder=embedder)
+    reply = await chorus.chat(ask("capital of France?", "vote"))
+    assert "Paris" in reply.text
+    groups = reply.trace.decisions["vote"]["groups"]
+    assert groups[0]["members"] == ["0:generalist", "2:coder"] and groups[1]["members"] == ["1:reasoner"]
+    assert reply.trace.decisions["agreement"] == pytest.approx(2 / 3, abs=1e-4)
+    assert embedder.calls == 1
+
+
+async def test_a_failed_member_is_left_out_and_reported():
+    chorus, _ = build(answers("#### 5", EngineError("down"), "#### 5"), vote(extract="numeric"))
+    reply = await chorus.chat(ask("?", "vote"))
+    assert reply.text == "#### 5"
+    failed = reply.trace.decisions["failed_members"]
+    assert [f["role"] for f in failed] == ["reasoner"] and "down" in failed[0]["error"]
+    assert reply.trace.decisions["agreement"] == 1.0  # of the members that answered
+    assert reply.trace.totals.failed_calls == 1 and reply.trace.totals.model_calls == 3
+
+
+async def test_every_member_failing_is_a_clear_error():
+    boom = EngineError("gone")
+    chorus, _ = build(answers(boom, boom, boom), vote())
+    with pytest.raises(PatternFailed, match="every member of the vote failed"):
+        await chorus.chat(ask("?", "vote"))
+
+
+async def test_no_extractable_answer_is_a_clear_error():
+    chorus, _ = build(answers("no idea", "none", "hmm"), vote(extract="numeric"))
+    with pytest.raises(PatternFailed, match="numeric answer to vote on"):
+        await chorus.chat(ask("?", "vote"))
+
+
+async def test_members_run_concurrently():
+    probe = InFlight()
+    chorus, _ = build(answers("a", "a", "a"), vote(), delay_s=0.05, probe=probe)
+    await chorus.chat(ask("?", "vote"))
+    assert probe.peak == 3
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"extract": "label"}, "needs labels"),
+        ({"labels": ["a"]}, "only used with extract: label"),
+        ({"weights": {"judge": 2}}, "weights name role(s) judge"),
+        ({"weights": {"coder": 0}}, "must be > 0"),
+        ({"members": ["coder"]}, "at least 2"),
+    ],
+)
+def test_spec_errors_name_the_field_and_the_fix(fields, message):
+    data = {
+        "models": [{"name": "m", "source": "x"}],
+        "roles": {r: "m" for r in [*ROLES, "judge"]},
+        "patterns": vote(**fields),
+    }
+    with pytest.raises(ConfigError, match=re.escape(message)) as info:
+        parse_config(data, "c.yaml")
+    assert "patterns.vote" in str(info.value)
