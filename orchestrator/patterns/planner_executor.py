@@ -106,7 +106,7 @@ class PlannerExecutorPattern:
                 out = await ctx.call(role, messages, name=f"step[{i + 1}]:{step.type}")
                 text = out.text
             except StepFailed as exc:
-                failed.append({"step": f"step[{i + 1}]", "role": role, "error": str(exc)})
+                failed.append({"step": f"step[{i + 1}]:{step.type}", "role": role, "error": str(exc)})
             finally:
                 done[i].set_result(text)  # always: the steps after this one wait on it
 

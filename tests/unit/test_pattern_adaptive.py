@@ -1,0 +1,124 @@
+"""adaptive: label → pattern, budget-driven downgrade, classifier failure, and how it is built."""
+
+from __future__ import annotations
+
+import pytest
+
+from orchestrator.context import Budget
+from orchestrator.errors import BudgetExceeded, ConfigError
+from orchestrator.patterns.assembly import build_patterns
+from orchestrator.service import ChatRequest
+from serving.engine import EngineError
+from serving.types import Choice, Message
+
+from .pattern_kit import ask, build
+
+PATTERNS = {
+    "quick": {"kind": "single", "role": "generalist"},
+    "panel": {"kind": "fanout", "members": ["generalist", "reasoner", "coder"]},
+    "deep": {"kind": "council", "members": ["generalist", "reasoner", "coder"], "combine": "vote", "extract": "exact"},
+    "auto": {
+        "kind": "adaptive",
+        "classifier": "classifier",
+        "routes": {"simple": {"pattern": "quick", "when": "short factual"}, "hard": {"pattern": "deep"}},
+        "fallback": "quick",
+    },
+}
+
+
+def setup(label, patterns=PATTERNS):
+    scripts = {
+        "classifier": lambda req: label,
+        "generalist": lambda req: "g",
+        "reasoner": lambda req: "r",
+        "coder": lambda req: "r",
+        "synthesizer": lambda req: "s",
+    }
+    return build(scripts, patterns)
+
+
+def request(budget=None):
+    return ChatRequest(model="auto", messages=[Message(role="user", content="q")], budget=budget)
+
+
+async def test_a_simple_question_goes_to_the_cheap_pattern():
+    chorus, engines = setup("simple")
+    reply = await chorus.chat(request())
+    assert reply.text == "g" and reply.trace.kind == "adaptive"
+    assert reply.trace.decisions["adaptive"] == {"label": "simple", "preferred": "quick", "chosen": "quick", "why": "label 'simple'"}
+    assert engines["classifier"].calls[0].constraint == Choice(options=["simple", "hard"])
+    assert "- simple: short factual" in engines["classifier"].calls[0].messages[0].content
+
+
+async def test_a_hard_question_runs_the_council_in_the_same_trace():
+    chorus, _ = setup("hard")
+    reply = await chorus.chat(request())
+    assert reply.text.startswith("r\n\nCouncil agreement: 2 of 3")
+    assert [s.name for s in reply.trace.steps] == ["classify", "member[0]", "member[1]", "member[2]"]
+    assert "council" in reply.trace.decisions and reply.trace.decisions["adaptive"]["chosen"] == "deep"
+
+
+async def test_an_over_budget_choice_takes_the_most_thorough_that_fits():
+    patterns = {**PATTERNS, "auto": {**PATTERNS["auto"], "routes": {**PATTERNS["auto"]["routes"], "panel": {"pattern": "panel"}}}}
+    patterns["deep"] = {**PATTERNS["deep"], "combine": "merge", "members": ["generalist", "reasoner", "coder", "generalist"]}
+    scripts_budget = Budget(max_model_calls=4)  # classify + 3: deep (5 calls) is too much, panel (3) fits
+    chorus, _ = setup("hard", patterns)
+    reply = await chorus.chat(request(scripts_budget))
+    d = reply.trace.decisions["adaptive"]
+    assert d["preferred"] == "deep" and d["chosen"] == "panel"
+    assert "deep needs up to 5 calls, over budget (3 calls / None tokens left): took panel" in d["why"]
+    assert reply.trace.totals.model_calls == 4
+
+
+async def test_a_token_budget_counts_calls_at_the_sampling_limit():
+    chorus, _ = setup("hard")
+    # 3 council calls × 256 max_tokens > what is left; the single call fits.
+    reply = await chorus.chat(request(Budget(max_tokens=400)))
+    assert reply.trace.decisions["adaptive"]["chosen"] == "quick"
+
+
+async def test_nothing_affordable_is_a_budget_error():
+    chorus, _ = setup("hard")
+    with pytest.raises(BudgetExceeded, match="no configured pattern fits"):
+        await chorus.chat(request(Budget(max_model_calls=1)))
+
+
+async def test_a_failed_classifier_takes_the_fallback():
+    chorus, _ = setup(EngineError("down"))
+    reply = await chorus.chat(request())
+    d = reply.trace.decisions["adaptive"]
+    assert d["chosen"] == "quick" and d["why"].startswith("classifier failed")
+
+
+def spec_map(patterns):
+    from orchestrator.config import parse_config
+
+    data = {"models": [{"name": "m", "source": "x"}],
+            "roles": {r: "m" for r in ["classifier", "generalist", "reasoner", "coder", "synthesizer"]}, "patterns": patterns}
+    return parse_config(data, "c.yaml").patterns
+
+
+def test_naming_an_unknown_pattern_is_a_config_error():
+    specs = spec_map({**PATTERNS, "auto": {**PATTERNS["auto"], "fallback": "nope"}})
+    with pytest.raises(ConfigError, match="patterns.auto: names pattern 'nope', which is not under patterns:"):
+        build_patterns(specs)
+
+
+def test_adaptive_cannot_name_another_adaptive():
+    specs = spec_map({**PATTERNS, "auto2": {**PATTERNS["auto"], "fallback": "auto"}})
+    with pytest.raises(ConfigError, match="'auto', which itself runs other patterns"):
+        build_patterns(specs)
+
+
+def test_patterns_share_one_embedder():
+    from .pattern_kit import TopicEmbedder
+
+    embedder = TopicEmbedder([])
+    specs = spec_map({
+        "a": {"kind": "vote", "members": ["generalist", "coder"], "extract": "semantic"},
+        "b": {"kind": "pyramid", "layers": [["generalist", "coder"], ["reasoner"]]},
+        "c": {"kind": "vote", "members": ["generalist", "coder"]},
+    })
+    built = build_patterns(specs, embedder)
+    assert built["a"].embedder is embedder and built["b"].embedder is embedder
+    assert built["c"].embedder is None  # exact voting needs none

@@ -1,0 +1,134 @@
+"""planner_executor: plan under a closed schema, dependency-ordered parallel steps, one repair."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from orchestrator.errors import PatternFailed
+from orchestrator.patterns.plan import Plan, PlanError, order, parse_plan, plan_schema
+from serving.engine import EngineError
+from serving.types import JsonSchema
+
+from .pattern_kit import InFlight, ask, build, last
+
+SPEC = {
+    "pe": {
+        "kind": "planner_executor",
+        "planner": "planner",
+        "executors": {"research": "generalist", "code": "coder"},
+        "max_steps": 4,
+    }
+}
+
+
+def plan(*steps):
+    return json.dumps({"steps": [{"type": t, "instruction": i, "after": a} for t, i, a in steps]})
+
+
+GOOD = plan(("research", "find A", []), ("code", "write B", []), ("research", "combine", [1, 2]))
+
+
+def planner(*plans):
+    """Answers plans in turn, then the synthesis (which echoes the numbered results it got)."""
+    queue = list(plans)
+
+    def script(req):
+        if req.constraint is not None:
+            return queue.pop(0)
+        return "ANSWER\n" + last(req)
+
+    return script
+
+
+def setup(*plans, generalist=None, coder=None, probe=None):
+    scripts = {
+        "planner": planner(*plans),
+        "generalist": generalist or (lambda req: "R:" + last(req).split("Your step:\n")[1].split("\n")[0]),
+        "coder": coder or (lambda req: "C:" + last(req).split("Your step:\n")[1].split("\n")[0]),
+    }
+    return build(scripts, SPEC, probe=probe, delay_s=0.05 if probe else 0.0)
+
+
+async def test_independent_steps_run_together_and_dependents_see_their_results():
+    probe = InFlight()
+    chorus, engines = setup(GOOD, probe=probe)
+    reply = await chorus.chat(ask("build it", "pe"))
+    assert probe.peak == 2  # steps 1 and 2 together; step 3 after both
+    names = [s.name for s in reply.trace.steps]
+    assert names[0] == "plan" and names[-1] == "synthesize"
+    assert sorted(names[1:3]) == ["step[1]:research", "step[2]:code"] and names[3] == "step[3]:research"
+    step3 = last(engines["generalist"].calls[-1])
+    assert "[result 1]\nR:find A" in step3 and "[result 2]\nC:write B" in step3
+    assert "step 3 (research): combine\nR:combine" in reply.text
+    assert reply.trace.decisions["plan_repaired"] is False
+    assert [s["type"] for s in reply.trace.decisions["plan"]] == ["research", "code", "research"]
+    # The planner was constrained by the closed plan schema.
+    constraint = engines["planner"].calls[0].constraint
+    assert isinstance(constraint, JsonSchema)
+    assert constraint.json_schema["properties"]["steps"]["items"]["properties"]["type"]["enum"] == ["research", "code"]
+
+
+async def test_a_cyclic_plan_gets_one_repair():
+    cyclic = plan(("research", "a", [2]), ("code", "b", [1]))
+    chorus, engines = setup(cyclic, GOOD)
+    reply = await chorus.chat(ask("x", "pe"))
+    assert "cycle" in reply.trace.decisions["plan_repaired"]["problem"]
+    repair = engines["planner"].calls[1]
+    assert repair.messages[-2].content == cyclic and "cycle" in last(repair)
+    assert reply.trace.steps[1].name == "plan_repair" and reply.text.startswith("ANSWER")
+
+
+async def test_a_second_bad_plan_is_a_clear_error():
+    chorus, _ = setup('{"steps": [', plan(("poem", "x", [])))
+    with pytest.raises(PatternFailed, match=r"invalid \(not valid JSON.*\) and so was its repair \(step 1 has type 'poem'"):
+        await chorus.chat(ask("x", "pe"))
+
+
+async def test_a_failed_step_skips_its_dependents_and_the_planner_answers_from_the_rest():
+    coder = lambda req: EngineError("coder down")  # noqa: E731
+    chorus, engines = setup(GOOD, coder=coder)
+    reply = await chorus.chat(ask("x", "pe"))
+    assert reply.trace.decisions["skipped_steps"] == [3]
+    assert reply.trace.decisions["failed_members"][0]["step"] == "step[2]:code"
+    assert "step 2 (code): write B\n(this step failed)" in reply.text
+    assert len(engines["generalist"].calls) == 1  # step 3 never ran
+
+
+async def test_every_step_failing_is_an_error():
+    down = lambda req: EngineError("down")  # noqa: E731
+    chorus, _ = setup(GOOD, generalist=down, coder=down)
+    with pytest.raises(PatternFailed, match="every step of the 3-step plan failed or was skipped"):
+        await chorus.chat(ask("x", "pe"))
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("nope", "not valid JSON"),
+        ('{"steps": []}', "the plan has 0 steps"),
+        (plan(("research", "a", [3])), "not other steps of the plan"),
+        (plan(("research", "a", [1])), "not other steps of the plan"),
+        (plan(("research", " ", [])), "empty instruction"),
+        ('{"steps": [{"type": "research"}]}', "not a plan: steps.0.instruction"),
+        (plan(*[("research", "a", [])] * 5), "the plan has 5 steps; it needs 1 to 4"),
+    ],
+)
+def test_plan_problems_are_named(text, problem):
+    with pytest.raises(PlanError, match=problem):
+        parse_plan(text, ["research", "code"], 4)
+
+
+def test_order_respects_dependencies_in_any_direction():
+    p = Plan.model_validate(json.loads(plan(("research", "a", [2]), ("code", "b", []), ("code", "c", [1]))))
+    assert order(p) == [2, 1, 3]
+
+
+def test_plan_schema_is_closed():
+    schema = plan_schema(["a"], 3, 50)
+    item = schema["properties"]["steps"]["items"]
+    assert schema["additionalProperties"] is False and item["additionalProperties"] is False
+    assert schema["properties"]["steps"]["maxItems"] == 3
+    assert item["properties"]["instruction"]["maxLength"] == 50
+    assert item["properties"]["after"]["items"]["maximum"] == 3
