@@ -301,3 +301,46 @@ def test_deployments_from_a_config_use_targets_roles_and_restart_fill_from_one()
     coder, tiny = deps
     assert (coder.replicas, coder.seqs, coder.context, coder.weight, coder.fill) == (1, 2, 1024, 2, True)
     assert (tiny.replicas, tiny.seqs, tiny.context, tiny.weight) == (1, 8, 4096, 1)
+
+
+# --- chorus plan ---------------------------------------------------------------------------------
+
+
+def cli(*argv: str) -> int:
+    from orchestrator.plan_command import main
+
+    return main(["plan", *argv])
+
+
+def test_chorus_plan_writes_yaml_that_check_accepts(tmp_path, capsys):
+    from pathlib import Path
+
+    from orchestrator.config import load_config
+
+    preset = Path(__file__).resolve().parents[2] / "configs" / "gpu-8x80.yaml"
+    out = tmp_path / "planned.yaml"
+    assert cli("-c", str(preset), "--gpus", "8xH100-80GB", "-o", str(out)) == 0
+    table = capsys.readouterr().out
+    assert "n0:g0" in table and "planner#0" in table and "KV tokens" in table
+    planned = load_config(out)
+    assert planned.placement_of("planner").tensor_parallel_size == 2
+    assert cli("--check", str(out), "--gpus", "8xH100-80GB") == 0
+    assert "placement fits" in capsys.readouterr().out
+    assert cli("--check", str(out), "--gpus", "2xH100-80GB") == 1
+    assert "does not exist on node 0" in capsys.readouterr().out
+
+
+def test_chorus_plan_reports_what_does_not_fit_and_missing_gpus(capsys):
+    from pathlib import Path
+
+    preset = Path(__file__).resolve().parents[2] / "configs" / "gpu-8x80.yaml"
+    assert cli("-c", str(preset), "--gpus", "1xRTX4090-24GB", "-o", "-") == 1
+    assert "to make it fit" in capsys.readouterr().err
+    assert cli("-c", str(preset), "--gpus", "8xH100") == 2
+    assert "e.g. 8xH100-80GB" in capsys.readouterr().err
+    assert cli() == 2
+    from cluster.inventory import from_nvml
+
+    if not from_nvml().nodes:  # no GPU here: auto says so and how to plan ahead
+        assert cli("-c", str(preset)) == 2
+        assert "plan ahead with --gpus SPEC" in capsys.readouterr().err
