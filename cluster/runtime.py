@@ -176,10 +176,13 @@ def reserve(
                         f"replica {r} names GPU id(s) {bad} on node {slot.node}, which has {count} GPU(s) (ids 0-{count - 1})",
                         fixes=("run `chorus plan --gpus auto` against this cluster and use its placement",),
                     )
+                if len(set(slot.gpu_ids)) != len(slot.gpu_ids):
+                    raise PlacementError(m.name, f"replica {r} lists a GPU twice: {slot.gpu_ids}; give one id per rank")
                 pinned.append((m.name, r, own, slot.node, list(slot.gpu_ids)))
             else:
                 unpinned.append((m.name, r, p))
 
+    _refuse_oversubscribed(pinned)
     groups: list[PlacementGroup] = []
     groups_for: list[list[str]] = []  # per group: "model#replica" that need it, for error messages
     pending: list[_Pending] = []
@@ -263,6 +266,23 @@ def reserve(
     rank = {m.name: i for i, m in enumerate(models)}
     slots.sort(key=lambda s: (rank[s.model], s.replica))
     return Reservation(slots=slots, waves=start_waves(slots), groups=groups)
+
+
+def _refuse_oversubscribed(pinned: list[tuple[str, int, PlacementSpec, int, list[int]]]) -> None:
+    """Shares on one GPU above 1 would leave an actor pending forever: say so before asking Ray."""
+    load: dict[tuple[int, int], list[tuple[str, float]]] = defaultdict(list)
+    for name, r, p, node, ids in pinned:
+        for g in ids:
+            load[(node, g)].append((f"{name}#{r}", p.gpu_share))
+    for (node, g), users in sorted(load.items()):
+        total = sum(share for _, share in users)
+        if total > 1.0 + 1e-9:
+            who = ", ".join(f"{u} {share:g}" for u, share in users)
+            raise PlacementError(
+                users[0][0].split("#")[0],
+                f"node {node} GPU {g} is over-subscribed: shares sum to {total:.3f} ({who})",
+                fixes=("check the placement with `chorus plan --check`", "lower gpu_share or move a replica"),
+            )
 
 
 def _slot(item: _Pending, pg: PlacementGroup, bundles: list[int], gpu_ids: tuple[int, ...], node_id: str) -> ReplicaSlot:

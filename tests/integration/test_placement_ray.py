@@ -175,6 +175,13 @@ class TestOneNode:
             reserve(models, {"a": PlacementSpec(gpu_share=0.5, gpus=[GpuSlot(gpu_ids=[7])])}, timeout_s=5)
         with pytest.raises(PlacementError, match="node 1, but the Ray cluster has 1 node"):
             reserve(models, {"a": PlacementSpec(gpu_share=0.5, gpus=[GpuSlot(node=1, gpu_ids=[0])])}, timeout_s=5)
+        two = models_for({"a": "Qwen/Qwen2.5-1.5B-Instruct", "b": "Qwen/Qwen2.5-0.5B-Instruct"})
+        over = {"a": PlacementSpec(gpu_share=0.6, gpus=[GpuSlot(gpu_ids=[1])]),
+                "b": PlacementSpec(gpu_share=0.6, gpus=[GpuSlot(gpu_ids=[1])])}
+        with pytest.raises(PlacementError, match=r"node 0 GPU 1 is over-subscribed: shares sum to 1.200 \(a#0 0.6, b#0 0.6\)"):
+            reserve(two, over, timeout_s=5)
+        assert not [v for v in ray.util.placement_group_table().values() if v["state"] not in ("REMOVED",)
+                    and v["name"].startswith("chorus-")]
 
 
 def two_node_report() -> list[dict]:
