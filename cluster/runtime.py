@@ -40,6 +40,7 @@ a GPU in different waves; the serving layer starts one wave after the other.
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -55,6 +56,7 @@ from .spec import ModelSpec, PlacementSpec
 NODE_LABEL = "ray.io/node-id"
 # A probe takes this sliver of a bundle's GPU to learn the GPU id; it returns it at once.
 PROBE_GPU = 0.0001
+PROBE_FLOOR_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -149,6 +151,7 @@ def reserve(
     `lifetime="detached"` keeps the groups after this driver exits (for detached ModelHosts);
     `Reservation.release()` still removes them.
     """
+    deadline = time.monotonic() + timeout_s
     nodes = gpu_nodes()
     cpu_slots: list[ReplicaSlot] = []
     pinned: list[tuple[str, int, PlacementSpec, int, list[int]]] = []  # model, replica, spec, node, ids
@@ -220,7 +223,7 @@ def reserve(
             groups_for.append([f"{name}#{r}"])
             pending.append(_Pending(name, r, p, len(groups) - 1, list(range(tp))))
 
-        late = _wait([pg.ready() for pg in groups], timeout_s)
+        late = _wait([pg.ready() for pg in groups], max(0.0, deadline - time.monotonic()))
         if late:
             raise _not_ready(groups, groups_for, late, nodes, timeout_s)
 
@@ -231,7 +234,9 @@ def reserve(
                 strategy = PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=bi)
                 probes.append(_probe_gpu.options(num_gpus=PROBE_GPU, scheduling_strategy=strategy).remote())
                 where.append((gi, bi))
-        late = _wait(probes, timeout_s)
+        # Probes are quick once the groups exist; a floor keeps a group ready just before the
+        # deadline from failing on its probe.
+        late = _wait(probes, max(PROBE_FLOOR_S, deadline - time.monotonic()))
         if late:
             raise PlacementError("", f"GPU probes did not finish within {timeout_s:g}s; is the Ray cluster healthy?")
         gpu_of = {w: ids[0] for w, ids in zip(where, ray.get(probes))}
