@@ -63,8 +63,13 @@ def from_catalog(hub_id: str) -> FoundConfig | None:
 
 def _hf_cache(hub_id: str) -> Path | None:
     home = Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface"))
-    snapshots = home / "hub" / ("models--" + hub_id.replace("/", "--")) / "snapshots"
-    found = sorted(snapshots.glob("*/config.json")) if snapshots.is_dir() else []
+    repo = home / "hub" / ("models--" + hub_id.replace("/", "--"))
+    ref = repo / "refs" / "main"
+    if ref.is_file():  # the snapshot `main` points at, as transformers would load it
+        config = repo / "snapshots" / ref.read_text().strip() / "config.json"
+        if config.is_file():
+            return config
+    found = sorted((repo / "snapshots").glob("*/config.json")) if (repo / "snapshots").is_dir() else []
     return found[-1] if found else None
 
 

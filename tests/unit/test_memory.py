@@ -131,3 +131,15 @@ def test_kv_target_defaults_to_the_engine_limits_and_caps_context():
     model = ModelSpec(name="m", source="x", max_model_len=4096, max_num_seqs=32)
     assert kv_target(model, PlacementSpec()) == (32, 4096)
     assert kv_target(model, PlacementSpec(min_concurrency=4, context=100_000)) == (4, 4096)
+
+
+def test_hugging_face_cache_is_read_before_the_catalog(tmp_path, monkeypatch):
+    repo = tmp_path / "hub" / "models--Qwen--Qwen2.5-7B-Instruct"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("abc\n")
+    (repo / "snapshots" / "abc").mkdir(parents=True)
+    cfg = dict(find_config("Qwen/Qwen2.5-7B-Instruct").config, num_hidden_layers=2)
+    (repo / "snapshots" / "abc" / "config.json").write_text(json.dumps(cfg))
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    m = mem("Qwen/Qwen2.5-7B-Instruct", dtype="bfloat16")
+    assert m.origin.startswith("hf-cache:") and m.kv_bytes_per_token == 2 * 2 * 4 * 128 * 2
