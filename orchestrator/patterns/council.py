@@ -32,6 +32,9 @@ class CouncilSpec(PatternSpecBase, AgreementFields):
         0.5, ge=0.0, le=1.0, description="Agreement below this is stated as divergence: the answer is flagged uncertain."
     )
     state_agreement: bool = Field(True, description="End the answer with a line stating the members' agreement.")
+    temperature: float | None = Field(
+        None, ge=0.0, le=2.0, description="Members' temperature; > 0 lets members on one model answer differently."
+    )
     extract: Literal["exact", "label", "numeric", "semantic"] = Field(
         "semantic", description="How agreement is measured (see vote); free text clusters by meaning."
     )
@@ -84,7 +87,8 @@ class CouncilPattern:
     async def run(self, request: PatternRequest, ctx: Context) -> Answer:
         spec = self.spec
         poll = await ask_all(
-            ctx, spec.members, spec.member_messages(request.messages), name="member", constraint=spec.member_constraint()
+            ctx, spec.members, spec.member_messages(request.messages), name="member",
+            constraint=spec.member_constraint(), temperature=spec.temperature,
         )
         answers = require_answers(poll, "the council")
         tally = await decide(spec, answers, self.embedder)

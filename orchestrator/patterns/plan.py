@@ -76,7 +76,8 @@ def order(plan: Plan) -> list[int]:
 def parse_plan(text: str, types: Sequence[str], max_steps: int) -> Plan:
     """The plan in `text`, checked; PlanError naming the first problem otherwise."""
     try:
-        plan = Plan.model_validate(json.loads(text))
+        # strict=False: grammar-constrained strings may hold raw control characters (newlines, tabs).
+        plan = Plan.model_validate(json.loads(text, strict=False))
     except json.JSONDecodeError as exc:
         raise PlanError(f"not valid JSON ({exc.msg} at character {exc.pos}); the output may have been cut off") from None
     except ValidationError as exc:

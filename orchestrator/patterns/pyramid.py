@@ -38,6 +38,9 @@ class PyramidSpec(PatternSpecBase, AgreementFields):
     extract: Literal["exact", "label", "numeric", "semantic"] = Field(
         "semantic", description="How a layer's agreement is measured (see vote)."
     )
+    temperature: float | None = Field(
+        None, ge=0.0, le=2.0, description="Temperature of every layer but the last (the aggregator samples as the request says)."
+    )
 
     @model_validator(mode="after")
     def _shape(self) -> PyramidSpec:
@@ -70,7 +73,10 @@ class PyramidPattern:
     def _messages(self, request: PatternRequest, depth: int, references: list[str]) -> list[Message]:
         if depth == 0:
             return self.spec.member_messages(request.messages)
-        return prompts.references_messages(prompts.REFERENCES_SYSTEM, request.question, references)
+        # Every layer answers in the same format, so numeric voting can read later layers too.
+        return self.spec.member_messages(
+            prompts.references_messages(prompts.REFERENCES_SYSTEM, request.question, references)
+        )
 
     async def run(self, request: PatternRequest, ctx: Context) -> Answer:
         spec = self.spec
@@ -85,7 +91,7 @@ class PyramidPattern:
                 return Answer(text=representative)
             poll = await ask_all(
                 ctx, roles, self._messages(request, depth, references), name=f"layer{depth + 1}",
-                constraint=spec.member_constraint(),
+                constraint=spec.member_constraint(), temperature=spec.temperature,
             )
             answers = require_answers(poll, f"pyramid layer {depth + 1}")
             tally = await decide(spec, answers, self.embedder)
@@ -100,6 +106,9 @@ class PyramidPattern:
             ctx.note("early_stop", {"after_layer": len(spec.layers) - 1, "reason": "budget"})
             return Answer(text=representative)
         top = len(spec.layers)
-        out = await ctx.call(spec.layers[-1][0], self._messages(request, top - 1, references), name=f"layer{top}[0]")
+        out = await ctx.call(
+            spec.layers[-1][0], self._messages(request, top - 1, references), name=f"layer{top}[0]",
+            constraint=spec.member_constraint(),
+        )
         history.append({"layer": top, "answered": 1})
         return Answer(text=out.text, finish_reason=out.result.finish_reason)

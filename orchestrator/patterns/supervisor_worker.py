@@ -106,7 +106,7 @@ class SupervisorWorkerPattern:
             name="assign", constraint=schema, max_tokens=spec.json_max_tokens, temperature=0.0,
         )
         try:
-            tasks = Assignments.model_validate(json.loads(out.text)).assignments
+            tasks = Assignments.model_validate(json.loads(out.text, strict=False)).assignments
             tasks = [t for t in tasks if t.worker in spec.workers and t.task.strip()][: spec.max_assignments]
         except (json.JSONDecodeError, ValidationError):
             tasks = []
@@ -124,7 +124,7 @@ class SupervisorWorkerPattern:
                 spec.supervisor, prompts.review_messages(question, rows), name=f"review{round_}",
                 constraint=schema, max_tokens=spec.json_max_tokens, temperature=0.0,
             )
-            return Review.model_validate(json.loads(out.text))
+            return Review.model_validate(json.loads(out.text, strict=False))
         except (StepFailed, json.JSONDecodeError, ValidationError):
             return None
 

@@ -120,6 +120,12 @@ def test_plan_problems_are_named(text, problem):
         parse_plan(text, ["research", "code"], 4)
 
 
+def test_raw_control_characters_in_strings_are_accepted():
+    # A grammar-constrained model may put a literal newline inside a JSON string.
+    text = '{"steps": [{"type": "code", "instruction": "line one\nline two", "after": []}]}'
+    assert parse_plan(text, ["code"], 2).steps[0].instruction == "line one\nline two"
+
+
 def test_order_respects_dependencies_in_any_direction():
     p = Plan.model_validate(json.loads(plan(("research", "a", [2]), ("code", "b", []), ("code", "c", [1]))))
     assert order(p) == [2, 1, 3]
