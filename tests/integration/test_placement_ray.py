@@ -89,6 +89,13 @@ def landings(res: Reservation) -> list[dict]:
 
 @pytest.mark.usefixtures("ray_cluster")
 class TestOneNode:
+    def test_ray_inventory_lists_the_gpu_nodes(self):
+        inv = ray_inventory(80 * GiB, "H100-80GB")
+        assert inv.source == "ray" and inv.gpu_count == 4
+        (node,) = inv.nodes
+        assert node.ray_node_id == gpu_nodes()[0]["NodeID"] == ray.get_runtime_context().get_node_id()
+        assert [g.index for g in node.gpus] == [0, 1, 2, 3] and node.gpus[0].total_bytes == 80 * GiB
+
     def test_replicas_land_on_the_planned_gpus(self):
         models = models_for({
             "classifier": "Qwen/Qwen2.5-1.5B-Instruct",
