@@ -103,15 +103,6 @@ class Tally:
     def key(self) -> str | None:
         return self.groups[0].key if self.groups else None
 
-    def summary(self) -> dict[str, object]:
-        """What goes into the trace's decisions."""
-        return {
-            "winner": self.key,
-            "agreement": round(self.agreement, 4),
-            "tie": self.tie,
-            "groups": [{"key": g.key, "members": list(g.members), "weight": round(g.weight, 4)} for g in self.groups],
-        }
-
 
 def _rank(groups: list[Group], total: float, pick: dict[str, int]) -> Tally:
     ordered = sorted(groups, key=lambda g: (-g.weight, g.members[0]))
@@ -182,7 +173,7 @@ def central(cluster: Sequence[int], vectors: Sequence[Sequence[float]]) -> int:
 
 
 def tally_semantic(vectors: Sequence[Sequence[float]], weights: Sequence[float], threshold: float) -> Tally:
-    """Weighted vote over similarity clusters; a cluster's key is 'cluster@<first member>'."""
+    """Weighted vote over similarity clusters; a cluster's key is 'cluster@<position of its first answer>'."""
     groups, pick = [], {}
     for component in clusters(vectors, threshold):
         key = f"cluster@{component[0]}"

@@ -73,11 +73,17 @@ async def decide(fields: AgreementFields, answers: Sequence[MemberAnswer], embed
 
 
 def tally_note(tally: Tally, answers: Sequence[MemberAnswer]) -> dict[str, object]:
-    """The tally for the trace, with member positions mapped to the members' own indices/roles."""
-    note = tally.summary()
-    note["groups"] = [
-        {**g, "members": [f"{answers[i].index}:{answers[i].role}" for i in g["members"]]}  # type: ignore[index]
-        for g in note["groups"]  # type: ignore[attr-defined]
-    ]
-    note["winner_member"] = None if tally.winner is None else answers[tally.winner].index
-    return note
+    """The tally for the trace; members appear as '<member index>:<role>'."""
+
+    def who(position: int) -> str:
+        return f"{answers[position].index}:{answers[position].role}"
+
+    return {
+        "winner": tally.key,
+        "winner_member": None if tally.winner is None else answers[tally.winner].index,
+        "agreement": round(tally.agreement, 4),
+        "tie": tally.tie,
+        "groups": [
+            {"key": g.key, "members": [who(i) for i in g.members], "weight": round(g.weight, 4)} for g in tally.groups
+        ],
+    }

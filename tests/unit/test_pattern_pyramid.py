@@ -107,3 +107,21 @@ def test_the_last_layer_must_be_one_aggregator():
     }
     with pytest.raises(ConfigError, match=r"patterns\.p: the last layer aggregates and must have exactly one role"):
         parse_config(data, "c.yaml")
+
+
+async def test_label_pyramids_constrain_every_layer_and_numeric_ones_ask_the_format_throughout():
+    from serving.types import Choice
+
+    roles = ["generalist", "coder", "reasoner", "judge", "planner", "synthesizer"]
+    chorus, engines = build(
+        {r: (lambda req: "yes") for r in roles},
+        {"p": {"kind": "pyramid", "layers": LAYERS, "extract": "label", "labels": ["yes", "no"], "early_stop": None}},
+    )
+    reply = await chorus.chat(ask("?", "p"))
+    assert reply.text == "yes" and reply.trace.totals.model_calls == 6
+    assert all(e.calls[0].constraint == Choice(options=["yes", "no"]) for e in engines.values())
+    scripts = {r: (lambda req: "#### 3") for r in roles}
+    chorus, engines = build(scripts, {"p": {"kind": "pyramid", "layers": LAYERS, "extract": "numeric", "early_stop": None}})
+    await chorus.chat(ask("?", "p"))
+    for role in ["generalist", "judge", "synthesizer"]:
+        assert "####" in engines[role].calls[0].messages[0].content
