@@ -103,7 +103,9 @@ def deploy(
     deadline = time.monotonic() + timeout_s
     lifetime = {"lifetime": "detached"} if detached else {}
     progress(f"reserving resources for {sum(config.placement_of(m.name).replicas for m in config.models)} replica(s)")
-    reservation = reserve(config.models, config.placement, timeout_s=min(120.0, timeout_s))
+    reservation = reserve(
+        config.models, config.placement, timeout_s=min(120.0, timeout_s), lifetime="detached" if detached else None
+    )
     dep = Deployment(config=config, reservation=reservation)
     remote_host = ray.remote(ModelHost)
     made: dict[tuple[str, int], tuple[Any, ReplicaSlot]] = {}
