@@ -9,7 +9,9 @@ Rules, in order:
 3. Single-GPU replicas, largest need first (first-fit decreasing): each goes to the first GPU,
    in (node, id) order, with room left and no replica of the same model yet (GPUs of a
    tensor-parallel group included); GPUs are used in order, so an empty one is only opened
-   when no used one fits, which keeps the GPU count low.
+   when no used one fits, which keeps the GPU count low. A second packing tries used GPUs
+   without a tensor-parallel group first; the plan keeps the packing with fewer GPUs, then
+   less memory left unused.
 4. With `fill`, GPUs still empty take extra replicas of fill deployments (a whole GPU, or an
    empty tensor-parallel set, each), round robin, the busiest (most roles bound) first.
 5. Shares: on each GPU the memory up to the ceiling (or the GPU's free memory, if less) that
@@ -150,26 +152,68 @@ def plan(deployments: list[Deployment], inventory: Inventory, *, ceiling: float 
     names = [d.name for d in deployments]
     if len(set(names)) != len(names):
         raise PlacementError("", f"deployment names repeat: {sorted({n for n in names if names.count(n) > 1})}")
+    tp_of = {d.name: choose_tp(d, inventory, ceiling) for d in deployments}
+    # Two packings: plain first fit, and first fit that tries GPUs without a tensor-parallel
+    # group first (a group's share is capped by its fullest GPU, so a small model on one of its
+    # GPUs can strand memory on the others). Keep the one with fewer GPUs, then less unused.
+    best, error = None, None
+    for spare_groups in (False, True):
+        try:
+            placed, states = _pack(deployments, inventory, ceiling, tp_of, spare_groups)
+        except PlacementError as exc:
+            error = error or exc
+            continue
+        used = [s for s in states if s.holders]
+        score = (len(used), sum(s.cap_units - _granted(s) for s in used))
+        if best is None or score < best[0]:
+            best = (score, placed)
+    if best is None:
+        raise error
+    rank = {n: k for k, n in enumerate(names)}
+    replicas = []
+    for item in sorted(best[1], key=lambda i: (rank[i.dep.name], i.replica)):
+        share = item.units / SHARE_UNITS
+        budget = min(int(share * g.gpu.total_bytes) for g in item.gpus)
+        replicas.append(
+            ReplicaPlacement(
+                model=item.dep.name,
+                replica=item.replica,
+                node=item.gpus[0].node,
+                gpu_ids=tuple(g.gpu.index for g in item.gpus),
+                gpu_memory_utilization=share,
+                kv_tokens=item.dep.memory.kv_tokens(budget, item.tp),
+                need_bytes=item.need,
+                weight_bytes=-(-item.dep.memory.weight_bytes // item.tp),
+                extra=item.extra,
+            )
+        )
+    return PlacementPlan(tuple(replicas), inventory, ceiling, tuple(names))
+
+
+def _granted(s: _GpuState) -> int:
+    return sum(h.units for h in s.holders)
+
+
+def _pack(
+    deployments: list[Deployment], inventory: Inventory, ceiling: float, tp_of: dict[str, int], spare_groups: bool
+) -> tuple[list[_Item], list[_GpuState]]:
+    """One packing (rules 2-5); raises PlacementError when a replica finds no room."""
     states = [_GpuState(n.index, g, _cap_units(g, ceiling)) for n in inventory.nodes for g in n.gpus]
     by_node: dict[int, list[_GpuState]] = {}
     for s in states:
         by_node.setdefault(s.node, []).append(s)
-
-    items: list[_Item] = []
-    tp_of: dict[str, int] = {}
-    for d in deployments:
-        tp = choose_tp(d, inventory, ceiling)
-        tp_of[d.name] = tp
-        need = d.memory.need_bytes(d.min_tokens, tp)
-        items.extend(_Item(d, r, tp, need) for r in range(d.replicas))
-
+    items = [
+        _Item(d, r, tp_of[d.name], d.memory.need_bytes(d.min_tokens, tp_of[d.name]))
+        for d in deployments
+        for r in range(d.replicas)
+    ]
     multi = sorted((i for i in items if i.tp > 1), key=lambda i: (-i.tp, -i.need, i.dep.name, i.replica))
     single = sorted((i for i in items if i.tp == 1), key=lambda i: (-i.need, i.dep.name, i.replica))
     for item in multi:
         if not _place_group(item, by_node):
             raise _full_error(item, states, ceiling)
     for item in single:
-        if not _place_single(item, states):
+        if not _place_single(item, _single_order(states) if spare_groups else states):
             raise _full_error(item, states, ceiling)
 
     placed = multi + single
@@ -187,27 +231,18 @@ def plan(deployments: list[Deployment], inventory: Inventory, *, ceiling: float 
                 progress = True
         if not progress:
             break
-
     _share_out(states)
-    rank = {n: k for k, n in enumerate(names)}
-    replicas = []
-    for item in sorted(placed, key=lambda i: (rank[i.dep.name], i.replica)):
-        share = item.units / SHARE_UNITS
-        budget = min(int(share * g.gpu.total_bytes) for g in item.gpus)
-        replicas.append(
-            ReplicaPlacement(
-                model=item.dep.name,
-                replica=item.replica,
-                node=item.gpus[0].node,
-                gpu_ids=tuple(g.gpu.index for g in item.gpus),
-                gpu_memory_utilization=share,
-                kv_tokens=item.dep.memory.kv_tokens(budget, item.tp),
-                need_bytes=item.need,
-                weight_bytes=-(-item.dep.memory.weight_bytes // item.tp),
-                extra=item.extra,
-            )
-        )
-    return PlacementPlan(tuple(replicas), inventory, ceiling, tuple(names))
+    return placed, states
+
+
+def _single_order(states: list[_GpuState]) -> list[_GpuState]:
+    """Used GPUs without a tensor-parallel group, then those with one, then empty ones."""
+    def rank(s: _GpuState) -> int:
+        if not s.holders:
+            return 2
+        return 1 if any(h.tp > 1 for h in s.holders) else 0
+
+    return sorted(states, key=rank)  # stable: (node, id) order within each rank
 
 
 def _place_group(item: _Item, by_node: dict[int, list[_GpuState]], empty_only: bool = False) -> bool:
