@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from serving.engine import Engine
-from serving.host import HostStatus
+from serving.host import HostStatus, ModelHost
 from serving.types import GenerationRequest, Result, StreamChunk
 
 from .errors import UnknownModelError
@@ -80,6 +80,25 @@ class LocalReplica:
     async def status(self) -> HostStatus:
         health = await self.engine.health()
         return HostStatus(model="", replica=self.index, ok=health.ok, detail=health.detail, gpus=self.gpus)
+
+
+@dataclass
+class HostReplica:
+    """A `ModelHost` in this process: admission, timing and accounting without Ray
+    (simulation at cluster scale, and benchmarks of chorus's own overhead)."""
+
+    host: ModelHost
+    index: int = 0
+    gpus: float = 0.0
+
+    async def generate(self, request: GenerationRequest) -> Result:
+        return await self.host.generate(request)
+
+    def stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
+        return self.host.stream(request)
+
+    async def status(self) -> HostStatus:
+        return await self.host.status()
 
 
 @dataclass
