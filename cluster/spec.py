@@ -110,6 +110,10 @@ class PlacementSpec(Strict):
             if len(self.gpus) != self.replicas:
                 raise ValueError(f"gpus lists {len(self.gpus)} slots for replicas={self.replicas}: give one per replica")
             for i, slot in enumerate(self.gpus):
+                if slot.gpu_share is not None and self.gpu_share == 0.0:
+                    raise ValueError(
+                        f"gpus[{i}].gpu_share is set but gpu_share is 0 (a CPU deployment); set gpu_share > 0"
+                    )
                 if len(slot.gpu_ids) != self.tensor_parallel_size:
                     raise ValueError(
                         f"gpus[{i}] has {len(slot.gpu_ids)} GPU ids for tensor_parallel_size="
