@@ -38,6 +38,13 @@ class ModelSpec(Strict):
     max_num_seqs: int = Field(
         16, ge=1, le=4096, description="Sequences the engine batches at once; also each replica's in-flight bound."
     )
+    max_queue: int = Field(
+        128,
+        ge=0,
+        le=1_000_000,
+        description="Requests that may wait per replica beyond max_num_seqs; past that, new interactive "
+        "requests get HTTP 429 with Retry-After instead of waiting without bound.",
+    )
     kv_cache_memory_bytes: int | None = Field(
         None,
         ge=1 << 20,
@@ -66,7 +73,9 @@ class GpuSlot(Strict):
 class PlacementSpec(Strict):
     """How many replicas of one model run and how much GPU each gets."""
 
-    replicas: int = Field(1, ge=1, le=1024, description="Independent engine copies behind one model name.")
+    replicas: int = Field(
+        1, ge=1, le=1024, description="Independent engine copies behind one model name; `fill` means `fill: true`."
+    )
     tensor_parallel_size: int = Field(1, ge=1, le=64, description="GPUs one replica shards its weights over.")
     gpu_share: float = Field(
         0.0,
@@ -98,6 +107,14 @@ class PlacementSpec(Strict):
         description="`chorus plan` places one replica, then gives GPUs left unused to extra replicas of fill "
         "deployments, busiest first (the model most roles are bound to), and writes the resulting `replicas`.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _replicas_fill(cls, data: object) -> object:
+        """`replicas: fill` is shorthand for `fill: true` (one replica plus the spare GPUs)."""
+        if isinstance(data, dict) and data.get("replicas") == "fill":
+            return {**data, "replicas": 1, "fill": True}
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> PlacementSpec:

@@ -344,3 +344,9 @@ def test_chorus_plan_reports_what_does_not_fit_and_missing_gpus(capsys):
     if not from_nvml().nodes:  # no GPU here: auto says so and how to plan ahead
         assert cli("-c", str(preset)) == 2
         assert "plan ahead with --gpus SPEC" in capsys.readouterr().err
+
+
+def test_replicas_fill_is_shorthand_for_fill_true():
+    p = PlacementSpec.model_validate({"replicas": "fill", "min_concurrency": 4})
+    assert (p.replicas, p.fill, p.min_concurrency) == (1, True, 4)
+    assert PlacementSpec.model_validate({"replicas": 3}).fill is False
