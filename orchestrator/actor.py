@@ -16,7 +16,16 @@ class Orchestrator:
     def __init__(self, config: ChorusConfig, hosts: dict[str, list[tuple[Any, float]]]) -> None:
         fleet = Fleet(
             {
-                model: [RayReplica(handle, index, gpus) for index, (handle, gpus) in enumerate(replicas)]
+                model: [
+                    RayReplica(
+                        handle,
+                        index,
+                        gpus,
+                        capacity=config.model(model).max_num_seqs,
+                        max_queue=config.model(model).max_queue,
+                    )
+                    for index, (handle, gpus) in enumerate(replicas)
+                ]
                 for model, replicas in hosts.items()
             }
         )

@@ -1,10 +1,10 @@
-"""The hosted models as the orchestrator sees them: replicas per model, picked by least work."""
+"""The hosted models as the orchestrator sees them: replicas per model, dispatched by the Balancer."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -12,12 +12,15 @@ from serving.engine import Engine
 from serving.host import HostStatus, ModelHost
 from serving.types import GenerationRequest, Result, StreamChunk
 
+from .balancer import Balancer
 from .errors import UnknownModelError
 
 
 class Replica(Protocol):
     index: int
     gpus: float  # GPUs this replica holds (gpu_share × tensor_parallel_size); 0 on CPU
+    capacity: int  # sequences its engine batches (max_num_seqs)
+    max_queue: int | None  # calls that may wait beyond capacity before new requests are refused
 
     async def generate(self, request: GenerationRequest) -> Result: ...
 
@@ -48,6 +51,8 @@ class RayReplica:
     handle: Any
     index: int
     gpus: float
+    capacity: int
+    max_queue: int | None = None
 
     async def generate(self, request: GenerationRequest) -> Result:
         with unwrap_ray_errors():
@@ -70,6 +75,8 @@ class LocalReplica:
     engine: Engine
     index: int = 0
     gpus: float = 0.0
+    capacity: int = 16
+    max_queue: int | None = None
 
     async def generate(self, request: GenerationRequest) -> Result:
         return await self.engine.generate(request)
@@ -91,6 +98,14 @@ class HostReplica:
     index: int = 0
     gpus: float = 0.0
 
+    @property
+    def capacity(self) -> int:
+        return self.host.admission.capacity
+
+    @property
+    def max_queue(self) -> int | None:
+        return self.host.admission.max_waiting
+
     async def generate(self, request: GenerationRequest) -> Result:
         return await self.host.generate(request)
 
@@ -104,37 +119,44 @@ class HostReplica:
 @dataclass
 class Fleet:
     replicas: dict[str, list[Replica]]
-    _outstanding: dict[tuple[str, int], int] = field(default_factory=dict)
+    balancer: Balancer = field(default_factory=Balancer)
 
     def models(self) -> list[str]:
         return sorted(self.replicas)
 
-    def pick(self, model: str) -> Replica:
-        """The replica with the fewest calls in flight from here; ties go to the lowest index."""
+    def _replicas(self, model: str) -> list[Replica]:
         try:
-            candidates = self.replicas[model]
+            return self.replicas[model]
         except KeyError:
             raise UnknownModelError(model, self.models()) from None
-        return min(candidates, key=lambda r: (self._outstanding.get((model, r.index), 0), r.index))
+
+    def pick(self, model: str, request: GenerationRequest | None = None) -> Replica:
+        return self.balancer.choose(model, self._replicas(model), request)  # type: ignore[return-value]
+
+    def saturated(self, model: str) -> bool:
+        """True when every replica's batch and wait queue are full: a new request would only wait."""
+        return all(
+            r.max_queue is not None and self.balancer.load(model, r) >= r.capacity + r.max_queue
+            for r in self._replicas(model)
+        )
+
+    @asynccontextmanager
+    async def _dispatch(self, model: str, request: GenerationRequest) -> AsyncIterator[Replica]:
+        replica = self.pick(model, request)
+        self.balancer.begin(model, replica)
+        try:
+            yield replica
+        finally:
+            self.balancer.end(model, replica)
 
     async def generate(self, model: str, request: GenerationRequest) -> tuple[Result, Replica]:
-        replica = self.pick(model)
-        key = (model, replica.index)
-        self._outstanding[key] = self._outstanding.get(key, 0) + 1
-        try:
+        async with self._dispatch(model, request) as replica:
             return await replica.generate(request), replica
-        finally:
-            self._outstanding[key] -= 1
 
     async def stream(self, model: str, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
-        replica = self.pick(model)
-        key = (model, replica.index)
-        self._outstanding[key] = self._outstanding.get(key, 0) + 1
-        try:
+        async with self._dispatch(model, request) as replica:
             async for chunk in replica.stream(request):
                 yield chunk
-        finally:
-            self._outstanding[key] -= 1
 
     async def status(self) -> list[HostStatus]:
         """Every replica's status; a replica that cannot answer is reported down, not raised."""

@@ -17,7 +17,7 @@ from serving.types import GenerationRequest, Message, Sampling, Usage
 
 from .config import ChorusConfig
 from .context import Budget, Context
-from .errors import ChorusError, PatternFailed, StepFailed, UnknownModelError
+from .errors import ChorusError, OverloadedError, PatternFailed, StepFailed, UnknownModelError
 from .fleet import Fleet
 from .patterns import Pattern, PatternRequest
 from .patterns.assembly import build_patterns
@@ -91,6 +91,18 @@ class Chorus:
         entries += [CatalogEntry(id=m, kind="model") for m in self.fleet.models()]
         return entries
 
+    def _models_of(self, name: str) -> set[str]:
+        if name in self.config.patterns:
+            return {self.config.roles[r] for r in self.config.patterns[name].roles()}
+        return {name}
+
+    def admit(self, name: str) -> None:
+        """Refuse a new request up front when a model it needs has a full queue on every replica,
+        rather than letting it wait without bound (or fail half-way through a pattern)."""
+        full = sorted(m for m in self._models_of(name) if self.fleet.saturated(m))
+        if full:
+            raise OverloadedError(f"model(s) {', '.join(full)} are at capacity; retry shortly", retry_after_s=1.0)
+
     def _resolve(self, name: str) -> tuple[str, Pattern, dict[str, str]]:
         """(kind, pattern, roles) for a pattern name, or a single-model pattern for a hosted model."""
         if name in self.patterns:
@@ -109,6 +121,7 @@ class Chorus:
 
     async def chat(self, req: ChatRequest) -> Reply:
         kind, pattern, roles = self._resolve(req.model)
+        self.admit(req.model)
         trace = Trace(pattern=req.model, kind=kind)
         ctx = Context(
             self.fleet,
@@ -144,6 +157,7 @@ class Chorus:
             yield Delta(text=reply.text)
             yield reply
             return
+        self.admit(req.model)
         t0 = time.perf_counter()
         request = GenerationRequest(messages=req.messages, sampling=self._sampling(req), priority=req.priority)
         text, finish, usage = [], "stop", Usage()

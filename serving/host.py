@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import collections
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from pydantic import BaseModel
@@ -47,13 +47,14 @@ class BusyClock:
     requests it equals the time the engine held at least one request.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, now: Callable[[], float] = time.perf_counter) -> None:
+        self._now = now
         self._value = 0.0
         self._inside = 0
-        self._last = time.perf_counter()
+        self._last = now()
 
     def _advance(self) -> float:
-        now = time.perf_counter()
+        now = self._now()
         if self._inside:
             self._value += (now - self._last) / self._inside
         self._last = now
@@ -79,13 +80,12 @@ class ModelHost:
         engine_kwargs: dict[str, Any] | None = None,
         *,
         gpus: float = 0.0,
-        max_waiting: int | None = None,
     ) -> None:
         self.spec = spec
         self.replica = replica
         self.gpus = gpus
         self.engine: Engine = engine_cls(spec, **(engine_kwargs or {}))  # type: ignore[call-arg]
-        self.admission = Admission(spec.max_num_seqs, max_waiting)
+        self.admission = Admission(spec.max_num_seqs, spec.max_queue)
         self.clock = BusyClock()
         self.started = False
         self.completed = 0
