@@ -50,6 +50,10 @@ class VLLMEngine:
             structured_outputs_config={"backend": "xgrammar", "disable_any_whitespace": True},
             disable_log_stats=True,
         )
+        if s.tensor_parallel_size > 1:
+            # One Ray worker per rank inside the replica's placement group (cluster.runtime
+            # names the bundles through VLLM_RAY_BUNDLE_INDICES).
+            kwargs["distributed_executor_backend"] = "ray"
         if s.on_gpu:
             kwargs["enforce_eager"] = spec.enforce_eager
             if s.gpu_memory_utilization is not None:
