@@ -1,0 +1,223 @@
+"""SimulatedEngine: the latency model, continuous batching, prefix cache, constraints, determinism.
+
+Every assertion reads simulated quantities (the engine's own clock and counters); the engines run
+with a tiny time_scale, so no test waits on wall time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+
+import pytest
+
+from cluster.spec import ModelSpec
+from orchestrator.patterns.plan import parse_plan, plan_schema
+from serving.engine import Engine, PromptTooLong
+from serving.host import ModelHost
+from serving.simulated import H100, BLOCK_TOKENS, SimulatedEngine, SimulatedGpu, json_example, regex_example
+from serving.types import Choice, GenerationRequest, JsonSchema, Message, Regex, Sampling
+
+FAST = 1e-6  # wall seconds per simulated second
+
+
+def spec(max_num_seqs: int = 64, source: str = "Qwen/Qwen2.5-7B-Instruct", **kw: object) -> ModelSpec:
+    return ModelSpec(name="generalist", source=source, max_num_seqs=max_num_seqs, max_model_len=16384, **kw)
+
+
+def ask(text: str, **kw: object) -> GenerationRequest:
+    return GenerationRequest(messages=[Message(role="user", content=text)], **kw)
+
+
+async def started(s: ModelSpec | None = None, **kw: object) -> SimulatedEngine:
+    engine = SimulatedEngine(s or spec(), time_scale=FAST, **kw)
+    await engine.start()
+    return engine
+
+
+async def run_all(engine: SimulatedEngine, requests: list[GenerationRequest]) -> list:
+    return await asyncio.gather(*(engine.generate(r) for r in requests))
+
+
+def questions(n: int, words: int = 60) -> list[GenerationRequest]:
+    return [ask(f"question {i}: " + " ".join(f"w{i}x{j}" for j in range(words))) for i in range(n)]
+
+
+def test_is_an_engine():
+    assert isinstance(SimulatedEngine(spec()), Engine)
+
+
+def test_model_facts_come_from_the_catalog():
+    small = SimulatedEngine(spec(source="Qwen/Qwen2.5-1.5B-Instruct"))
+    big = SimulatedEngine(spec(source="Qwen/Qwen2.5-32B-Instruct"), tensor_parallel_size=2)
+    assert 1.4e9 < small.memory.params < 1.7e9 and 32e9 < big.memory.params < 34e9
+    assert small.step_seconds(1, 100) < SimulatedEngine(spec()).step_seconds(1, 100) < big.step_seconds(1, 100)
+
+
+def test_step_time_grows_with_batch_and_context():
+    engine = SimulatedEngine(spec())
+    by_batch = [engine.step_seconds(b, b * 1000) for b in (1, 8, 32, 64, 256)]
+    assert by_batch == sorted(by_batch) and by_batch[0] < by_batch[-1]
+    assert engine.step_seconds(8, 8 * 4000) > engine.step_seconds(8, 8 * 500)  # KV reads grow with context
+    # Memory-bound at small batches: 64 sequences cost far less than 64 single steps.
+    assert engine.step_seconds(64, 64 * 1000) < 3 * engine.step_seconds(1, 1000)
+
+
+def test_single_stream_speed_is_plausible_for_an_h100():
+    # bf16 weights read once per token at ~75% of 3.35 TB/s: 7B ≈ 140 tok/s, 32B over TP 2 ≈ 60 tok/s.
+    seven = 1 / SimulatedEngine(spec()).step_seconds(1, 500)
+    big = 1 / SimulatedEngine(spec(source="Qwen/Qwen2.5-32B-Instruct"), tensor_parallel_size=2).step_seconds(1, 500)
+    assert 110 < seven < 180 and 45 < big < 80
+
+
+def test_prefill_is_compute_bound_and_chunked_by_token_budget():
+    engine = SimulatedEngine(spec())
+    prefill = engine.step_seconds(0, 0, [(4096, 0)])
+    flops = 2 * engine.memory.params * 4096
+    assert prefill == pytest.approx(flops / (H100.bf16_flops * H100.flops_efficiency), rel=0.15)
+
+
+async def test_throughput_rises_with_concurrency_then_saturates():
+    rates = {}
+    for n in (1, 8, 64, 256):
+        engine = await started(spec(max_num_seqs=64))
+        results = await run_all(engine, questions(n))
+        span = max(s.finished for s in engine.stats) - min(s.arrived for s in engine.stats)
+        rates[n] = sum(r.usage.completion_tokens for r in results) / span
+        await engine.shutdown()
+    assert rates[1] < rates[8] < rates[64]
+    assert rates[64] > 20 * rates[1]  # batching: many sequences share each weight read
+    assert rates[256] < 1.5 * rates[64]  # beyond max_num_seqs the batch cannot grow
+
+
+async def test_per_token_latency_grows_with_batch():
+    itl = {}
+    for n in (1, 32):
+        engine = await started()
+        await run_all(engine, questions(n))
+        s = engine.stats[0]
+        itl[n] = (s.finished - s.first_token) / (s.completion_tokens - 1)
+        await engine.shutdown()
+    assert itl[32] > itl[1]
+
+
+async def test_max_num_seqs_bounds_the_batch_and_the_rest_wait():
+    engine = await started(spec(max_num_seqs=4))
+    await run_all(engine, questions(12))
+    assert engine.max_batch == 4
+    assert sum(1 for s in engine.stats if s.queued > 0) == 8
+    assert engine.busy_seconds == pytest.approx(max(s.finished for s in engine.stats) - min(s.arrived for s in engine.stats))
+
+
+async def test_prefix_cache_hit_cuts_time_to_first_token_and_is_reported():
+    engine = await started()
+    shared = "You are the support desk of a large shop. " + " ".join(f"rule{j}" for j in range(1500))
+    first = await engine.generate(ask(shared + " Where is my parcel?"))
+    second = await engine.generate(ask(shared + " Can I return shoes?"))
+    a, b = engine.stats
+    assert first.usage.cached_tokens == 0
+    assert second.usage.cached_tokens > 0.9 * second.usage.prompt_tokens
+    assert second.usage.cached_tokens % BLOCK_TOKENS == 0
+    assert b.ttft < a.ttft / 5
+
+
+async def test_prefix_caching_off_means_no_hits():
+    engine = await started(spec(enable_prefix_caching=False))
+    text = " ".join(f"t{j}" for j in range(600))
+    await engine.generate(ask(text))
+    again = await engine.generate(ask(text))
+    assert again.usage.cached_tokens == 0
+
+
+async def test_choice_is_honoured_with_logprobs():
+    engine = await started()
+    options = ["code", "math", "general"]
+    results = await run_all(engine, [ask(f"label {i}", constraint=Choice(options=options), sampling=Sampling(logprobs=5)) for i in range(20)])
+    assert {r.text for r in results} <= set(options) and len({r.text for r in results}) > 1
+    top = results[0].logprobs[0].top
+    assert set(top) == set(options) and max(top, key=top.get) == results[0].text
+
+
+async def test_regex_and_json_schema_outputs_are_valid():
+    engine = await started()
+    score = await engine.generate(ask("score it", constraint=Regex(pattern="10|[1-9]")))
+    assert re.fullmatch("10|[1-9]", score.text)
+    schema = plan_schema(["research", "code"], 4, 120)
+    plan = await engine.generate(ask("plan it", constraint=JsonSchema(json_schema=schema)))
+    assert parse_plan(plan.text, ["research", "code"], 4).steps
+    assert plan.usage.completion_tokens > 1
+
+
+def test_generators_cover_common_shapes():
+    import random
+
+    rng = random.Random(0)
+    for pattern in (r"\d{3}-[A-Z]{2}", r"(yes|no)", r"[a-z]+ [0-9]?", r"^#### -?\d+$"):
+        assert re.fullmatch(pattern, regex_example(pattern, rng) or "")
+    doc = json_example(
+        {"type": "object", "properties": {"n": {"type": "integer", "minimum": 3, "maximum": 5}, "ok": {"type": "boolean"},
+                                          "tags": {"type": "array", "items": {"enum": ["a", "b"]}, "minItems": 2}}},
+        rng,
+    )
+    assert 3 <= doc["n"] <= 5 and isinstance(doc["ok"], bool) and len(doc["tags"]) == 2
+    json.dumps(doc)
+
+
+async def test_completion_respects_max_tokens():
+    engine = await started()
+    result = await engine.generate(ask("tell me everything", sampling=Sampling(max_tokens=5)))
+    assert result.usage.completion_tokens == 5 and result.finish_reason == "length"
+
+
+async def test_prompt_longer_than_the_model_is_the_callers_mistake():
+    engine = await started(ModelSpec(name="m", source="Qwen/Qwen2.5-7B-Instruct", max_model_len=64))
+    with pytest.raises(PromptTooLong):
+        await engine.generate(ask(" ".join(["word"] * 100)))
+
+
+async def test_deterministic_for_a_seed():
+    async def one(seed: int) -> tuple[list, list]:
+        engine = await started(seed=seed)
+        results = await run_all(engine, questions(10))
+        await engine.shutdown()
+        t0 = min(s.arrived for s in engine.stats)  # the clock's origin follows the loop's; spans are exact
+        return [r.text for r in results], [(round(s.first_token - t0, 9), round(s.finished - t0, 9)) for s in engine.stats]
+
+    assert await one(3) == await one(3)
+    assert (await one(3))[0] != (await one(4))[0]
+
+
+async def test_stream_concatenates_to_the_generated_text():
+    engine = await started()
+    request = ask("stream this")
+    chunks = [c async for c in engine.stream(request)]
+    full = await engine.generate(request)
+    assert "".join(c.delta for c in chunks) == full.text
+    assert chunks[-1].finish_reason == full.finish_reason and chunks[-1].usage == full.usage
+
+
+async def test_engines_sharing_a_gpu_slow_each_other_and_conserve_work():
+    async def run(shared: bool) -> tuple[float, SimulatedGpu]:
+        gpu = SimulatedGpu(0)
+        a = await started(devices=[gpu])
+        b = await started(devices=[gpu] if shared else [SimulatedGpu(1)])
+        await asyncio.gather(run_all(a, questions(8)), run_all(b, questions(8, words=61)))
+        span = max(a.busy_seconds, b.busy_seconds)
+        await a.shutdown()
+        await b.shutdown()
+        return span, gpu
+
+    alone, _ = await run(shared=False)
+    together, gpu = await run(shared=True)
+    assert together > 1.5 * alone
+    assert gpu.work_seconds <= together * 1.05  # one GPU cannot do more than its time
+
+
+async def test_model_host_builds_it_and_counts_its_requests():
+    host = ModelHost(spec(max_num_seqs=2), 0, SimulatedEngine, {"time_scale": FAST, "seed": 1})
+    await host.start()
+    results = await asyncio.gather(*(host.generate(r) for r in questions(5)))
+    assert all(r.usage.completion_tokens > 0 for r in results)
+    assert host.engine.max_batch == 2 and host.completed == 5  # type: ignore[attr-defined]
+    await host.shutdown()
