@@ -35,7 +35,9 @@ class AdaptiveRoute(Strict):
 class AdaptiveSpec(PatternSpecBase):
     kind: Literal["adaptive"]
     classifier: str = Field("classifier", description="Role that labels the request.")
-    routes: dict[str, AdaptiveRoute] = Field(min_length=1, max_length=16, description="Label → the pattern that answers.")
+    routes: dict[str, AdaptiveRoute] = Field(
+        min_length=1, max_length=16, description="Label → the pattern that answers."
+    )
     fallback: str = Field(description="Pattern for a failed classifier; also a candidate when the budget is tight.")
 
     @model_validator(mode="after")
@@ -62,7 +64,9 @@ class AdaptiveSpec(PatternSpecBase):
         env = env or BuildEnv()
         missing = sorted(self.uses() - set(env.patterns))
         if missing:
-            raise ValueError(f"adaptive needs the built pattern(s) {', '.join(missing)}; build it with build_patterns()")
+            raise ValueError(
+                f"adaptive needs the built pattern(s) {', '.join(missing)}; build it with build_patterns()"
+            )
         names = self.candidates()
         return AdaptivePattern(
             self,
@@ -88,8 +92,12 @@ class AdaptivePattern:
         messages = prompts.router_messages({k: r.when for k, r in self.spec.routes.items()}, request.question)
         try:
             out = await ctx.call(
-                self.spec.classifier, messages, name="classify", constraint=Choice(options=labels),
-                max_tokens=32, temperature=0.0,
+                self.spec.classifier,
+                messages,
+                name="classify",
+                constraint=Choice(options=labels),
+                max_tokens=32,
+                temperature=0.0,
             )
         except StepFailed as exc:
             return "", self.spec.fallback, f"classifier failed ({exc}); fallback"

@@ -22,11 +22,14 @@ def check_references(specs: Mapping[str, PatternSpecBase], file: str = "<config>
         for used in sorted(spec.uses()):
             if used not in specs:
                 raise ConfigError(
-                    file, f"patterns.{name}", f"names pattern '{used}', which is not under patterns: (choose from {', '.join(leaves)})"
+                    file,
+                    f"patterns.{name}",
+                    f"names pattern '{used}', which is not under patterns: (choose from {', '.join(leaves)})",
                 )
             if specs[used].uses():
                 raise ConfigError(
-                    file, f"patterns.{name}",
+                    file,
+                    f"patterns.{name}",
                     f"names pattern '{used}', which itself runs other patterns; name one of {', '.join(leaves)}",
                 )
 

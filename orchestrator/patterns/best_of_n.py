@@ -17,7 +17,9 @@ from .members import ask_all, require_answers
 
 class BestOfNSpec(PatternSpecBase):
     kind: Literal["best_of_n"]
-    members: list[str] = Field(min_length=2, max_length=16, description="Roles that answer; repeat a role for N samples.")
+    members: list[str] = Field(
+        min_length=2, max_length=16, description="Roles that answer; repeat a role for N samples."
+    )
     judge: str = Field("judge", description="Role that scores each answer 1-10.")
     temperature: float | None = Field(
         None, ge=0.0, le=2.0, description="Members' temperature; > 0 makes a repeated role sample different answers."
@@ -40,9 +42,13 @@ class BestOfNPattern:
     async def run(self, request: PatternRequest, ctx: Context) -> Answer:
         poll = await ask_all(ctx, self.spec.members, request.messages, name="member", temperature=self.spec.temperature)
         answers = require_answers(poll, "best_of_n")
-        scores = await judging.score_all(ctx, self.spec.judge, request.question, [a.text for a in answers], name="judge")
+        scores = await judging.score_all(
+            ctx, self.spec.judge, request.question, [a.text for a in answers], name="judge"
+        )
         pick = judging.best(scores)
-        ctx.note("scores", [{"member": f"{a.index}:{a.role}", "score": s} for a, s in zip(answers, scores, strict=True)])
+        ctx.note(
+            "scores", [{"member": f"{a.index}:{a.role}", "score": s} for a, s in zip(answers, scores, strict=True)]
+        )
         ctx.note("best", {"member": answers[pick or 0].index, "judged": pick is not None})
         won = answers[pick or 0]
         return Answer(text=won.text, finish_reason=won.finish_reason)

@@ -31,7 +31,9 @@ class CascadeSpec(PatternSpecBase):
     kind: Literal["cascade"]
     tiers: list[str] = Field(min_length=2, max_length=6, description="Roles from cheapest to strongest.")
     verifier: str = Field("verifier", description="Role that checks each answer but the last.")
-    check: Literal["yes_no", "score"] = Field("yes_no", description="yes_no: accept on 'yes'; score: accept at min_score.")
+    check: Literal["yes_no", "score"] = Field(
+        "yes_no", description="yes_no: accept on 'yes'; score: accept at min_score."
+    )
     min_score: int = Field(7, ge=1, le=10, description="check: score: the lowest accepted score (1-10).")
 
     @model_validator(mode="after")
@@ -103,6 +105,8 @@ class CascadePattern:
             raise PatternFailed(f"every cascade tier failed: {[e.get('error') for e in log]}")
         accepted_tier = next(e["tier"] for e in reversed(log) if "error" not in e)
         ctx.note("escalated", True)
-        reason = "last tier" if accepted_tier == len(tiers) - 1 else "stronger tiers failed; not accepted by the verifier"
+        reason = (
+            "last tier" if accepted_tier == len(tiers) - 1 else "stronger tiers failed; not accepted by the verifier"
+        )
         ctx.note("accepted_tier", {"tier": accepted_tier, "reason": reason})
         return latest

@@ -29,7 +29,10 @@ class CouncilSpec(PatternSpecBase, AgreementFields):
     synthesizer: str = Field("synthesizer", description="combine: merge: the role that writes the combined answer.")
     judge: str = Field("judge", description="combine: best_of_n: the role that scores each answer.")
     diverge_below: float = Field(
-        0.5, ge=0.0, le=1.0, description="Agreement below this is stated as divergence: the answer is flagged uncertain."
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="Agreement below this is stated as divergence: the answer is flagged uncertain.",
     )
     state_agreement: bool = Field(True, description="End the answer with a line stating the members' agreement.")
     temperature: float | None = Field(
@@ -70,7 +73,9 @@ class CouncilPattern:
     spec: CouncilSpec
     embedder: Embedder | None = None
 
-    async def _combine(self, request: PatternRequest, ctx: Context, answers: list[MemberAnswer], winner: int | None) -> str:
+    async def _combine(
+        self, request: PatternRequest, ctx: Context, answers: list[MemberAnswer], winner: int | None
+    ) -> str:
         spec = self.spec
         if spec.combine == "vote":
             if winner is None:
@@ -78,7 +83,9 @@ class CouncilPattern:
             return answers[winner].text
         if spec.combine == "best_of_n":
             scores = await judging.score_all(ctx, spec.judge, request.question, [a.text for a in answers], name="judge")
-            ctx.note("scores", [{"member": f"{a.index}:{a.role}", "score": s} for a, s in zip(answers, scores, strict=True)])
+            ctx.note(
+                "scores", [{"member": f"{a.index}:{a.role}", "score": s} for a, s in zip(answers, scores, strict=True)]
+            )
             return answers[judging.best(scores) or 0].text
         messages = prompts.references_messages(prompts.MERGE_SYSTEM, request.question, [a.text for a in answers])
         out = await ctx.call(spec.synthesizer, messages, name="merge")
@@ -87,8 +94,12 @@ class CouncilPattern:
     async def run(self, request: PatternRequest, ctx: Context) -> Answer:
         spec = self.spec
         poll = await ask_all(
-            ctx, spec.members, spec.member_messages(request.messages), name="member",
-            constraint=spec.member_constraint(), temperature=spec.temperature,
+            ctx,
+            spec.members,
+            spec.member_messages(request.messages),
+            name="member",
+            constraint=spec.member_constraint(),
+            temperature=spec.temperature,
         )
         answers = require_answers(poll, "the council")
         tally = await decide(spec, answers, self.embedder)

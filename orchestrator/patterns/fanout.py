@@ -15,7 +15,9 @@ from .members import ask_all, require_answers
 class FanoutSpec(PatternSpecBase):
     kind: Literal["fanout"]
     members: list[str] = Field(min_length=1, max_length=16, description="Roles asked; a role may repeat.")
-    temperature: float | None = Field(None, ge=0.0, le=2.0, description="Members' temperature (default: the request's).")
+    temperature: float | None = Field(
+        None, ge=0.0, le=2.0, description="Members' temperature (default: the request's)."
+    )
 
     def roles(self) -> set[str]:
         return set(self.members)

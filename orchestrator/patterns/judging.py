@@ -43,11 +43,11 @@ async def score(ctx: Context, judge: str, question: str, candidate: str, *, name
     return value
 
 
-async def score_all(ctx: Context, judge: str, question: str, candidates: Sequence[str], *, name: str) -> list[int | None]:
+async def score_all(
+    ctx: Context, judge: str, question: str, candidates: Sequence[str], *, name: str
+) -> list[int | None]:
     """Scores for every candidate, judged concurrently; a failed judgement is None."""
-    outs = await ctx.gather(
-        *(score(ctx, judge, question, c, name=f"{name}[{i}]") for i, c in enumerate(candidates))
-    )
+    outs = await ctx.gather(*(score(ctx, judge, question, c, name=f"{name}[{i}]") for i, c in enumerate(candidates)))
     return [None if isinstance(o, StepFailed) else o for o in outs]
 
 

@@ -66,7 +66,9 @@ def order(plan: Plan) -> list[int]:
     while pending:
         ready = sorted(i for i, deps in pending.items() if deps <= set(done))
         if not ready:
-            raise PlanError(f"steps {sorted(pending)} depend on each other in a cycle; each step may only come after earlier steps")
+            raise PlanError(
+                f"steps {sorted(pending)} depend on each other in a cycle; each step may only come after earlier steps"
+            )
         done += ready
         for i in ready:
             del pending[i]
@@ -79,7 +81,9 @@ def parse_plan(text: str, types: Sequence[str], max_steps: int) -> Plan:
         # strict=False: grammar-constrained strings may hold raw control characters (newlines, tabs).
         plan = Plan.model_validate(json.loads(text, strict=False))
     except json.JSONDecodeError as exc:
-        raise PlanError(f"not valid JSON ({exc.msg} at character {exc.pos}); the output may have been cut off") from None
+        raise PlanError(
+            f"not valid JSON ({exc.msg} at character {exc.pos}); the output may have been cut off"
+        ) from None
     except ValidationError as exc:
         err = exc.errors()[0]
         raise PlanError(f"not a plan: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None

@@ -64,8 +64,12 @@ class PlannerExecutorPattern:
         schema = JsonSchema(json_schema=plan_schema(types, spec.max_steps, spec.instruction_chars))
         ctx.note("plan_repaired", False)
         out = await ctx.call(
-            spec.planner, prompts.plan_messages(types, spec.max_steps, question), name="plan",
-            constraint=schema, max_tokens=spec.plan_max_tokens, temperature=0.0,
+            spec.planner,
+            prompts.plan_messages(types, spec.max_steps, question),
+            name="plan",
+            constraint=schema,
+            max_tokens=spec.plan_max_tokens,
+            temperature=0.0,
         )
         try:
             return parse_plan(out.text, types, spec.max_steps)
@@ -75,8 +79,12 @@ class PlannerExecutorPattern:
         if not can_afford(ctx, 3):  # the repair, at least one step, the synthesis
             raise PatternFailed(f"the planner's plan was invalid ({first}) and the budget leaves no room to repair it")
         out = await ctx.call(
-            spec.planner, prompts.plan_repair_messages(types, spec.max_steps, question, out.text, first),
-            name="plan_repair", constraint=schema, max_tokens=spec.plan_max_tokens, temperature=0.0,
+            spec.planner,
+            prompts.plan_repair_messages(types, spec.max_steps, question, out.text, first),
+            name="plan_repair",
+            constraint=schema,
+            max_tokens=spec.plan_max_tokens,
+            temperature=0.0,
         )
         try:
             return parse_plan(out.text, types, spec.max_steps)

@@ -39,7 +39,10 @@ class PyramidSpec(PatternSpecBase, AgreementFields):
         "semantic", description="How a layer's agreement is measured (see vote)."
     )
     temperature: float | None = Field(
-        None, ge=0.0, le=2.0, description="Temperature of every layer but the last (the aggregator samples as the request says)."
+        None,
+        ge=0.0,
+        le=2.0,
+        description="Temperature of every layer but the last (the aggregator samples as the request says).",
     )
 
     @model_validator(mode="after")
@@ -90,8 +93,12 @@ class PyramidPattern:
                 ctx.note("early_stop", {"after_layer": depth, "reason": "budget"})
                 return Answer(text=representative)
             poll = await ask_all(
-                ctx, roles, self._messages(request, depth, references), name=f"layer{depth + 1}",
-                constraint=spec.member_constraint(), temperature=spec.temperature,
+                ctx,
+                roles,
+                self._messages(request, depth, references),
+                name=f"layer{depth + 1}",
+                constraint=spec.member_constraint(),
+                temperature=spec.temperature,
             )
             answers = require_answers(poll, f"pyramid layer {depth + 1}")
             tally = await decide(spec, answers, self.embedder)
@@ -107,7 +114,9 @@ class PyramidPattern:
             return Answer(text=representative)
         top = len(spec.layers)
         out = await ctx.call(
-            spec.layers[-1][0], self._messages(request, top - 1, references), name=f"layer{top}[0]",
+            spec.layers[-1][0],
+            self._messages(request, top - 1, references),
+            name=f"layer{top}[0]",
             constraint=spec.member_constraint(),
         )
         history.append({"layer": top, "answered": 1})

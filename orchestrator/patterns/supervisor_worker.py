@@ -44,7 +44,9 @@ class SupervisorWorkerSpec(PatternSpecBase):
     def _names(self) -> SupervisorWorkerSpec:
         for name in self.workers:
             if not name or not name.replace("_", "").replace("-", "").isalnum():
-                raise ValueError(f"worker name {name!r} must be letters, digits, '-' or '_' (it becomes a JSON enum value)")
+                raise ValueError(
+                    f"worker name {name!r} must be letters, digits, '-' or '_' (it becomes a JSON enum value)"
+                )
         return self
 
     def roles(self) -> set[str]:
@@ -81,16 +83,22 @@ def _closed(properties: dict[str, Any]) -> dict[str, Any]:
 
 
 def assignment_schema(workers: list[str], most: int, chars: int) -> dict[str, Any]:
-    item = _closed({"worker": {"type": "string", "enum": workers}, "task": {"type": "string", "minLength": 1, "maxLength": chars}})
+    item = _closed(
+        {"worker": {"type": "string", "enum": workers}, "task": {"type": "string", "minLength": 1, "maxLength": chars}}
+    )
     return _closed({"assignments": {"type": "array", "minItems": 1, "maxItems": most, "items": item}})
 
 
 def review_schema(tasks: int, chars: int) -> dict[str, Any]:
-    item = _closed({"task": {"type": "integer", "minimum": 1, "maximum": tasks}, "note": {"type": "string", "maxLength": chars}})
-    return _closed({
-        "verdict": {"type": "string", "enum": ["accept", "revise"]},
-        "feedback": {"type": "array", "maxItems": tasks, "items": item},
-    })
+    item = _closed(
+        {"task": {"type": "integer", "minimum": 1, "maximum": tasks}, "note": {"type": "string", "maxLength": chars}}
+    )
+    return _closed(
+        {
+            "verdict": {"type": "string", "enum": ["accept", "revise"]},
+            "feedback": {"type": "array", "maxItems": tasks, "items": item},
+        }
+    )
 
 
 @dataclass(frozen=True)
@@ -102,8 +110,12 @@ class SupervisorWorkerPattern:
         names = list(spec.workers)
         schema = JsonSchema(json_schema=assignment_schema(names, spec.max_assignments, spec.task_chars))
         out = await ctx.call(
-            spec.supervisor, prompts.assign_messages({n: w.about for n, w in spec.workers.items()}, question),
-            name="assign", constraint=schema, max_tokens=spec.json_max_tokens, temperature=0.0,
+            spec.supervisor,
+            prompts.assign_messages({n: w.about for n, w in spec.workers.items()}, question),
+            name="assign",
+            constraint=schema,
+            max_tokens=spec.json_max_tokens,
+            temperature=0.0,
         )
         try:
             tasks = Assignments.model_validate(json.loads(out.text, strict=False)).assignments
@@ -116,21 +128,32 @@ class SupervisorWorkerPattern:
             tasks = [Assignment(worker=n, task=question) for n in names][: spec.max_assignments]
         return tasks
 
-    async def _review(self, ctx: Context, question: str, rows: list[tuple[str, str, str]], round_: int) -> Review | None:
+    async def _review(
+        self, ctx: Context, question: str, rows: list[tuple[str, str, str]], round_: int
+    ) -> Review | None:
         spec = self.spec
         schema = JsonSchema(json_schema=review_schema(len(rows), spec.task_chars))
         try:
             out = await ctx.call(
-                spec.supervisor, prompts.review_messages(question, rows), name=f"review{round_}",
-                constraint=schema, max_tokens=spec.json_max_tokens, temperature=0.0,
+                spec.supervisor,
+                prompts.review_messages(question, rows),
+                name=f"review{round_}",
+                constraint=schema,
+                max_tokens=spec.json_max_tokens,
+                temperature=0.0,
             )
             return Review.model_validate(json.loads(out.text, strict=False))
         except (StepFailed, json.JSONDecodeError, ValidationError):
             return None
 
     async def _work(
-        self, ctx: Context, question: str, tasks: list[Assignment], which: dict[int, str | None],
-        results: list[str | None], round_: int,
+        self,
+        ctx: Context,
+        question: str,
+        tasks: list[Assignment],
+        which: dict[int, str | None],
+        results: list[str | None],
+        round_: int,
     ) -> None:
         """Run tasks `which` (index → feedback or None) concurrently, updating `results` in place."""
 
@@ -176,7 +199,9 @@ class SupervisorWorkerPattern:
             todo = {f.task - 1: f.note for f in review.feedback if 1 <= f.task <= len(tasks)}
             todo.update({k: "Your previous attempt failed; try again." for k, r in enumerate(results) if r is None})
             if review.verdict == "accept" or not todo:
-                reviews.append({"round": round_, "verdict": "accept" if review.verdict == "accept" else "revise (nothing named)"})
+                reviews.append(
+                    {"round": round_, "verdict": "accept" if review.verdict == "accept" else "revise (nothing named)"}
+                )
                 break
             reviews.append({"round": round_, "verdict": "revise", "revise": sorted(k + 1 for k in todo)})
         ctx.note("rounds", rounds)

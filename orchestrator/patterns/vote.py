@@ -24,7 +24,9 @@ from .voting import AgreementFields, decide, tally_note
 class BallotSpec(PatternSpecBase, AgreementFields):
     """Members that vote and how their answers are compared (vote and consensus)."""
 
-    members: list[str] = Field(min_length=2, max_length=16, description="Voting roles; repeat a role to sample it again.")
+    members: list[str] = Field(
+        min_length=2, max_length=16, description="Voting roles; repeat a role to sample it again."
+    )
     temperature: float | None = Field(
         None, ge=0.0, le=2.0, description="Members' temperature; > 0 makes a repeated role sample different answers."
     )

@@ -49,7 +49,9 @@ class AgreementFields(BaseModel):
         """Weights may only name roles that vote; call from the spec's own validator."""
         unknown = sorted(set(self.weights) - set(roles))
         if unknown:
-            raise ValueError(f"weights name role(s) {', '.join(unknown)} that are not members ({', '.join(sorted(set(roles)))})")
+            raise ValueError(
+                f"weights name role(s) {', '.join(unknown)} that are not members ({', '.join(sorted(set(roles)))})"
+            )
 
     def member_constraint(self) -> Choice | None:
         return Choice(options=self.labels) if self.extract == "label" else None

@@ -74,13 +74,13 @@ def run(openai_client, config, name: str):
 
 
 def test_pipeline(openai_client, config):
-    _, trace, steps, spec = run(openai_client, config, "pipeline")
+    _, _, steps, spec = run(openai_client, config, "pipeline")
     assert names(steps) == [f"step[{i}]:{s.template}" for i, s in enumerate(spec.steps)]
     assert [s["role"] for s in steps] == [s.role for s in spec.steps]
 
 
 def test_cascade(openai_client, config):
-    _, trace, steps, spec = run(openai_client, config, "cascade")
+    _, trace, steps, _ = run(openai_client, config, "cascade")
     d = trace["decisions"]
     log = d["cascade"]
     for entry in log[:-1]:
@@ -133,7 +133,7 @@ def test_planner_executor_runs_its_plan(openai_client, config):
     _, trace, steps, spec = run(openai_client, config, "planner_executor")
     d = trace["decisions"]
     plan_steps = [s for s in steps if s["name"] in {"plan", "plan_repair"}]
-    plan = json.loads(plan_steps[-1]["output"])  # the closed schema yields parseable JSON
+    plan = json.loads(plan_steps[-1]["output"], strict=False)  # the closed schema yields parseable JSON
     assert [p["type"] for p in plan["steps"]] == [p["type"] for p in d["plan"]]
     assert all(p["type"] in spec.executors for p in d["plan"])
     executed = [s for s in steps if s["name"].startswith("step[")]
@@ -193,6 +193,29 @@ def test_adaptive_records_why_it_chose(openai_client, config):
 def test_every_pattern_kind_is_configured(config):
     kinds = {spec.kind for spec in config.patterns.values()}
     assert kinds >= {
-        "pipeline", "router", "cascade", "fanout", "vote", "best_of_n", "consensus",
-        "planner_executor", "supervisor_worker", "council", "pyramid", "adaptive",
+        "pipeline",
+        "router",
+        "cascade",
+        "fanout",
+        "vote",
+        "best_of_n",
+        "consensus",
+        "planner_executor",
+        "supervisor_worker",
+        "council",
+        "pyramid",
+        "adaptive",
     }
+
+
+def test_patterns_answer_through_the_ray_actor_too(chorus_server):
+    import ray
+
+    from orchestrator.deploy import find_orchestrator
+    from orchestrator.service import ChatRequest
+    from serving.types import Message
+
+    req = ChatRequest(model="fanout", messages=[Message(**QUESTION[0])])
+    a, b = ray.get([find_orchestrator().chat.remote(req), find_orchestrator().chat.remote(req)], timeout=120)
+    assert a.trace.kind == "fanout" and a.trace.totals.model_calls == 3
+    assert a.text == b.text  # greedy decoding: the same answers, whichever path they took

@@ -11,7 +11,7 @@ from orchestrator.service import ChatRequest
 from serving.engine import EngineError
 from serving.types import Choice, Message
 
-from .pattern_kit import ask, build
+from .pattern_kit import build
 
 PATTERNS = {
     "quick": {"kind": "single", "role": "generalist"},
@@ -45,7 +45,12 @@ async def test_a_simple_question_goes_to_the_cheap_pattern():
     chorus, engines = setup("simple")
     reply = await chorus.chat(request())
     assert reply.text == "g" and reply.trace.kind == "adaptive"
-    assert reply.trace.decisions["adaptive"] == {"label": "simple", "preferred": "quick", "chosen": "quick", "why": "label 'simple'"}
+    assert reply.trace.decisions["adaptive"] == {
+        "label": "simple",
+        "preferred": "quick",
+        "chosen": "quick",
+        "why": "label 'simple'",
+    }
     assert engines["classifier"].calls[0].constraint == Choice(options=["simple", "hard"])
     assert "- simple: short factual" in engines["classifier"].calls[0].messages[0].content
 
@@ -59,8 +64,15 @@ async def test_a_hard_question_runs_the_council_in_the_same_trace():
 
 
 async def test_an_over_budget_choice_takes_the_most_thorough_that_fits():
-    patterns = {**PATTERNS, "auto": {**PATTERNS["auto"], "routes": {**PATTERNS["auto"]["routes"], "panel": {"pattern": "panel"}}}}
-    patterns["deep"] = {**PATTERNS["deep"], "combine": "merge", "members": ["generalist", "reasoner", "coder", "generalist"]}
+    patterns = {
+        **PATTERNS,
+        "auto": {**PATTERNS["auto"], "routes": {**PATTERNS["auto"]["routes"], "panel": {"pattern": "panel"}}},
+    }
+    patterns["deep"] = {
+        **PATTERNS["deep"],
+        "combine": "merge",
+        "members": ["generalist", "reasoner", "coder", "generalist"],
+    }
     scripts_budget = Budget(max_model_calls=4)  # classify + 3: deep (5 calls) is too much, panel (3) fits
     chorus, _ = setup("hard", patterns)
     reply = await chorus.chat(request(scripts_budget))
@@ -93,8 +105,11 @@ async def test_a_failed_classifier_takes_the_fallback():
 def spec_map(patterns):
     from orchestrator.config import parse_config
 
-    data = {"models": [{"name": "m", "source": "x"}],
-            "roles": {r: "m" for r in ["classifier", "generalist", "reasoner", "coder", "synthesizer"]}, "patterns": patterns}
+    data = {
+        "models": [{"name": "m", "source": "x"}],
+        "roles": {r: "m" for r in ["classifier", "generalist", "reasoner", "coder", "synthesizer"]},
+        "patterns": patterns,
+    }
     return parse_config(data, "c.yaml").patterns
 
 
@@ -114,11 +129,13 @@ def test_patterns_share_one_embedder():
     from .pattern_kit import TopicEmbedder
 
     embedder = TopicEmbedder([])
-    specs = spec_map({
-        "a": {"kind": "vote", "members": ["generalist", "coder"], "extract": "semantic"},
-        "b": {"kind": "pyramid", "layers": [["generalist", "coder"], ["reasoner"]]},
-        "c": {"kind": "vote", "members": ["generalist", "coder"]},
-    })
+    specs = spec_map(
+        {
+            "a": {"kind": "vote", "members": ["generalist", "coder"], "extract": "semantic"},
+            "b": {"kind": "pyramid", "layers": [["generalist", "coder"], ["reasoner"]]},
+            "c": {"kind": "vote", "members": ["generalist", "coder"]},
+        }
+    )
     built = build_patterns(specs, embedder)
     assert built["a"].embedder is embedder and built["b"].embedder is embedder
     assert built["c"].embedder is None  # exact voting needs none

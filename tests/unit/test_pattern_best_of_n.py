@@ -66,7 +66,11 @@ async def test_answers_and_judgements_each_run_concurrently():
     assert probe.peak == 3
     # All three answers finished before the first judgement started (the layers are ordered).
     names = [s.name for s in reply.trace.steps]
-    assert names[:3] == ["member[0]", "member[1]", "member[2]"] and sorted(names[3:]) == ["judge[0]", "judge[1]", "judge[2]"]
+    assert names[:3] == ["member[0]", "member[1]", "member[2]"] and sorted(names[3:]) == [
+        "judge[0]",
+        "judge[1]",
+        "judge[2]",
+    ]
 
 
 async def test_judge_prompts_share_the_question_prefix():

@@ -15,8 +15,14 @@ MEMBERS = ["generalist", "coder", "judge"]
 def setup(texts, threshold=0.6, **fields):
     scripts = {role: (lambda req, t=t: t) for role, t in zip(MEMBERS, texts, strict=True)}
     scripts["reasoner"] = lambda req: "#### 99"
-    spec = {"kind": "consensus", "members": MEMBERS, "extract": "numeric", "threshold": threshold,
-            "escalate_to": "reasoner", **fields}
+    spec = {
+        "kind": "consensus",
+        "members": MEMBERS,
+        "extract": "numeric",
+        "threshold": threshold,
+        "escalate_to": "reasoner",
+        **fields,
+    }
     return build(scripts, {"consensus": spec})
 
 

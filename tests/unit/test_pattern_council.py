@@ -16,8 +16,9 @@ def setup(texts, combine="merge", probe=None, **fields):
     scripts["synthesizer"] = lambda req: "merged answer"
     scripts["judge"] = lambda req: "9" if "Answer to rate:\nblue sky" in last(req) else "3"
     spec = {"kind": "council", "members": MEMBERS, "combine": combine, **fields}
-    return build(scripts, {"council": spec}, embedder=TopicEmbedder(["sky", "sea"]), probe=probe,
-                 delay_s=0.05 if probe else 0.0)
+    return build(
+        scripts, {"council": spec}, embedder=TopicEmbedder(["sky", "sea"]), probe=probe, delay_s=0.05 if probe else 0.0
+    )
 
 
 async def test_merge_synthesizes_from_numbered_answers_and_states_agreement():

@@ -16,10 +16,16 @@ async def test_all_answers_come_back_in_member_order():
     probe = InFlight()
     chorus, _ = build(
         {"generalist": lambda r: "alpha", "coder": lambda r: "beta", "reasoner": lambda r: "gamma"},
-        SPEC, delay_s=0.05, probe=probe,
+        SPEC,
+        delay_s=0.05,
+        probe=probe,
     )
     reply = await chorus.chat(ask("?", "fanout"))
-    assert reply.text.index("1. generalist\nalpha") < reply.text.index("2. coder\nbeta") < reply.text.index("3. reasoner\ngamma")
+    assert (
+        reply.text.index("1. generalist\nalpha")
+        < reply.text.index("2. coder\nbeta")
+        < reply.text.index("3. reasoner\ngamma")
+    )
     assert probe.peak == 3
     assert reply.trace.totals.model_calls == 3 and reply.trace.decisions["answered"] == "3 of 3"
 

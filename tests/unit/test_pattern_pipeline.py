@@ -55,7 +55,10 @@ async def test_a_failed_step_ends_the_chain():
     ],
 )
 def test_bad_chains_are_config_errors(steps, message):
-    data = {"models": [{"name": "m", "source": "x"}], "roles": {"a": "m"},
-            "patterns": {"p": {"kind": "pipeline", "steps": steps}}}
+    data = {
+        "models": [{"name": "m", "source": "x"}],
+        "roles": {"a": "m"},
+        "patterns": {"p": {"kind": "pipeline", "steps": steps}},
+    }
     with pytest.raises(ConfigError, match=message):
         parse_config(data, "c.yaml")

@@ -82,13 +82,14 @@ async def test_a_cyclic_plan_gets_one_repair():
 
 async def test_a_second_bad_plan_is_a_clear_error():
     chorus, _ = setup('{"steps": [', plan(("poem", "x", [])))
-    with pytest.raises(PatternFailed, match=r"invalid \(not valid JSON.*\) and so was its repair \(step 1 has type 'poem'"):
+    with pytest.raises(
+        PatternFailed, match=r"invalid \(not valid JSON.*\) and so was its repair \(step 1 has type 'poem'"
+    ):
         await chorus.chat(ask("x", "pe"))
 
 
 async def test_a_failed_step_skips_its_dependents_and_the_planner_answers_from_the_rest():
-    coder = lambda req: EngineError("coder down")  # noqa: E731
-    chorus, engines = setup(GOOD, coder=coder)
+    chorus, engines = setup(GOOD, coder=lambda req: EngineError("coder down"))
     reply = await chorus.chat(ask("x", "pe"))
     assert reply.trace.decisions["skipped_steps"] == [3]
     assert reply.trace.decisions["failed_members"][0]["step"] == "step[2]:code"
@@ -97,8 +98,7 @@ async def test_a_failed_step_skips_its_dependents_and_the_planner_answers_from_t
 
 
 async def test_every_step_failing_is_an_error():
-    down = lambda req: EngineError("down")  # noqa: E731
-    chorus, _ = setup(GOOD, generalist=down, coder=down)
+    chorus, _ = setup(GOOD, generalist=lambda req: EngineError("down"), coder=lambda req: EngineError("down"))
     with pytest.raises(PatternFailed, match="every step of the 3-step plan failed or was skipped"):
         await chorus.chat(ask("x", "pe"))
 

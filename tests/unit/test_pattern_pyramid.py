@@ -23,8 +23,13 @@ def setup(first, second=("sky", "sky"), probe=None, **fields):
     scripts = {r: (lambda req, t=t: t) for r, t in zip(roles, texts, strict=True)}
     scripts["synthesizer"] = lambda req: "final"
     spec = {"kind": "pyramid", "layers": LAYERS, "early_stop": 0.9, **fields}
-    return build(scripts, {"pyramid": spec}, embedder=TopicEmbedder(["sky", "sea", "sand"]), probe=probe,
-                 delay_s=0.05 if probe else 0.0)
+    return build(
+        scripts,
+        {"pyramid": spec},
+        embedder=TopicEmbedder(["sky", "sea", "sand"]),
+        probe=probe,
+        delay_s=0.05 if probe else 0.0,
+    )
 
 
 async def test_layers_run_in_parallel_and_the_last_aggregates():
@@ -34,7 +39,12 @@ async def test_layers_run_in_parallel_and_the_last_aggregates():
     assert reply.text == "final"
     assert probe.peak == 3
     assert [s.name for s in reply.trace.steps] == [
-        "layer1[0]", "layer1[1]", "layer1[2]", "layer2[0]", "layer2[1]", "layer3[0]",
+        "layer1[0]",
+        "layer1[1]",
+        "layer1[2]",
+        "layer2[0]",
+        "layer2[1]",
+        "layer3[0]",
     ]
     assert reply.trace.decisions["early_stop"] is False
     assert [h["layer"] for h in reply.trace.decisions["layers"]] == [1, 2, 3]
@@ -121,7 +131,9 @@ async def test_label_pyramids_constrain_every_layer_and_numeric_ones_ask_the_for
     assert reply.text == "yes" and reply.trace.totals.model_calls == 6
     assert all(e.calls[0].constraint == Choice(options=["yes", "no"]) for e in engines.values())
     scripts = {r: (lambda req: "#### 3") for r in roles}
-    chorus, engines = build(scripts, {"p": {"kind": "pyramid", "layers": LAYERS, "extract": "numeric", "early_stop": None}})
+    chorus, engines = build(
+        scripts, {"p": {"kind": "pyramid", "layers": LAYERS, "extract": "numeric", "early_stop": None}}
+    )
     await chorus.chat(ask("?", "p"))
     for role in ["generalist", "judge", "synthesizer"]:
         assert "####" in engines[role].calls[0].messages[0].content

@@ -65,7 +65,7 @@ async def test_assign_work_in_parallel_accept_and_write():
     chorus, engines = setup(ACCEPT, probe=probe)
     reply = await chorus.chat(ask("do it", "sw"))
     assert probe.peak == 2
-    assert [s.name for s in reply.trace.steps][0] == "assign"
+    assert reply.trace.steps[0].name == "assign"
     assert sorted(s.name for s in reply.trace.steps[1:3]) == ["round1:coder[2]", "round1:researcher[1]"]
     assert [s.name for s in reply.trace.steps][3:] == ["review1", "write"]
     assert "researcher (task: facts):\nG:facts" in reply.text and "coder (task: code):\nC:code" in reply.text
@@ -73,7 +73,10 @@ async def test_assign_work_in_parallel_accept_and_write():
     assert reply.trace.decisions["rounds"] == 1
     schema = engines["planner"].calls[0].constraint
     assert isinstance(schema, JsonSchema)
-    assert schema.json_schema["properties"]["assignments"]["items"]["properties"]["worker"]["enum"] == ["researcher", "coder"]
+    assert schema.json_schema["properties"]["assignments"]["items"]["properties"]["worker"]["enum"] == [
+        "researcher",
+        "coder",
+    ]
     assert "- researcher: finds facts" in engines["planner"].calls[0].messages[0].content
 
 
@@ -91,7 +94,7 @@ async def test_revise_redoes_only_the_named_tasks_with_feedback():
 
 
 async def test_rounds_are_bounded_and_the_last_round_is_not_reviewed():
-    chorus, engines = setup(revise(1, 2), revise(1, 2), revise(1, 2), max_rounds=2)
+    chorus, _ = setup(revise(1, 2), revise(1, 2), revise(1, 2), max_rounds=2)
     reply = await chorus.chat(ask("do it", "sw"))
     assert reply.trace.decisions["rounds"] == 2
     reviews = [s for s in reply.trace.steps if s.name.startswith("review")]
@@ -132,8 +135,14 @@ async def test_a_failed_worker_is_retried_next_round_and_reported():
 async def test_every_task_failing_is_an_error():
     chorus, _ = build(
         {"planner": supervisor(ACCEPT), "generalist": lambda r: EngineError("x"), "coder": lambda r: EngineError("y")},
-        {"sw": {"kind": "supervisor_worker", "supervisor": "planner", "max_rounds": 1,
-                "workers": {"researcher": {"role": "generalist"}, "coder": {"role": "coder"}}}},
+        {
+            "sw": {
+                "kind": "supervisor_worker",
+                "supervisor": "planner",
+                "max_rounds": 1,
+                "workers": {"researcher": {"role": "generalist"}, "coder": {"role": "coder"}},
+            }
+        },
     )
     with pytest.raises(PatternFailed, match="every worker's task failed"):
         await chorus.chat(ask("x", "sw"))
