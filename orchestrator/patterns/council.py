@@ -1,7 +1,8 @@
 """`council`: members answer independently and in parallel; their answers are combined by
 `merge` (a synthesizer writes one answer from them), `vote` (the majority answer) or `best_of_n`
 (the judge's favourite). Agreement is always measured (same rules as `vote`); the answer ends
-with a line stating it, flagging uncertainty when it is below `diverge_below`.
+with a line stating it, flagging uncertainty when it is below `diverge_below`. If the
+synthesizer fails, the representative member answer is returned (decision `merge_failed`).
 Decisions: `council` (mode, agreement, uncertain), `vote`, and `scores` for best_of_n."""
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pydantic import Field, model_validator
 
 from .. import prompts
 from ..context import Context
-from ..errors import PatternFailed
+from ..errors import PatternFailed, StepFailed
 from . import judging
 from .base import Answer, BuildEnv, PatternRequest, PatternSpecBase
 from .embedding import Embedder
@@ -88,7 +89,12 @@ class CouncilPattern:
             )
             return answers[judging.best(scores) or 0].text
         messages = prompts.references_messages(prompts.MERGE_SYSTEM, request.question, [a.text for a in answers])
-        out = await ctx.call(spec.synthesizer, messages, name="merge")
+        try:
+            out = await ctx.call(spec.synthesizer, messages, name="merge")
+        except StepFailed as exc:
+            # The members did answer: fall back to the one most of them agree with, and say so.
+            ctx.note("merge_failed", f"{exc}; answered with the representative member answer")
+            return answers[winner if winner is not None else 0].text
         return out.text
 
     async def run(self, request: PatternRequest, ctx: Context) -> Answer:

@@ -4,7 +4,8 @@ Layer 1 answers the conversation. Each later layer sees the question and the pre
 answers as numbered references, placed after a prefix every member of every layer shares (so the
 engine's prefix cache serves it). After any layer but the last, if its members' agreement reaches
 `early_stop`, the pyramid stops and returns that layer's representative answer. The last layer
-(one role) aggregates. A layer whose members all fail ends the request; some failing is noted.
+(one role) aggregates. A layer whose members all fail ends the request; some failing is noted;
+if the aggregator fails, the layer below's representative answer stands (noted too).
 Decisions: `layers` (agreement per layer), `agreement`, `early_stop`.
 """
 
@@ -19,9 +20,10 @@ from serving.types import Message
 
 from .. import prompts
 from ..context import Context
+from ..errors import StepFailed
 from .base import Answer, BuildEnv, PatternRequest, PatternSpecBase
 from .embedding import Embedder
-from .members import ask_all, require_answers
+from .members import ask_all, record_failures, require_answers
 from .spending import can_afford
 from .vote import embedder_for
 from .voting import AgreementFields, decide
@@ -113,11 +115,17 @@ class PyramidPattern:
             ctx.note("early_stop", {"after_layer": len(spec.layers) - 1, "reason": "budget"})
             return Answer(text=representative)
         top = len(spec.layers)
-        out = await ctx.call(
-            spec.layers[-1][0],
-            self._messages(request, top - 1, references),
-            name=f"layer{top}[0]",
-            constraint=spec.member_constraint(),
-        )
+        try:
+            out = await ctx.call(
+                spec.layers[-1][0],
+                self._messages(request, top - 1, references),
+                name=f"layer{top}[0]",
+                constraint=spec.member_constraint(),
+            )
+        except StepFailed as exc:
+            # The layer below did answer: its representative answer stands, and the trace says why.
+            history.append({"layer": top, "answered": 0})
+            record_failures(ctx, [{"step": f"layer{top}[0]", "role": spec.layers[-1][0], "error": str(exc)}])
+            return Answer(text=representative)
         history.append({"layer": top, "answered": 1})
         return Answer(text=out.text, finish_reason=out.result.finish_reason)

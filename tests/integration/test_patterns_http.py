@@ -219,3 +219,15 @@ def test_patterns_answer_through_the_ray_actor_too(chorus_server):
     a, b = ray.get([find_orchestrator().chat.remote(req), find_orchestrator().chat.remote(req)], timeout=120)
     assert a.trace.kind == "fanout" and a.trace.totals.model_calls == 3
     assert a.text == b.text  # greedy decoding: the same answers, whichever path they took
+
+
+def test_adaptive_takes_a_cheaper_pattern_under_a_tight_budget(openai_client, config):
+    c = openai_client.chat.completions.create(
+        model="adaptive", messages=QUESTION, extra_body={"chorus": {"budget": {"max_model_calls": 2}}}
+    )
+    trace = c.model_extra["chorus"]["trace"]
+    d = trace["decisions"]["adaptive"]
+    assert config.patterns[d["chosen"]].max_calls() <= 1  # one call left after classifying
+    if config.patterns[d["preferred"]].max_calls() > 1:
+        assert d["chosen"] != d["preferred"] and "over budget" in d["why"]
+    assert trace["totals"]["model_calls"] <= 2

@@ -73,3 +73,20 @@ def test_roles_follow_the_combination(combine, roles):
 
     spec = CouncilSpec(kind="council", members=MEMBERS, combine=combine)
     assert spec.roles() == set(MEMBERS) | roles
+
+
+async def test_a_failed_synthesizer_leaves_the_representative_answer():
+    chorus, _ = build(
+        {
+            "generalist": lambda r: "sky",
+            "coder": lambda r: "sea",
+            "reasoner": lambda r: "blue sky",
+            "synthesizer": lambda r: EngineError("synth down"),
+        },
+        {"council": {"kind": "council", "members": MEMBERS}},
+        embedder=TopicEmbedder(["sky", "sea"]),
+    )
+    reply = await chorus.chat(ask("?", "council"))
+    assert reply.text.split("\n\n")[0] in {"sky", "blue sky"}
+    assert "synth down" in reply.trace.decisions["merge_failed"]
+    assert reply.text.endswith("2 of 3 members agree (67%).")

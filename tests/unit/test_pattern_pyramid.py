@@ -137,3 +137,18 @@ async def test_label_pyramids_constrain_every_layer_and_numeric_ones_ask_the_for
     await chorus.chat(ask("?", "p"))
     for role in ["generalist", "judge", "synthesizer"]:
         assert "####" in engines[role].calls[0].messages[0].content
+
+
+async def test_a_failed_aggregator_leaves_the_layer_belows_answer():
+    roles = ["generalist", "coder", "reasoner", "judge", "planner"]
+    scripts = {r: (lambda req, r=r: "sea" if r == "planner" else "sky") for r in roles}
+    scripts["synthesizer"] = lambda req: EngineError("agg down")
+    chorus, _ = build(
+        scripts,
+        {"p": {"kind": "pyramid", "layers": LAYERS, "early_stop": None}},
+        embedder=TopicEmbedder(["sky", "sea"]),
+    )
+    reply = await chorus.chat(ask("?", "p"))
+    assert reply.text == "sky"  # layer 2's representative (judge said sky, planner sea: tie to the earliest)
+    assert reply.trace.decisions["failed_members"][0]["step"] == "layer3[0]"
+    assert reply.trace.decisions["layers"][-1] == {"layer": 3, "answered": 0}

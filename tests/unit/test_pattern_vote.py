@@ -124,3 +124,15 @@ def test_spec_errors_name_the_field_and_the_fix(fields, message):
     with pytest.raises(ConfigError, match=re.escape(message)) as info:
         parse_config(data, "c.yaml")
     assert "patterns.vote" in str(info.value)
+
+
+async def test_a_budget_smaller_than_the_members_is_a_budget_error():
+    from orchestrator.context import Budget
+    from orchestrator.errors import BudgetExceeded
+    from orchestrator.service import ChatRequest
+    from serving.types import Message
+
+    chorus, _ = build(answers("a", "a", "a"), vote())
+    req = ChatRequest(model="vote", messages=[Message(role="user", content="?")], budget=Budget(max_model_calls=2))
+    with pytest.raises(BudgetExceeded, match="budget of 2 model calls used up"):
+        await chorus.chat(req)
