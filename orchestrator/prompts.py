@@ -78,7 +78,10 @@ PIPELINE_TEMPLATES: dict[str, str] = {
     "answer": "Answer the user's request.",
     "draft": "Write a first draft answering the user's request. Be concrete; it will be refined.",
     "critique": "Point out the mistakes, gaps and unclear parts of the previous answer to the request.",
-    "refine": "Improve the previous answer to the request: fix its mistakes and fill its gaps. Reply with the improved answer only.",
+    "refine": (
+        "Improve the previous answer to the request: fix its mistakes and fill its gaps. "
+        "Reply with the improved answer only."
+    ),
     "summarize": "Summarize the previous output for the user in a few sentences.",
     "custom": "Follow the instruction.",
 }
