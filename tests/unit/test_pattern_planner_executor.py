@@ -138,3 +138,29 @@ def test_plan_schema_is_closed():
     assert schema["properties"]["steps"]["maxItems"] == 3
     assert item["properties"]["instruction"]["maxLength"] == 50
     assert item["properties"]["after"]["items"]["maximum"] == 3
+
+
+async def test_running_out_of_budget_mid_plan_ends_the_request_without_hanging():
+    from orchestrator.context import Budget
+    from orchestrator.errors import BudgetExceeded
+    from orchestrator.service import ChatRequest
+    from serving.types import Message
+
+    chorus, engines = setup(GOOD)
+    req = ChatRequest(model="pe", messages=[Message(role="user", content="x")], budget=Budget(max_model_calls=2))
+    with pytest.raises(BudgetExceeded):
+        await chorus.chat(req)
+    # Step 3 waits on steps 1 and 2; it was skipped rather than left waiting for a step that never ran.
+    assert len(engines["generalist"].calls) + len(engines["coder"].calls) == 1
+
+
+async def test_a_bad_plan_without_budget_for_a_repair_is_a_clear_error():
+    from orchestrator.context import Budget
+    from orchestrator.service import ChatRequest
+    from serving.types import Message
+
+    chorus, engines = setup("not json", GOOD)
+    req = ChatRequest(model="pe", messages=[Message(role="user", content="x")], budget=Budget(max_model_calls=3))
+    with pytest.raises(PatternFailed, match="no room to repair it"):
+        await chorus.chat(req)
+    assert len(engines["planner"].calls) == 1
