@@ -101,6 +101,11 @@ def review_schema(tasks: int, chars: int) -> dict[str, Any]:
     )
 
 
+def _rows(tasks: list[Assignment], results: list[str | None]) -> list[tuple[str, str, str]]:
+    """(worker, task, result) per task, as the supervisor reads them."""
+    return [(t.worker, t.task, r if r is not None else "(failed)") for t, r in zip(tasks, results, strict=True)]
+
+
 @dataclass(frozen=True)
 class SupervisorWorkerPattern:
     spec: SupervisorWorkerSpec
@@ -191,8 +196,7 @@ class SupervisorWorkerPattern:
             if not can_afford(ctx, 3):  # a review, at least one redo, the answer
                 reviews.append({"round": round_, "verdict": "skipped: budget"})
                 break
-            rows = [(t.worker, t.task, r if r is not None else "(failed)") for t, r in zip(tasks, results, strict=True)]
-            review = await self._review(ctx, question, rows, round_)
+            review = await self._review(ctx, question, _rows(tasks, results), round_)
             if review is None:
                 reviews.append({"round": round_, "verdict": "accept (review unusable)"})
                 break
@@ -203,10 +207,13 @@ class SupervisorWorkerPattern:
                     {"round": round_, "verdict": "accept" if review.verdict == "accept" else "revise (nothing named)"}
                 )
                 break
-            reviews.append({"round": round_, "verdict": "revise", "revise": sorted(k + 1 for k in todo)})
+            revise = sorted(k + 1 for k in todo)
+            if not can_afford(ctx, len(todo) + 1):  # the redos and the answer
+                reviews.append({"round": round_, "verdict": "revise", "revise": revise, "skipped": "budget"})
+                break
+            reviews.append({"round": round_, "verdict": "revise", "revise": revise})
         ctx.note("rounds", rounds)
         if all(r is None for r in results):
             raise PatternFailed(f"every worker's task failed ({len(tasks)} tasks, {rounds} rounds)")
-        rows = [(t.worker, t.task, r if r is not None else "(failed)") for t, r in zip(tasks, results, strict=True)]
-        out = await ctx.call(spec.supervisor, prompts.write_messages(question, rows), name="write")
+        out = await ctx.call(spec.supervisor, prompts.write_messages(question, _rows(tasks, results)), name="write")
         return Answer(text=out.text, finish_reason=out.result.finish_reason)

@@ -146,3 +146,18 @@ async def test_every_task_failing_is_an_error():
     )
     with pytest.raises(PatternFailed, match="every worker's task failed"):
         await chorus.chat(ask("x", "sw"))
+
+
+async def test_revisions_the_budget_cannot_pay_for_are_skipped():
+    from orchestrator.context import Budget
+    from orchestrator.service import ChatRequest
+    from serving.types import Message
+
+    chorus, _ = setup(revise(1, 2))
+    # assign + 2 workers + review = 4; redoing both and writing would need 3 more.
+    req = ChatRequest(model="sw", messages=[Message(role="user", content="x")], budget=Budget(max_model_calls=6))
+    reply = await chorus.chat(req)
+    assert reply.trace.decisions["reviews"] == [
+        {"round": 1, "verdict": "revise", "revise": [1, 2], "skipped": "budget"}
+    ]
+    assert reply.trace.totals.model_calls == 5 and reply.text.startswith("WRITTEN")
