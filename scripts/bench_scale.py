@@ -352,10 +352,15 @@ def ratios(chorus: dict[str, Any], naive: dict[str, Any]) -> dict[str, Any]:
         "throughput_requests": r(chorus["requests_per_s"], naive["requests_per_s"]),
         "throughput_tokens": r(chorus["completion_tokens_per_s"], naive["completion_tokens_per_s"]),
         "gpu_utilization": r(chorus["gpu_utilization_mean"], naive["gpu_utilization_mean"]),
-        "gpu_seconds_per_token_naive_over_chorus": r(naive["gpu_seconds_per_1k_tokens"], chorus["gpu_seconds_per_1k_tokens"]),
+        "gpu_seconds_per_token_naive_over_chorus": r(
+            naive["gpu_seconds_per_1k_tokens"], chorus["gpu_seconds_per_1k_tokens"]
+        ),
         "makespan_naive_over_chorus": r(naive["elapsed_s"], chorus["elapsed_s"]),
         "latency_naive_over_chorus": {
-            name: {"p50": r(naive["patterns"][name]["p50_s"], p["p50_s"]), "p99": r(naive["patterns"][name]["p99_s"], p["p99_s"])}
+            name: {
+                "p50": r(naive["patterns"][name]["p50_s"], p["p50_s"]),
+                "p99": r(naive["patterns"][name]["p99_s"], p["p99_s"]),
+            }
             for name, p in chorus["patterns"].items()
         },
     }
@@ -367,12 +372,15 @@ def ratios(chorus: dict[str, Any], naive: dict[str, Any]) -> dict[str, Any]:
 def table(report: dict[str, Any]) -> str:
     c, n, rt = report["modes"]["chorus"], report["modes"]["naive"], report["ratios"]
     lines = [
-        f"Scale benchmark — SIMULATED 8×H100 (not a measurement), {report['requests']} concurrent requests, {report['date']}",
+        f"Scale benchmark — SIMULATED 8×H100 (not a measurement), {report['requests']} concurrent requests, "
+        f"{report['date']}",
         f"{'':10} {'chorus':>22} {'naive':>22} {'ratio':>8}",
         f"{'elapsed s':10} {c['elapsed_s']:>22.1f} {n['elapsed_s']:>22.1f} {rt['makespan_naive_over_chorus']:>7}x",
         f"{'req/s':10} {c['requests_per_s']:>22.2f} {n['requests_per_s']:>22.2f} {rt['throughput_requests']:>7}x",
-        f"{'tok/s':10} {c['completion_tokens_per_s']:>22.0f} {n['completion_tokens_per_s']:>22.0f} {rt['throughput_tokens']:>7}x",
-        f"{'GPU util':10} {c['gpu_utilization_mean']:>22.1%} {n['gpu_utilization_mean']:>22.1%} {rt['gpu_utilization']:>7}x",
+        f"{'tok/s':10} {c['completion_tokens_per_s']:>22.0f} {n['completion_tokens_per_s']:>22.0f} "
+        f"{rt['throughput_tokens']:>7}x",
+        f"{'GPU util':10} {c['gpu_utilization_mean']:>22.1%} {n['gpu_utilization_mean']:>22.1%} "
+        f"{rt['gpu_utilization']:>7}x",
         f"{'GPU-s/1k tok':10} {c['gpu_seconds_per_1k_tokens']:>22.2f} {n['gpu_seconds_per_1k_tokens']:>22.2f} "
         f"{rt['gpu_seconds_per_token_naive_over_chorus']:>7}x less",
         f"{'failed':10} {c['failed']:>22} {n['failed']:>22}",
@@ -382,11 +390,14 @@ def table(report: dict[str, Any]) -> str:
     for name, p in c["patterns"].items():
         q, lr = n["patterns"][name], rt["latency_naive_over_chorus"][name]
         lines.append(
-            f"{name:10} {p['requests']:>4} {p['p50_s']:>10.1f} /{p['p99_s']:>9.1f} {q['p50_s']:>10.1f} /{q['p99_s']:>9.1f} "
+            f"{name:10} {p['requests']:>4} {p['p50_s']:>10.1f} /{p['p99_s']:>9.1f} "
+            f"{q['p50_s']:>10.1f} /{q['p99_s']:>9.1f} "
             f"{lr['p50']:>6}x /{lr['p99']:>5}x"
         )
     lines.append("")
-    lines.append("GPU util  " + "  ".join(f"g{i}:{u:.0%}/{v:.0%}" for i, (u, v) in enumerate(zip(c["gpu_utilization"], n["gpu_utilization"]))) + "  (chorus/naive)")
+    pairs = zip(c["gpu_utilization"], n["gpu_utilization"], strict=True)
+    per_gpu = "  ".join(f"g{i}:{u:.0%}/{v:.0%}" for i, (u, v) in enumerate(pairs))
+    lines.append(f"GPU util  {per_gpu}  (chorus/naive)")
     return "\n".join(lines)
 
 
@@ -405,8 +416,9 @@ def plot(report: dict[str, Any], path: Path) -> None:
     width = 0.2
     for k, (mode, stat) in enumerate([(m, s) for m in ("chorus", "naive") for s in ("p50_s", "p99_s")]):
         vals = [modes[mode]["patterns"][p][stat] for p in names]
-        ax.bar([i + (k - 1.5) * width for i in x], vals, width, color=colors[mode], alpha=1.0 if stat == "p50_s" else 0.5,
-               label=f"{mode} {stat[:3]}")
+        shade = 1.0 if stat == "p50_s" else 0.5
+        offsets = [i + (k - 1.5) * width for i in x]
+        ax.bar(offsets, vals, width, color=colors[mode], alpha=shade, label=f"{mode} {stat[:3]}")
     ax.set_xticks(list(x), names)
     ax.set_yscale("log")
     ax.set_ylabel("latency, simulated s (log)")
@@ -463,7 +475,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "bench")
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--clock", choices=["virtual", "scaled"], default="virtual")
-    parser.add_argument("--time-scale", type=float, default=0.05, help="scaled clock: wall seconds per simulated second")
+    parser.add_argument(
+        "--time-scale", type=float, default=0.1, help="scaled clock: wall seconds per simulated second"
+    )
     args = parser.parse_args()
     config = bench_config()
     time_scale = 1.0 if args.clock == "virtual" else args.time_scale

@@ -35,7 +35,7 @@ import re
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from cluster.inventory import KNOWN_GPUS
 from cluster.memory import ModelMemory, estimate
@@ -44,6 +44,7 @@ from cluster.spec import ModelSpec
 from .engine import EngineError, EngineHealth, PromptTooLong
 from .types import Choice, GenerationRequest, JsonSchema, Regex, Result, StreamChunk, TokenLogprob, Usage
 
+Finish = Literal["stop", "length"]
 BLOCK_TOKENS = 16  # vLLM's default KV block size; prefix-cache hits are whole blocks
 CHARS_PER_TOKEN = 4  # tokenizer-free count: a word is one token per 4 characters (≈1.3 per English word)
 TEMPLATE_TOKENS = 5  # ChatML per message: <|im_start|>, role, newline … <|im_end|>, newline
@@ -144,7 +145,7 @@ class _Seq:
     blocks: list[bytes]  # chained hashes of the prompt's full blocks
     prompt_tokens: int
     pieces: list[str]  # the completion, one text piece per token (they concatenate to the text)
-    finish_reason: str
+    finish_reason: Finish
     logprobs: list[TokenLogprob] | None
     future: asyncio.Future[Result]
     stream: asyncio.Queue[StreamChunk] | None = None
@@ -154,7 +155,6 @@ class _Seq:
     arrived: float | None = None
     admitted: float = 0.0
     first_token: float = 0.0
-    order: int = 0
 
     @property
     def target(self) -> int:
@@ -208,7 +208,9 @@ class SimulatedEngine:
         if not 0.0 < gpu_share <= 1.0:
             raise ValueError(f"gpu_share must be in (0, 1], got {gpu_share}")
         if devices and len(devices) != tensor_parallel_size:
-            raise ValueError(f"{len(devices)} devices for tensor_parallel_size={tensor_parallel_size}: give one per rank")
+            raise ValueError(
+                f"{len(devices)} devices for tensor_parallel_size={tensor_parallel_size}: give one per rank"
+            )
         self.spec = spec
         self.profile = profile or H100
         self.tp = tensor_parallel_size
@@ -238,7 +240,7 @@ class SimulatedEngine:
         self._running: list[_Seq] = []
         self._cache: OrderedDict[bytes, None] = OrderedDict()  # prefix-cache blocks, LRU first
         self._task: asyncio.Task[None] | None = None
-        self._wake: asyncio.Future[None] | None = None
+        self._wake: asyncio.Future[bool] | None = None  # resolved by a timer (True) or a poke (False)
         self._t0 = 0.0
         self._count = 0
         self._busy = False
@@ -258,6 +260,7 @@ class SimulatedEngine:
         if self._task is None:
             self._t0 = asyncio.get_running_loop().time()
             self._task = asyncio.create_task(self._run(), name=f"simulated-{self.spec.name}")
+            self._task.add_done_callback(self._loop_ended)
 
     async def generate(self, request: GenerationRequest) -> Result:
         seq = self._submit(request, stream=False)
@@ -294,12 +297,23 @@ class SimulatedEngine:
                 await task
             except asyncio.CancelledError:
                 pass
+        self._fail_all(EngineError(f"{self.spec.name}: engine shut down"))
+        self._set_busy(False)
+
+    def _loop_ended(self, task: asyncio.Task[None]) -> None:
+        """A bug in the stepping loop must fail the requests in it, not leave them waiting."""
+        if not task.cancelled() and task.exception() is not None:
+            self._fail_all(EngineError(f"{self.spec.name}: simulated engine failed: {task.exception()!r}"))
+
+    def _fail_all(self, error: EngineError) -> None:
         for seq in self._waiting + self._running:
-            if not seq.future.done():
-                seq.future.set_exception(EngineError(f"{self.spec.name}: engine shut down"))
+            if seq.stream is not None:
+                seq.stream.put_nowait(StreamChunk(delta="", finish_reason="abort"))
+                seq.future.cancel()  # a stream's reader never awaits the future
+            elif not seq.future.done():
+                seq.future.set_exception(error)
         self._waiting.clear()
         self._running.clear()
-        self._set_busy(False)
 
     # ---- the latency model ---------------------------------------------------------------
 
@@ -317,7 +331,9 @@ class SimulatedEngine:
         q_dim = m.arch.heads * m.arch.head_dim
         attended = context_tokens + sum(n * (start + n / 2) for n, start in prefill)
         flops = 2 * m.params * new_tokens + 4 * m.arch.layers * q_dim * attended
-        gpu = max(bytes_read / (p.hbm_bytes_per_s * p.bandwidth_efficiency), flops / (p.bf16_flops * p.flops_efficiency))
+        memory_s = bytes_read / (p.hbm_bytes_per_s * p.bandwidth_efficiency)
+        compute_s = flops / (p.bf16_flops * p.flops_efficiency)
+        gpu = max(memory_s, compute_s)  # roofline: the step waits for the slower of the two
         batch = decode_seqs + len(prefill)
         return gpu / self.tp / p.tp_factor(self.tp) + p.step_overhead_s + p.seq_overhead_s * batch
 
@@ -345,13 +361,12 @@ class SimulatedEngine:
             logprobs=logprobs,
             future=asyncio.get_running_loop().create_future(),
             stream=asyncio.Queue() if stream else None,
-            order=self._count,
         )
         self._waiting.append(seq)
         self._poke()
         return seq
 
-    def _completion(self, request: GenerationRequest, room: int) -> tuple[list[str], str, list[TokenLogprob] | None]:
+    def _completion(self, request: GenerationRequest, room: int) -> tuple[list[str], Finish, list[TokenLogprob] | None]:
         """The answer's token pieces, finish reason and logprobs: deterministic in seed, model and prompt."""
         s = request.sampling
         rng = random.Random(stable_hash(self.seed, self.spec.name, prompt_text(request), s.seed, s.temperature))
@@ -530,7 +545,8 @@ class SimulatedEngine:
             if seq.generated < seq.target:
                 seq.stream.put_nowait(StreamChunk(delta=piece))
             else:
-                seq.stream.put_nowait(StreamChunk(delta=piece, finish_reason=seq.finish_reason, usage=self._usage(seq)))  # type: ignore[arg-type]
+                last = StreamChunk(delta=piece, finish_reason=seq.finish_reason, usage=self._usage(seq))
+                seq.stream.put_nowait(last)
 
     def _usage(self, seq: _Seq) -> Usage:
         return Usage(prompt_tokens=seq.prompt_tokens, completion_tokens=seq.target, cached_tokens=seq.cached)
@@ -555,7 +571,7 @@ class SimulatedEngine:
                 seq.future.set_result(
                     Result(
                         text="".join(seq.pieces),
-                        finish_reason=seq.finish_reason,  # type: ignore[arg-type]
+                        finish_reason=seq.finish_reason,
                         usage=self._usage(seq),
                         logprobs=seq.logprobs,
                     )

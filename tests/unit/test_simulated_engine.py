@@ -107,7 +107,8 @@ async def test_max_num_seqs_bounds_the_batch_and_the_rest_wait():
     await run_all(engine, questions(12))
     assert engine.max_batch == 4
     assert sum(1 for s in engine.stats if s.queued > 0) == 8
-    assert engine.busy_seconds == pytest.approx(max(s.finished for s in engine.stats) - min(s.arrived for s in engine.stats))
+    span = max(s.finished for s in engine.stats) - min(s.arrived for s in engine.stats)
+    assert engine.busy_seconds == pytest.approx(span)  # never idle while work waited
 
 
 async def test_prefix_cache_hit_cuts_time_to_first_token_and_is_reported():
@@ -133,7 +134,8 @@ async def test_prefix_caching_off_means_no_hits():
 async def test_choice_is_honoured_with_logprobs():
     engine = await started()
     options = ["code", "math", "general"]
-    results = await run_all(engine, [ask(f"label {i}", constraint=Choice(options=options), sampling=Sampling(logprobs=5)) for i in range(20)])
+    requests = [ask(f"label {i}", constraint=Choice(options=options), sampling=Sampling(logprobs=5)) for i in range(20)]
+    results = await run_all(engine, requests)
     assert {r.text for r in results} <= set(options) and len({r.text for r in results}) > 1
     top = results[0].logprobs[0].top
     assert set(top) == set(options) and max(top, key=top.get) == results[0].text
@@ -155,11 +157,15 @@ def test_generators_cover_common_shapes():
     rng = random.Random(0)
     for pattern in (r"\d{3}-[A-Z]{2}", r"(yes|no)", r"[a-z]+ [0-9]?", r"^#### -?\d+$"):
         assert re.fullmatch(pattern, regex_example(pattern, rng) or "")
-    doc = json_example(
-        {"type": "object", "properties": {"n": {"type": "integer", "minimum": 3, "maximum": 5}, "ok": {"type": "boolean"},
-                                          "tags": {"type": "array", "items": {"enum": ["a", "b"]}, "minItems": 2}}},
-        rng,
-    )
+    schema = {
+        "type": "object",
+        "properties": {
+            "n": {"type": "integer", "minimum": 3, "maximum": 5},
+            "ok": {"type": "boolean"},
+            "tags": {"type": "array", "items": {"enum": ["a", "b"]}, "minItems": 2},
+        },
+    }
+    doc = json_example(schema, rng)
     assert 3 <= doc["n"] <= 5 and isinstance(doc["ok"], bool) and len(doc["tags"]) == 2
     json.dumps(doc)
 
@@ -182,7 +188,8 @@ async def test_deterministic_for_a_seed():
         results = await run_all(engine, questions(10))
         await engine.shutdown()
         t0 = min(s.arrived for s in engine.stats)  # the clock's origin follows the loop's; spans are exact
-        return [r.text for r in results], [(round(s.first_token - t0, 9), round(s.finished - t0, 9)) for s in engine.stats]
+        times = [(round(s.first_token - t0, 9), round(s.finished - t0, 9)) for s in engine.stats]
+        return [r.text for r in results], times
 
     assert await one(3) == await one(3)
     assert (await one(3))[0] != (await one(4))[0]
