@@ -34,6 +34,8 @@ class Totals(BaseModel):
     wall_s: float = 0.0
     engine_seconds: float = 0.0
     gpu_seconds: float = 0.0
+    early_stop: bool = Field(False, description="The pattern stopped before its last stage (decision `early_stop`).")
+    escalated: bool = Field(False, description="The pattern escalated to a stronger role (decision `escalated`).")
 
 
 class Trace(BaseModel):
@@ -56,4 +58,7 @@ class Trace(BaseModel):
             wall_s=wall_s,
             engine_seconds=sum(s.engine_seconds for s in self.steps),
             gpu_seconds=sum(s.gpu_seconds for s in self.steps),
+            # Patterns record these decisions as False, or as a description of what they took.
+            early_stop=bool(self.decisions.get("early_stop", False)),
+            escalated=bool(self.decisions.get("escalated", False)),
         )

@@ -1,7 +1,8 @@
 """`consensus`: a vote; when agreement is below `threshold`, a stronger role decides instead.
 
 The escalation role sees the question and the members' answers as numbered references (unless
-`show_answers: false`). Decisions: `vote`, `agreement`, `escalated` (with the reason).
+`show_answers: false`). Decisions: `vote`, `agreement`, `escalated` (False, or the reason and role),
+`escalation_skipped` (below threshold but no budget left for the escalation).
 """
 
 from __future__ import annotations
@@ -52,10 +53,11 @@ class ConsensusPattern:
         why = f"agreement {tally.agreement:.2f} below threshold {spec.threshold:.2f}"
         if not can_afford(ctx, 1):
             # Out of budget: the plurality answer is still an answer; say it was not confirmed.
-            ctx.note("escalated", {"taken": False, "reason": why, "skipped": "budget"})
+            ctx.note("escalated", False)
+            ctx.note("escalation_skipped", {"reason": why, "skipped": "budget"})
             won = answers[tally.winner if tally.winner is not None else 0]
             return Answer(text=won.text, finish_reason=won.finish_reason)
-        ctx.note("escalated", {"taken": True, "reason": why, "role": spec.escalate_to})
+        ctx.note("escalated", {"reason": why, "role": spec.escalate_to})
         if spec.show_answers:
             messages = prompts.references_messages(prompts.ESCALATE_SYSTEM, request.question, [a.text for a in answers])
         else:

@@ -87,7 +87,7 @@ def test_cascade(openai_client, config):
         assert entry["verdict"] in {"yes", "no"}  # a constrained choice, even from a random model
     verifies = [s for s in steps if s["name"].startswith("verify")]
     assert [v["output"] for v in verifies] == [e["verdict"] for e in log if e["verdict"] is not None]
-    assert d["escalated"] == (d["accepted_tier"]["tier"] > 0)
+    assert d["escalated"] == (d["accepted_tier"]["tier"] > 0) == trace["totals"]["escalated"]
     assert steps[-1]["name"] in {f"tier[{d['accepted_tier']['tier']}]", f"verify[{d['accepted_tier']['tier']}]"}
 
 
@@ -126,6 +126,7 @@ def test_consensus_escalates_only_below_its_threshold(openai_client, config):
     below = d["agreement"] < spec.threshold
     assert (names(steps)[-1] == "escalate") is below
     assert (d["escalated"] is not False) is below
+    assert trace["totals"]["escalated"] is below
     assert len(steps) == len(spec.members) + int(below)
 
 
@@ -172,6 +173,7 @@ def test_pyramid_layers_and_early_stop(openai_client, config):
     layers_run = len(d["layers"])
     expected = [f"layer{k + 1}[{i}]" for k in range(layers_run) for i in range(len(spec.layers[k]))]
     assert names(steps) == expected
+    assert trace["totals"]["early_stop"] is bool(d["early_stop"])
     if d["early_stop"]:
         assert d["early_stop"]["agreement"] >= spec.early_stop and layers_run < len(spec.layers)
     else:

@@ -37,7 +37,7 @@ async def test_the_first_accepted_answer_stops_the_cascade():
     chorus, engines = setup({"t0": "yes"})
     reply = await chorus.chat(ask("?", "cascade"))
     assert reply.text == "t0"
-    assert reply.trace.decisions["escalated"] is False
+    assert reply.trace.decisions["escalated"] is False and reply.trace.totals.escalated is False
     assert reply.trace.decisions["accepted_tier"] == {"tier": 0, "reason": "verified"}
     assert engines["reasoner"].calls == [] and reply.trace.totals.model_calls == 2
     assert engines["verifier"].calls[0].constraint == Choice(options=["yes", "no"])
@@ -46,7 +46,7 @@ async def test_the_first_accepted_answer_stops_the_cascade():
 async def test_a_rejected_answer_escalates_to_the_next_tier():
     chorus, _ = setup({"t0": "no", "t1": "yes"})
     reply = await chorus.chat(ask("?", "cascade"))
-    assert reply.text == "t1" and reply.trace.decisions["escalated"] is True
+    assert reply.text == "t1" and reply.trace.decisions["escalated"] is True and reply.trace.totals.escalated
     assert [e["accepted"] for e in reply.trace.decisions["cascade"]] == [False, True]
     assert [s.name for s in reply.trace.steps] == ["tier[0]", "verify[0]", "tier[1]", "verify[1]"]
 

@@ -30,7 +30,7 @@ async def test_agreement_at_the_threshold_accepts_the_vote():
     chorus, engines = setup(["#### 3", "#### 3", "#### 4"], threshold=2 / 3)
     reply = await chorus.chat(ask("?", "consensus"))
     assert reply.text == "#### 3"
-    assert reply.trace.decisions["escalated"] is False
+    assert reply.trace.decisions["escalated"] is False and reply.trace.totals.escalated is False
     assert engines["reasoner"].calls == []
 
 
@@ -39,7 +39,8 @@ async def test_agreement_below_the_threshold_escalates_with_the_answers_as_refer
     reply = await chorus.chat(ask("what is it?", "consensus"))
     assert reply.text == "#### 99"
     esc = reply.trace.decisions["escalated"]
-    assert esc["taken"] is True and esc["role"] == "reasoner" and "0.33 below threshold 0.50" in esc["reason"]
+    assert esc["role"] == "reasoner" and "0.33 below threshold 0.50" in esc["reason"]
+    assert reply.trace.totals.escalated is True and reply.trace.totals.early_stop is False
     prompt = last(engines["reasoner"].calls[0])
     assert prompt.index("what is it?") < prompt.index("#### 1") < prompt.index("#### 3")
     assert [s.name for s in reply.trace.steps][-1] == "escalate"
@@ -63,6 +64,7 @@ async def test_no_budget_for_escalation_returns_the_plurality_and_says_so():
     req = ChatRequest(model="consensus", messages=[Message(role="user", content="?")], budget=Budget(max_model_calls=3))
     reply = await chorus.chat(req)
     assert reply.text == "#### 1"
-    esc = reply.trace.decisions["escalated"]
-    assert esc["taken"] is False and esc["skipped"] == "budget" and "below threshold" in esc["reason"]
+    assert reply.trace.decisions["escalated"] is False and reply.trace.totals.escalated is False
+    skipped = reply.trace.decisions["escalation_skipped"]
+    assert skipped["skipped"] == "budget" and "below threshold" in skipped["reason"]
     assert engines["reasoner"].calls == []

@@ -46,7 +46,7 @@ async def test_layers_run_in_parallel_and_the_last_aggregates():
         "layer2[1]",
         "layer3[0]",
     ]
-    assert reply.trace.decisions["early_stop"] is False
+    assert reply.trace.decisions["early_stop"] is False and reply.trace.totals.early_stop is False
     assert [h["layer"] for h in reply.trace.decisions["layers"]] == [1, 2, 3]
     # Layer 2 sees layer 1's answers as numbered references after the question.
     prompt = last(engines["judge"].calls[0])
@@ -68,6 +68,7 @@ async def test_agreement_at_the_threshold_stops_early():
     reply = await chorus.chat(ask("?", "pyramid"))
     assert reply.text in {"sky blue", "sky", "sky!"}
     assert reply.trace.decisions["early_stop"] == {"after_layer": 1, "agreement": 1.0}
+    assert reply.trace.totals.early_stop is True
     assert reply.trace.totals.model_calls == 3 and engines["synthesizer"].calls == []
 
 
