@@ -20,6 +20,9 @@ when nothing is runnable, so simulated time is exact and the run takes only the 
 the Python work; `scaled` runs on the wall clock with `--time-scale` wall seconds per simulated
 second (slower; Python overhead then shows up as simulated time).
 
+Three ablations (each chorus minus one of: batching, concurrent steps, priorities) run too and
+are reported in brief, to show what each mechanism contributes.
+
 Writes scale.json and scale.png under --out and prints a table with the ratios.
 """
 
@@ -161,17 +164,38 @@ class Deployed:
     replicas: list[dict[str, Any]]  # model, index, gpu ids, share, engine
 
 
-def build_fleet(config: ChorusConfig, *, batching: bool, time_scale: float) -> Deployed:
+@dataclass(frozen=True)
+class Mode:
+    """How the fleet serves: engine batches, a pattern's steps, and host admission order."""
+
+    batching: bool  # engines batch up to max_num_seqs (else one sequence at a time)
+    concurrent_steps: bool  # a pattern's independent steps run at once (else one after another)
+    priorities: bool  # interactive patterns ahead of multi-model ones (else first come, first served)
+
+
+MODES = {"chorus": Mode(True, True, True), "naive": Mode(False, False, False)}
+# Each takes one of chorus's mechanisms away, to show what each contributes.
+ABLATIONS = {
+    "no_batching": Mode(False, True, True),
+    "serial_steps": Mode(True, False, True),
+    "no_priorities": Mode(True, True, False),
+}
+
+
+def build_fleet(config: ChorusConfig, mode: Mode, *, time_scale: float) -> Deployed:
     gpus = [SimulatedGpu(i) for i in range(GPUS)]
     by_model: dict[str, list[Replica]] = {}
     rows = []
-    fleet_cls = Fleet if batching else SerialFleet
+    fleet_cls = Fleet if mode.concurrent_steps else SerialFleet
     for spec in config.models:
         place = config.placement_of(spec.name)
         if not place.gpus:
             raise SystemExit(f"{PRESET}: placement.{spec.name} lists no GPUs; run `chorus plan` to write them")
         # The burst is the workload: hosts queue it rather than refuse it (max_queue raised).
-        engine_spec = spec.model_copy(update={"max_queue": QUEUE_BOUND, **({} if batching else {"max_num_seqs": 1})})
+        update: dict[str, Any] = {"max_queue": QUEUE_BOUND}
+        if not mode.batching:
+            update["max_num_seqs"] = 1
+        engine_spec = spec.model_copy(update=update)
         for i, slot in enumerate(place.gpus):
             share = place.share_of(i)
             kwargs = {
@@ -248,8 +272,9 @@ def pct(values: list[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
-async def run_mode(config: ChorusConfig, items: list[Item], *, batching: bool, time_scale: float) -> dict[str, Any]:
-    deployed = build_fleet(config, batching=batching, time_scale=time_scale)
+async def run_mode(config: ChorusConfig, mode: Mode, requests: int, *, time_scale: float) -> dict[str, Any]:
+    items = workload(requests, priorities=mode.priorities)
+    deployed = build_fleet(config, mode, time_scale=time_scale)
     for row in deployed.replicas:
         await row["host"].start()
     chorus = Chorus(config, deployed.fleet)
@@ -398,6 +423,10 @@ def table(report: dict[str, Any]) -> str:
     pairs = zip(c["gpu_utilization"], n["gpu_utilization"], strict=True)
     per_gpu = "  ".join(f"g{i}:{u:.0%}/{v:.0%}" for i, (u, v) in enumerate(pairs))
     lines.append(f"GPU util  {per_gpu}  (chorus/naive)")
+    lines += ["", "Ablations (chorus minus one mechanism): elapsed s, req/s, p50/p99 s per pattern"]
+    for name, a in report["ablations"].items():
+        cells = "  ".join(f"{n} {p['p50_s']:.1f}/{p['p99_s']:.1f}" for n, p in a["patterns"].items())
+        lines.append(f"{name:14} {a['elapsed_s']:>7.1f} {a['requests_per_s']:>6.2f}  {cells}")
     return "\n".join(lines)
 
 
@@ -462,12 +491,23 @@ def plot(report: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-async def main_async(args: argparse.Namespace, config: ChorusConfig, time_scale: float) -> dict[str, Any]:
-    modes = {}
-    for name, batching in (("chorus", True), ("naive", False)):
-        items = workload(args.requests, priorities=batching)
-        modes[name] = await run_mode(config, items, batching=batching, time_scale=time_scale)
-    return modes
+def compact(result: dict[str, Any]) -> dict[str, Any]:
+    """An ablation's headline figures."""
+    return {
+        "elapsed_s": result["elapsed_s"],
+        "requests_per_s": result["requests_per_s"],
+        "gpu_seconds_per_1k_tokens": result["gpu_seconds_per_1k_tokens"],
+        "failed": result["failed"],
+        "patterns": {n: {"p50_s": p["p50_s"], "p99_s": p["p99_s"]} for n, p in result["patterns"].items()},
+    }
+
+
+async def main_async(requests: int, config: ChorusConfig, time_scale: float) -> tuple[dict, dict]:
+    modes = {name: await run_mode(config, mode, requests, time_scale=time_scale) for name, mode in MODES.items()}
+    ablations = {}
+    for name, mode in ABLATIONS.items():
+        ablations[name] = {**asdict(mode), **compact(await run_mode(config, mode, requests, time_scale=time_scale))}
+    return modes, ablations
 
 
 def main() -> None:
@@ -484,7 +524,7 @@ def main() -> None:
     factory = VirtualClockLoop if args.clock == "virtual" else None
     wall0 = time.perf_counter()
     with asyncio.Runner(loop_factory=factory) as runner:
-        modes = runner.run(main_async(args, config, time_scale))
+        modes, ablations = runner.run(main_async(args.requests, config, time_scale))
     wall = time.perf_counter() - wall0
     report = {
         "benchmark": "scale",
@@ -512,6 +552,7 @@ def main() -> None:
         "wall_seconds": round(wall, 1),
         "machine": f"{platform.system()} {platform.machine()}, Python {platform.python_version()}",
         "modes": modes,
+        "ablations": ablations,
     }
     report["ratios"] = ratios(modes["chorus"], modes["naive"])
     args.out.mkdir(parents=True, exist_ok=True)
