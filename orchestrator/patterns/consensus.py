@@ -17,7 +17,8 @@ from ..context import Context
 from .base import Answer, BuildEnv, PatternRequest
 from .embedding import Embedder
 from .spending import can_afford
-from .vote import BallotSpec, embedder_for, poll_and_tally
+from .vote import BallotSpec, poll_and_tally
+from .voting import embedder_for
 
 
 class ConsensusSpec(BallotSpec):

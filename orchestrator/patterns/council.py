@@ -19,8 +19,7 @@ from . import judging
 from .base import Answer, BuildEnv, PatternRequest, PatternSpecBase
 from .embedding import Embedder
 from .members import MemberAnswer, ask_all, require_answers
-from .vote import embedder_for
-from .voting import AgreementFields, decide, tally_note
+from .voting import AgreementFields, decide, embedder_for, tally_note
 
 
 class CouncilSpec(PatternSpecBase, AgreementFields):

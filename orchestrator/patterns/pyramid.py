@@ -25,8 +25,7 @@ from .base import Answer, BuildEnv, PatternRequest, PatternSpecBase
 from .embedding import Embedder
 from .members import ask_all, record_failures, require_answers
 from .spending import can_afford
-from .vote import embedder_for
-from .voting import AgreementFields, decide
+from .voting import AgreementFields, decide, embedder_for
 
 
 class PyramidSpec(PatternSpecBase, AgreementFields):

@@ -16,9 +16,9 @@ from ..context import Context
 from ..errors import PatternFailed
 from .agreement import Tally
 from .base import Answer, BuildEnv, PatternRequest, PatternSpecBase
-from .embedding import Embedder, MiniLMEmbedder
+from .embedding import Embedder
 from .members import MemberAnswer, ask_all, require_answers
-from .voting import AgreementFields, decide, tally_note
+from .voting import AgreementFields, decide, embedder_for, tally_note
 
 
 class BallotSpec(PatternSpecBase, AgreementFields):
@@ -48,13 +48,6 @@ class VoteSpec(BallotSpec):
 
     def build(self, env: BuildEnv | None = None) -> VotePattern:
         return VotePattern(self, embedder_for(self, env))
-
-
-def embedder_for(fields: AgreementFields, env: BuildEnv | None) -> Embedder | None:
-    """The shared embedder when semantic voting needs one (a lazily loading default otherwise)."""
-    if fields.extract != "semantic":
-        return None
-    return (env.embedder if env else None) or MiniLMEmbedder()
 
 
 async def poll_and_tally(

@@ -12,7 +12,8 @@ from serving.types import Choice, Message
 
 from .. import prompts
 from .agreement import Extract, Tally, extract, tally_keys, tally_semantic
-from .embedding import Embedder
+from .base import BuildEnv
+from .embedding import Embedder, MiniLMEmbedder
 from .members import MemberAnswer
 
 
@@ -59,6 +60,13 @@ class AgreementFields(BaseModel):
     def member_messages(self, messages: list[Message]) -> list[Message]:
         """The conversation as members see it: numeric voting asks for a '#### <answer>' line."""
         return prompts.with_answer_format(messages) if self.extract == "numeric" else messages
+
+
+def embedder_for(fields: AgreementFields, env: BuildEnv | None) -> Embedder | None:
+    """The shared embedder when semantic voting needs one (a lazily loading default otherwise)."""
+    if fields.extract != "semantic":
+        return None
+    return (env.embedder if env else None) or MiniLMEmbedder()
 
 
 async def decide(fields: AgreementFields, answers: Sequence[MemberAnswer], embedder: Embedder | None) -> Tally:
