@@ -49,6 +49,7 @@ BLOCK_TOKENS = 16  # vLLM's default KV block size; prefix-cache hits are whole b
 CHARS_PER_TOKEN = 4  # tokenizer-free count: a word is one token per 4 characters (≈1.3 per English word)
 TEMPLATE_TOKENS = 5  # ChatML per message: <|im_start|>, role, newline … <|im_end|>, newline
 REPLY_HEADER_TOKENS = 3  # <|im_start|>assistant newline, where generation starts
+NUMERIC_MARK = "####"  # GSM8K-style final answer line that numeric voting reads
 CHOICE_CONFIDENCE = 0.85  # probability reported for the chosen option of a Choice
 # Short words (≤ CHARS_PER_TOKEN characters) so a generated text counts one token per word.
 WORDS = (
@@ -384,7 +385,13 @@ class SimulatedEngine:
             tokens = text_pieces(example if example is not None else " ".join(rng.choice(WORDS) for _ in range(8)))
         else:
             length = max(1, round(rng.lognormvariate(math.log(self.median_completion_tokens), 0.6)))
-            tokens = text_pieces(" ".join(rng.choice(WORDS) for _ in range(length)))
+            mark = NUMERIC_MARK in prompt_text(request)  # the prompt asks for a final '#### <number>' line
+            if mark:  # an answer that follows the format ends within max_tokens
+                length = max(1, min(length, s.max_tokens - 4))
+            text = " ".join(rng.choice(WORDS) for _ in range(length))
+            if mark:
+                text += f"\n{NUMERIC_MARK} {rng.randint(40, 43)}"
+            tokens = text_pieces(text)
         tokens = tokens or [""]  # an empty answer still takes one step (end of sequence)
         cap = min(s.max_tokens, room)
         if len(tokens) > cap:

@@ -9,14 +9,27 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from pathlib import Path
 
 import pytest
+import yaml
 
 from cluster.spec import ModelSpec
+from orchestrator.config import parse_config
+from orchestrator.fleet import Fleet, HostReplica
 from orchestrator.patterns.plan import parse_plan, plan_schema
+from orchestrator.service import ChatRequest, Chorus
 from serving.engine import Engine, PromptTooLong
 from serving.host import ModelHost
-from serving.simulated import H100, BLOCK_TOKENS, SimulatedEngine, SimulatedGpu, json_example, regex_example
+from serving.simulated import (
+    BLOCK_TOKENS,
+    H100,
+    SimulatedEngine,
+    SimulatedGpu,
+    json_example,
+    regex_example,
+    stable_hash,
+)
 from serving.types import Choice, GenerationRequest, JsonSchema, Message, Regex, Sampling
 
 FAST = 1e-6  # wall seconds per simulated second
@@ -227,4 +240,40 @@ async def test_model_host_builds_it_and_counts_its_requests():
     results = await asyncio.gather(*(host.generate(r) for r in questions(5)))
     assert all(r.usage.completion_tokens > 0 for r in results)
     assert host.engine.max_batch == 2 and host.completed == 5  # type: ignore[attr-defined]
+    await host.shutdown()
+
+
+class _WordEmbedder:
+    """Bag of hashed words: enough for semantic voting to run without the MiniLM model."""
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        out = []
+        for text in texts:
+            v = [0.0] * 32
+            for word in text.split():
+                v[stable_hash(word) % 32] += 1.0
+            norm = sum(x * x for x in v) ** 0.5 or 1.0
+            out.append([x / norm for x in v])
+        return out
+
+
+async def test_every_pattern_kind_runs_over_simulated_engines():
+    # The CPU demo defines one pattern of every kind, structured outputs included (router's
+    # choice, judges' regex, planner's and supervisor's JSON schemas, numeric voting's format).
+    data = yaml.safe_load((Path(__file__).parents[2] / "configs" / "cpu-demo.yaml").read_text())
+    model = data["models"][0]
+    model.update(source="Qwen/Qwen2.5-7B-Instruct", dtype="bfloat16")
+    model.pop("kv_cache_memory_bytes", None)
+    data["placement"] = {}
+    config = parse_config(data)
+    host = ModelHost(config.models[0], 0, SimulatedEngine, {"time_scale": FAST})
+    await host.start()
+    chorus = Chorus(config, Fleet({config.models[0].name: [HostReplica(host, 0)]}), embedder=_WordEmbedder())
+    question = [Message(role="user", content="What is 12 times 7? Explain.")]
+    kinds = set()
+    for name, spec in config.patterns.items():
+        reply = await chorus.chat(ChatRequest(model=name, messages=question))
+        assert reply.text and reply.usage.completion_tokens > 0, name
+        kinds.add(spec.kind)
+    assert len(kinds) >= 12
     await host.shutdown()
