@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import json
 import math
 import random
@@ -47,8 +48,6 @@ from .types import Choice, GenerationRequest, JsonSchema, Regex, Result, StreamC
 Finish = Literal["stop", "length"]
 BLOCK_TOKENS = 16  # vLLM's default KV block size; prefix-cache hits are whole blocks
 CHARS_PER_TOKEN = 4  # tokenizer-free count: a word is one token per 4 characters (≈1.3 per English word)
-TEMPLATE_TOKENS = 5  # ChatML per message: <|im_start|>, role, newline … <|im_end|>, newline
-REPLY_HEADER_TOKENS = 3  # <|im_start|>assistant newline, where generation starts
 NUMERIC_MARK = "####"  # GSM8K-style final answer line that numeric voting reads
 CHOICE_CONFIDENCE = 0.85  # probability reported for the chosen option of a Choice
 # Short words (≤ CHARS_PER_TOKEN characters) so a generated text counts one token per word.
@@ -497,7 +496,7 @@ class SimulatedEngine:
         step.seconds = self.step_seconds(len(step.decode), context, [(n, s.prefilled) for s, n in step.prefill])
         elapsed = step.seconds * self._sharing()
         await self._sleep(elapsed, interruptible=False)
-        self._account(step.seconds, elapsed)
+        self._account(step.seconds, elapsed, steps=1)
         for seq, n in step.prefill:
             seq.prefilled += n
             if seq.decoding:
@@ -515,7 +514,7 @@ class SimulatedEngine:
         context = sum(s.context for s in self._running)
         share = self._sharing()
         durations = [self.step_seconds(batch, context + i * batch) for i in range(steps)]
-        ends = list(_accumulate(d * share for d in durations))
+        ends = list(itertools.accumulate(d * share for d in durations))
         start = self._loop_now()
         may_join = len(self._running) < self.spec.max_num_seqs or bool(self.devices)
         cut = await self._sleep(ends[-1], interruptible=may_join)
@@ -527,18 +526,18 @@ class SimulatedEngine:
             if rest > 0:
                 await self._sleep(rest, interruptible=False)
         work = sum(durations[:done])
-        self._account(work, ends[done - 1])
+        self._account(work, ends[done - 1], steps=done)
         for seq in self._running:
             self._emit(seq, done)
         self._retire()
 
-    def _account(self, work: float, elapsed: float) -> None:
+    def _account(self, work: float, elapsed: float, *, steps: int) -> None:
         self.clock += elapsed
         self.busy_seconds += elapsed
         self.work_seconds += work
         for d in self.devices:
             d.work_seconds += work
-        self.steps += 1
+        self.steps += steps
 
     def _emit(self, seq: _Seq, n: int) -> None:
         """`n` more tokens for `seq`; stream them."""
@@ -635,7 +634,8 @@ def prompt_blocks(request: GenerationRequest) -> tuple[int, list[bytes]]:
     a block's hash covers every token before it, so equal hashes mean equal prefixes."""
     tokens: list[str] = []
     for m in request.messages:
-        tokens += ["<|im_start|>", m.role, *text_tokens(m.content), "<|im_end|>", "\n"]
+        # ChatML: 5 template tokens per message, 3 for the reply header generation starts after.
+        tokens += ["<|im_start|>", m.role, "\n", *text_tokens(m.content), "<|im_end|>", "\n"]
     tokens += ["<|im_start|>", "assistant", "\n"]
     blocks, h = [], b""
     for i in range(0, len(tokens) - BLOCK_TOKENS + 1, BLOCK_TOKENS):
@@ -660,14 +660,6 @@ def choice_logprob(answer: str, options: list[str]) -> TokenLogprob:
 def _resolve(future: asyncio.Future[Any], value: Any) -> None:
     if not future.done():
         future.set_result(value)
-
-
-def _accumulate(values: Any) -> list[float]:
-    total, out = 0.0, []
-    for v in values:
-        total += v
-        out.append(total)
-    return out
 
 
 def regex_example(pattern: str, rng: random.Random) -> str | None:
