@@ -30,7 +30,28 @@ class Plan(BaseModel):
 
 
 def plan_schema(types: Sequence[str], max_steps: int, instruction_chars: int) -> dict[str, Any]:
-    """Closed: enum types, bounded strings, bounded integers and arrays, so a weak model terminates."""
+    """Closed: enum types, bounded strings, bounded integers and arrays, so a weak model terminates.
+
+    Each position has its own item schema (`prefixItems`) whose `after` may only name earlier
+    steps, so the grammar itself rules out self-references, forward references and cycles.
+    `parse_plan` still checks, for output cut off at the token limit and for unconstrained engines.
+    """
+
+    def step(k: int) -> dict[str, Any]:
+        after: dict[str, Any] = {"type": "array", "maxItems": k - 1}
+        if k > 1:
+            after["items"] = {"type": "integer", "minimum": 1, "maximum": k - 1}
+        return {
+            "type": "object",
+            "properties": {
+                "type": {"type": "string", "enum": list(types)},
+                "instruction": {"type": "string", "minLength": 1, "maxLength": instruction_chars},
+                "after": after,
+            },
+            "required": ["type", "instruction", "after"],
+            "additionalProperties": False,
+        }
+
     return {
         "type": "object",
         "properties": {
@@ -38,20 +59,8 @@ def plan_schema(types: Sequence[str], max_steps: int, instruction_chars: int) ->
                 "type": "array",
                 "minItems": 1,
                 "maxItems": max_steps,
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "type": {"type": "string", "enum": list(types)},
-                        "instruction": {"type": "string", "minLength": 1, "maxLength": instruction_chars},
-                        "after": {
-                            "type": "array",
-                            "items": {"type": "integer", "minimum": 1, "maximum": max_steps},
-                            "maxItems": max_steps - 1,
-                        },
-                    },
-                    "required": ["type", "instruction", "after"],
-                    "additionalProperties": False,
-                },
+                "prefixItems": [step(k) for k in range(1, max_steps + 1)],
+                "items": False,
             }
         },
         "required": ["steps"],

@@ -67,7 +67,10 @@ async def test_independent_steps_run_together_and_dependents_see_their_results()
     # The planner was constrained by the closed plan schema.
     constraint = engines["planner"].calls[0].constraint
     assert isinstance(constraint, JsonSchema)
-    assert constraint.json_schema["properties"]["steps"]["items"]["properties"]["type"]["enum"] == ["research", "code"]
+    assert constraint.json_schema["properties"]["steps"]["prefixItems"][0]["properties"]["type"]["enum"] == [
+        "research",
+        "code",
+    ]
 
 
 async def test_a_cyclic_plan_gets_one_repair():
@@ -131,13 +134,21 @@ def test_order_respects_dependencies_in_any_direction():
     assert order(p) == [2, 1, 3]
 
 
-def test_plan_schema_is_closed():
+def test_plan_schema_is_closed_and_only_lets_steps_follow_earlier_ones():
     schema = plan_schema(["a"], 3, 50)
-    item = schema["properties"]["steps"]["items"]
-    assert schema["additionalProperties"] is False and item["additionalProperties"] is False
-    assert schema["properties"]["steps"]["maxItems"] == 3
-    assert item["properties"]["instruction"]["maxLength"] == 50
-    assert item["properties"]["after"]["items"]["maximum"] == 3
+    steps = schema["properties"]["steps"]
+    assert schema["additionalProperties"] is False and steps["items"] is False and steps["maxItems"] == 3
+    first, second, third = steps["prefixItems"]
+    assert all(s["additionalProperties"] is False for s in (first, second, third))
+    assert first["properties"]["instruction"]["maxLength"] == 50
+    assert first["properties"]["after"] == {"type": "array", "maxItems": 0}
+    assert second["properties"]["after"]["items"]["maximum"] == 1
+    assert third["properties"]["after"]["items"]["maximum"] == 2 and third["properties"]["after"]["maxItems"] == 2
+
+
+def test_plan_schema_compiles_to_a_grammar():
+    xgrammar = pytest.importorskip("xgrammar")
+    xgrammar.Grammar.from_json_schema(json.dumps(plan_schema(["research", "code"], 4, 80)))
 
 
 async def test_running_out_of_budget_mid_plan_ends_the_request_without_hanging():
