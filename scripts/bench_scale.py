@@ -329,6 +329,9 @@ def summarize(outcomes: list[dict[str, Any]], deployed: Deployed, elapsed: float
             "p50_s": round(pct(lat, 0.50), 3),
             "p99_s": round(pct(lat, 0.99), 3),
             "mean_s": round(statistics.mean(lat), 3) if lat else None,
+            # Rates over the whole run: the pattern's share of the fleet's output.
+            "requests_per_s": round(len(lat) / elapsed, 3),
+            "completion_tokens_per_s": round(sum(o["completion_tokens"] for o in mine if o["ok"]) / elapsed, 1),
         }
     completion = sum(o["completion_tokens"] for o in ok)
     prompt = sum(o["prompt_tokens"] for o in ok)
