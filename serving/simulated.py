@@ -33,6 +33,7 @@ import json
 import math
 import random
 import re
+import selectors
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -726,10 +727,13 @@ def _emit_class(items: Any, rng: random.Random, c: Any) -> str:
     return rng.choice(options)
 
 
-def json_example(schema: dict[str, Any], rng: random.Random, root: dict[str, Any] | None = None) -> Any:
+def json_example(schema: dict[str, Any] | bool, rng: random.Random, root: dict[str, Any] | None = None) -> Any:
     """A minimal instance of a JSON schema: required-looking fields filled, arrays at their
     minimum length, enums and bounds honoured. Covers the closed schemas chorus's patterns use
-    (object, array, string, integer, number, boolean, null, enum, const, anyOf/oneOf, local $ref)."""
+    (object, array with items/prefixItems, string, integer, number, boolean, null, enum, const,
+    anyOf/oneOf, local $ref, boolean schemas)."""
+    if isinstance(schema, bool):
+        return None  # `true` accepts anything; `false` nothing (callers never ask for an item then)
     root = root if root is not None else schema
     if "$ref" in schema:
         target: Any = root
@@ -751,8 +755,12 @@ def json_example(schema: dict[str, Any], rng: random.Random, root: dict[str, Any
         props = schema.get("properties", {})
         return {name: json_example(sub, rng, root) for name, sub in props.items()}
     if kind == "array":
+        prefix = schema.get("prefixItems", [])
+        items = schema.get("items", {})
         n = int(schema.get("minItems", 0))
-        return [json_example(schema.get("items", {}), rng, root) for _ in range(n)]
+        if items is False:
+            n = min(n, len(prefix))
+        return [json_example(prefix[i] if i < len(prefix) else items, rng, root) for i in range(n)]
     if kind == "string":
         if "pattern" in schema:
             found = regex_example(schema["pattern"], rng)
@@ -769,3 +777,41 @@ def json_example(schema: dict[str, Any], rng: random.Random, root: dict[str, Any
     if kind == "boolean":
         return rng.random() < 0.5
     return None
+
+
+# ---- a virtual clock for simulations -------------------------------------------------------------
+
+
+class _VirtualSelector(selectors.DefaultSelector):  # type: ignore[misc,valid-type]
+    """Polls without blocking; when nothing is ready and a timer is due later, moves the clock to
+    it instead of waiting. Blocks for real only when no timer is pending (e.g. a worker thread)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.now = 0.0
+
+    def select(self, timeout: float | None = None) -> list[Any]:
+        ready = super().select(0)
+        if ready or timeout == 0:
+            return ready
+        if timeout is None:
+            return super().select(None)
+        self.now += timeout
+        return []
+
+
+class VirtualClockLoop(asyncio.SelectorEventLoop):
+    """An event loop whose clock jumps to the next timer whenever nothing is runnable.
+
+    Under it, simulated engines' sleeps take no wall time and no Python overhead leaks into
+    simulated time: a simulation runs as fast as its Python work allows and repeats exactly.
+    Use `asyncio.Runner(loop_factory=VirtualClockLoop)`. Work handed to threads (to_thread)
+    does not advance the clock while timers are pending, so keep simulations on the loop.
+    """
+
+    def __init__(self) -> None:
+        self._virtual = _VirtualSelector()
+        super().__init__(self._virtual)
+
+    def time(self) -> float:
+        return self._virtual.now

@@ -26,6 +26,7 @@ from serving.simulated import (
     H100,
     SimulatedEngine,
     SimulatedGpu,
+    VirtualClockLoop,
     json_example,
     regex_example,
     stable_hash,
@@ -277,3 +278,28 @@ async def test_every_pattern_kind_runs_over_simulated_engines():
         kinds.add(spec.kind)
     assert len(kinds) >= 12
     await host.shutdown()
+
+
+def test_on_a_virtual_clock_simulated_time_is_the_loops_time():
+    async def scenario() -> tuple[float, float, SimulatedEngine]:
+        engine = SimulatedEngine(spec(), time_scale=1.0, median_completion_tokens=2000)
+        await engine.start()
+        loop = asyncio.get_running_loop()
+        first = asyncio.create_task(engine.generate(ask("a long answer", sampling=Sampling(max_tokens=4000))))
+        await asyncio.sleep(1.0)  # one simulated second, no wall time
+        arrived = loop.time()
+        await engine.generate(ask("short", sampling=Sampling(max_tokens=20)))
+        latency = loop.time() - arrived
+        await first
+        await engine.shutdown()
+        return arrived, latency, engine
+
+    with asyncio.Runner(loop_factory=VirtualClockLoop) as runner:
+        arrived, latency, engine = runner.run(scenario())
+    late = next(s for s in engine.stats if s.completion_tokens <= 20)
+    assert max(s.finished for s in engine.stats) > late.finished  # the first was still running
+    step = engine.step_seconds(2, 300)
+    assert arrived == 1.0
+    assert 0 <= late.admitted - arrived < step  # joins the batch at the next step boundary
+    assert latency == pytest.approx(late.finished - arrived)  # the engine's clock is the loop's
+    assert engine.busy_seconds == pytest.approx(max(s.finished for s in engine.stats))  # never idle
