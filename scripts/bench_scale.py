@@ -33,7 +33,6 @@ import asyncio
 import json
 import platform
 import random
-import selectors
 import statistics
 import time
 from collections.abc import Iterator
@@ -49,7 +48,7 @@ from orchestrator.config import ChorusConfig, load_config, parse_config
 from orchestrator.fleet import Fleet, HostReplica, Replica
 from orchestrator.service import ChatRequest, Chorus
 from serving.host import ModelHost
-from serving.simulated import H100, SimulatedEngine, SimulatedGpu
+from serving.simulated import H100, SimulatedEngine, SimulatedGpu, VirtualClockLoop
 from serving.types import GenerationRequest, Message, Result
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -84,36 +83,6 @@ EXTRA_PATTERNS: dict[str, dict[str, Any]] = {
         "temperature": 0.7,
     },
 }
-
-
-# ---- a virtual clock for the event loop -------------------------------------------------------
-
-
-class _VirtualSelector(selectors.DefaultSelector):  # type: ignore[misc,valid-type]
-    """Polls without blocking; when nothing is ready and a timer is due later, moves the clock to
-    it instead of waiting. Blocks for real only when no timer is pending (a worker thread)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.now = 0.0
-
-    def select(self, timeout: float | None = None) -> list:
-        ready = super().select(0)
-        if ready or timeout == 0:
-            return ready
-        if timeout is None:
-            return super().select(None)
-        self.now += timeout
-        return []
-
-
-class VirtualClockLoop(asyncio.SelectorEventLoop):
-    def __init__(self) -> None:
-        self._virtual = _VirtualSelector()
-        super().__init__(self._virtual)
-
-    def time(self) -> float:
-        return self._virtual.now
 
 
 # ---- the naive mode's fleet ----------------------------------------------------------------
