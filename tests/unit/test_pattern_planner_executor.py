@@ -146,9 +146,25 @@ def test_plan_schema_is_closed_and_only_lets_steps_follow_earlier_ones():
     assert third["properties"]["after"]["items"]["maximum"] == 2 and third["properties"]["after"]["maxItems"] == 2
 
 
-def test_plan_schema_compiles_to_a_grammar():
+def test_the_plan_grammar_admits_only_acyclic_plans():
     xgrammar = pytest.importorskip("xgrammar")
-    xgrammar.Grammar.from_json_schema(json.dumps(plan_schema(["research", "code"], 4, 80)))
+    accepts = getattr(xgrammar.testing, "_is_grammar_accept_string", None)
+    if accepts is None:
+        pytest.skip("this xgrammar has no string acceptance helper")
+    # The engine compiles schemas without free whitespace, as vLLM's xgrammar backend does here.
+    grammar = xgrammar.Grammar.from_json_schema(
+        json.dumps(plan_schema(["research", "code"], 3, 20)), any_whitespace=False
+    )
+
+    def admitted(*steps):
+        return accepts(grammar, json.dumps({"steps": [{"type": t, "instruction": i, "after": a} for t, i, a in steps]}))
+
+    assert admitted(("research", "a", []), ("code", "b", [1]), ("code", "c", [1, 2]))
+    assert not admitted(("research", "a", [1]))  # after itself
+    assert not admitted(("research", "a", []), ("code", "b", [2]))  # after itself
+    assert not admitted(("research", "a", [2]), ("code", "b", []))  # after a later step
+    assert not admitted(*[("code", "b", [])] * 4)  # more than max_steps
+    assert not admitted(("poem", "a", []))  # not a step type
 
 
 async def test_running_out_of_budget_mid_plan_ends_the_request_without_hanging():
