@@ -17,6 +17,7 @@ from serving.types import Sampling
 from .context import Budget
 from .errors import ConfigError
 from .patterns import PatternSpec
+from .patterns.assembly import check_references
 
 
 class ServerSpec(Strict):
@@ -106,6 +107,7 @@ def parse_config(data: object, file: str = "<config>", base: Path | None = None)
             msg = f"{msg}; pick one of the pattern kinds listed"
         more = f" (and {len(exc.errors()) - 1} more problem(s))" if len(exc.errors()) > 1 else ""
         raise ConfigError(file, path, msg + more) from None
+    check_references(config.patterns, file)
     return _resolve_sources(config, base or Path.cwd())
 
 

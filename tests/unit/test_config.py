@@ -92,3 +92,17 @@ def test_unreadable_and_malformed_files(tmp_path):
     bad.write_text("- just\n- a list\n")
     with pytest.raises(ConfigError, match="must hold a YAML mapping"):
         load_config(bad)
+
+
+def test_adaptive_naming_a_missing_pattern_fails_at_load():
+    data = with_()
+    data["roles"]["classifier"] = "n"
+    data["patterns"]["pick"] = {
+        "kind": "adaptive",
+        "classifier": "classifier",
+        "routes": {"easy": {"pattern": "ghost"}},
+        "fallback": "router",
+    }
+    with pytest.raises(ConfigError) as info:
+        parse_config(data, "f.yaml")
+    assert info.value.field == "patterns.pick" and "names pattern 'ghost'" in str(info.value)
