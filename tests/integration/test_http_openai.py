@@ -108,5 +108,13 @@ def test_health_reports_every_replica(chorus_server):
     r = httpx.get(chorus_server.base_url.removesuffix("/v1") + "/health", timeout=30)
     assert r.status_code == 200
     hosts = r.json()["hosts"]
-    assert {(h["model"], h["replica"]) for h in hosts} == {("tiny", 0), ("tiny-b", 0)}
+    assert {(h["model"], h["replica"]) for h in hosts} == {("tiny", 0), ("tiny-b", 0), ("smol", 0)}
     assert all(h["ok"] and h["capacity"] == 16 for h in hosts)
+
+
+def test_a_real_chat_model_answers_coherently(openai_client):
+    """SmolLM2 (a trained model, unlike the tiny random ones) through the same path."""
+    c = openai_client.chat.completions.create(
+        model="smol", messages=[{"role": "user", "content": "What is the capital of France?"}], max_tokens=24
+    )
+    assert "Paris" in c.choices[0].message.content
