@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     config = load_config(args.config)
     wanted = sum(config.placement_of(m.name).num_cpus * config.placement_of(m.name).replicas for m in config.models)
     ctx = ray.init(
+        address="local",  # always a new cluster, owned by this process, never someone else's
         num_cpus=args.num_cpus or logical_cpus(wanted),
         num_gpus=args.num_gpus,
         namespace=NAMESPACE,

@@ -41,7 +41,7 @@ def chorus_deployment(data: dict[str, Any], *, http: bool = True) -> Iterator[An
     from orchestrator.deploy import NAMESPACE, deploy
 
     config = parse_config(data, "<bench>", ROOT)
-    ray.init(num_cpus=8, namespace=NAMESPACE, include_dashboard=False, log_to_driver=False, logging_level="error")
+    ray.init(address="local", num_cpus=8, namespace=NAMESPACE, include_dashboard=False, log_to_driver=False, logging_level="error")
     dep = deploy(config, http=http, progress=lambda s: print(f"  [deploy] {s}", flush=True))
     try:
         yield dep

@@ -34,6 +34,7 @@ def ray_cluster(tiny_model: Path) -> Iterator[str]:
     """A local Ray: 8 logical CPUs (engines mostly wait), 4 declared GPUs."""
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     ctx = ray.init(
+        address="local",  # a new cluster of our own, even if another Ray runs on this machine
         num_cpus=8,
         num_gpus=FAKE_GPUS,
         namespace=NAMESPACE,
