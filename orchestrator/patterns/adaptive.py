@@ -18,12 +18,11 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from cluster.spec import Strict
-from serving.types import Choice
 
-from .. import prompts
 from ..context import Context
 from ..errors import BudgetExceeded, StepFailed
 from .base import Answer, BuildEnv, Pattern, PatternRequest, PatternSpecBase
+from .router import classify
 from .spending import calls_left, tokens_left
 
 
@@ -88,16 +87,9 @@ class AdaptivePattern:
 
     async def classify(self, request: PatternRequest, ctx: Context) -> tuple[str, str, str]:
         """(label, preferred pattern, why)."""
-        labels = list(self.spec.routes)
-        messages = prompts.router_messages({k: r.when for k, r in self.spec.routes.items()}, request.question)
         try:
-            out = await ctx.call(
-                self.spec.classifier,
-                messages,
-                name="classify",
-                constraint=Choice(options=labels),
-                max_tokens=32,
-                temperature=0.0,
+            out = await classify(
+                ctx, self.spec.classifier, {k: r.when for k, r in self.spec.routes.items()}, request.question
             )
         except StepFailed as exc:
             return "", self.spec.fallback, f"classifier failed ({exc}); fallback"

@@ -16,7 +16,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from serving.types import JsonSchema
+from serving.types import JsonSchema, Message
 
 from .. import prompts
 from ..context import Context
@@ -63,31 +63,23 @@ class PlannerExecutorPattern:
         types = list(spec.executors)
         schema = JsonSchema(json_schema=plan_schema(types, spec.max_steps, spec.instruction_chars))
         ctx.note("plan_repaired", False)
-        out = await ctx.call(
-            spec.planner,
-            prompts.plan_messages(types, spec.max_steps, question),
-            name="plan",
-            constraint=schema,
-            max_tokens=spec.plan_max_tokens,
-            temperature=0.0,
-        )
+        async def ask(messages: list[Message], name: str) -> str:
+            out = await ctx.call(
+                spec.planner, messages, name=name, constraint=schema, max_tokens=spec.plan_max_tokens, temperature=0.0
+            )
+            return out.text
+
+        text = await ask(prompts.plan_messages(types, spec.max_steps, question), "plan")
         try:
-            return parse_plan(out.text, types, spec.max_steps)
+            return parse_plan(text, types, spec.max_steps)
         except PlanError as exc:
             first = str(exc)
         ctx.note("plan_repaired", {"problem": first})
         if not can_afford(ctx, 3):  # the repair, at least one step, the synthesis
             raise PatternFailed(f"the planner's plan was invalid ({first}) and the budget leaves no room to repair it")
-        out = await ctx.call(
-            spec.planner,
-            prompts.plan_repair_messages(types, spec.max_steps, question, out.text, first),
-            name="plan_repair",
-            constraint=schema,
-            max_tokens=spec.plan_max_tokens,
-            temperature=0.0,
-        )
+        text = await ask(prompts.plan_repair_messages(types, spec.max_steps, question, text, first), "plan_repair")
         try:
-            return parse_plan(out.text, types, spec.max_steps)
+            return parse_plan(text, types, spec.max_steps)
         except PlanError as exc:
             raise PatternFailed(
                 f"the planner's plan was invalid ({first}) and so was its repair ({exc}); "

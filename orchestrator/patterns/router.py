@@ -19,7 +19,7 @@ from cluster.spec import Strict
 from serving.types import Choice, TokenLogprob
 
 from .. import prompts
-from ..context import Context
+from ..context import Context, StepOutput
 from ..errors import StepFailed
 from .base import Answer, BuildEnv, PatternRequest, PatternSpecBase
 
@@ -79,6 +79,22 @@ def label_confidence(logprobs: list[TokenLogprob] | None, chosen: str, labels: l
     return mass.get(chosen, 0.0) / total
 
 
+async def classify(
+    ctx: Context, classifier: str, labels: dict[str, str], question: str, *, logprobs: int | None = None
+) -> StepOutput:
+    """One `classify` step: `classifier` picks a label (label → when to pick it) under a Choice
+    constraint, so it cannot answer off the list. Shared by router and adaptive."""
+    return await ctx.call(
+        classifier,
+        prompts.router_messages(labels, question),
+        name="classify",
+        constraint=Choice(options=list(labels)),
+        max_tokens=32,
+        temperature=0.0,
+        logprobs=logprobs,
+    )
+
+
 @dataclass(frozen=True)
 class RouterPattern:
     spec: RouterSpec
@@ -86,15 +102,9 @@ class RouterPattern:
     async def classify(self, request: PatternRequest, ctx: Context) -> tuple[str, str, float, str | None]:
         """Returns (role, label, confidence, why-fallback-or-None)."""
         labels = list(self.spec.routes)
-        messages = prompts.router_messages({k: r.when for k, r in self.spec.routes.items()}, request.question)
         try:
-            out = await ctx.call(
-                self.spec.classifier,
-                messages,
-                name="classify",
-                constraint=Choice(options=labels),
-                max_tokens=32,
-                temperature=0.0,
+            out = await classify(
+                ctx, self.spec.classifier, {k: r.when for k, r in self.spec.routes.items()}, request.question,
                 logprobs=TOP_LOGPROBS,
             )
         except StepFailed as exc:

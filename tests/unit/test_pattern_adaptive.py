@@ -114,15 +114,14 @@ def spec_map(patterns):
 
 
 def test_naming_an_unknown_pattern_is_a_config_error():
-    specs = spec_map({**PATTERNS, "auto": {**PATTERNS["auto"], "fallback": "nope"}})
+    # The config loader checks the names already, before anything is built.
     with pytest.raises(ConfigError, match="patterns.auto: names pattern 'nope', which is not under patterns:"):
-        build_patterns(specs)
+        build_patterns(spec_map({**PATTERNS, "auto": {**PATTERNS["auto"], "fallback": "nope"}}))
 
 
 def test_adaptive_cannot_name_another_adaptive():
-    specs = spec_map({**PATTERNS, "auto2": {**PATTERNS["auto"], "fallback": "auto"}})
     with pytest.raises(ConfigError, match="'auto', which itself runs other patterns"):
-        build_patterns(specs)
+        build_patterns(spec_map({**PATTERNS, "auto2": {**PATTERNS["auto"], "fallback": "auto"}}))
 
 
 def test_patterns_share_one_embedder():
