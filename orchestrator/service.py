@@ -49,6 +49,20 @@ class Reply(BaseModel):
     trace: Trace
     created: int
 
+    @classmethod
+    def of(cls, model: str, text: str, finish_reason: str, trace: Trace) -> Reply:
+        """A reply whose usage is its (closed) trace's totals."""
+        t = trace.totals
+        return cls(
+            id=f"chatcmpl-{uuid.uuid4().hex}",
+            model=model,
+            text=text,
+            finish_reason=finish_reason,
+            usage=Usage(prompt_tokens=t.prompt_tokens, completion_tokens=t.completion_tokens, cached_tokens=t.cached_tokens),
+            trace=trace,
+            created=int(time.time()),
+        )
+
 
 class CatalogEntry(BaseModel):
     id: str
@@ -138,16 +152,7 @@ class Chorus:
             trace.close(time.perf_counter() - t0)
             raise PatternFailed(f"'{req.model}' could not answer: {exc}") from exc
         trace.close(time.perf_counter() - t0)
-        t = trace.totals
-        return Reply(
-            id=f"chatcmpl-{uuid.uuid4().hex}",
-            model=req.model,
-            text=answer.text,
-            finish_reason=answer.finish_reason,
-            usage=Usage(prompt_tokens=t.prompt_tokens, completion_tokens=t.completion_tokens, cached_tokens=t.cached_tokens),
-            trace=trace,
-            created=int(time.time()),
-        )
+        return Reply.of(req.model, answer.text, answer.finish_reason, trace)
 
     async def stream(self, req: ChatRequest) -> AsyncIterator[Delta | Reply]:
         """Token deltas for a hosted model; a pattern's answer as one delta. Ends with the Reply."""
@@ -188,12 +193,4 @@ class Chorus:
             )
         )
         trace.close(wall)
-        yield Reply(
-            id=f"chatcmpl-{uuid.uuid4().hex}",
-            model=req.model,
-            text="".join(text),
-            finish_reason=finish,
-            usage=usage,
-            trace=trace,
-            created=int(time.time()),
-        )
+        yield Reply.of(req.model, "".join(text), finish, trace)

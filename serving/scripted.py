@@ -81,15 +81,3 @@ def _choice_logprob(answer: str, options: list[str], confidence: float) -> Token
     top.update({o: math.log(rest) if rest > 0 else float("-inf") for o in others})
     return TokenLogprob(token=answer, logprob=top[answer], top=top)
 
-
-def by_role_prompt(answers: dict[str, str | Exception], default: str = "ok") -> Script:
-    """A script that answers by the first keyword found in the last message."""
-
-    def script(request: GenerationRequest) -> str | Exception:
-        text = request.messages[-1].content
-        for key, answer in answers.items():
-            if key in text:
-                return answer
-        return default
-
-    return script
