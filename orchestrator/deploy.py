@@ -93,6 +93,7 @@ def deploy(
     detached: bool = False,
     progress: Progress = lambda _: None,
     timeout_s: float = 900.0,
+    namespace: str = NAMESPACE,
 ) -> Deployment:
     """Start everything `config` describes on the connected Ray cluster.
 
@@ -115,7 +116,7 @@ def deploy(
             for slot in wave:
                 engine_cls, engine_kwargs = engine(config, slot)
                 handle = remote_host.options(
-                    **slot.options, name=host_name(slot.model, slot.replica), namespace=NAMESPACE, **lifetime
+                    **slot.options, name=host_name(slot.model, slot.replica), namespace=namespace, **lifetime
                 ).remote(config.model(slot.model), slot.replica, engine_cls, engine_kwargs, gpus=slot.gpus)
                 made[(slot.model, slot.replica)] = (handle, slot)
                 dep.hosts.setdefault(slot.model, []).append(handle)  # so a failure tears it down
@@ -130,14 +131,14 @@ def deploy(
         dep.hosts = {m: [h for h, _ in pairs] for m, pairs in hosts.items()}
         dep.orchestrator = (
             ray.remote(Orchestrator)
-            .options(name=ORCHESTRATOR, namespace=NAMESPACE, num_cpus=0, max_concurrency=10_000, **lifetime)
+            .options(name=ORCHESTRATOR, namespace=namespace, num_cpus=0, max_concurrency=10_000, **lifetime)
             .remote(config, {m: [(h, s.gpus) for h, s in pairs] for m, pairs in hosts.items()})
         )
         ray.get(dep.orchestrator.catalog.remote(), timeout=max(1.0, deadline - time.monotonic()))
         if http:
             dep.gateway = (
                 ray.remote(Gateway)
-                .options(name=GATEWAY, namespace=NAMESPACE, num_cpus=0, max_concurrency=10_000, **lifetime)
+                .options(name=GATEWAY, namespace=namespace, num_cpus=0, max_concurrency=10_000, **lifetime)
                 .remote(config.server, dep.orchestrator)
             )
             dep.url = ray.get(dep.gateway.start.remote(), timeout=max(1.0, deadline - time.monotonic()))
@@ -165,9 +166,9 @@ def _await_starts(started: dict[Any, ReplicaSlot], deadline: float, progress: Pr
         progress(f"  {slot.model}[{slot.replica}] ready after {time.monotonic() - t0:.1f}s")
 
 
-def find_orchestrator() -> Any:
+def find_orchestrator(namespace: str = NAMESPACE) -> Any:
     """The running Orchestrator actor (requires a connected Ray); raises ValueError if absent."""
-    return ray.get_actor(ORCHESTRATOR, namespace=NAMESPACE)
+    return ray.get_actor(ORCHESTRATOR, namespace=namespace)
 
 
 def teardown_named() -> list[str]:
