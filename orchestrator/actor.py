@@ -41,6 +41,9 @@ class Orchestrator:
     async def catalog(self) -> list[CatalogEntry]:
         return await self.chorus.catalog()
 
+    async def warm(self) -> None:
+        await self.chorus.warm()
+
     async def status(self) -> FleetStatus:
         return await self.chorus.status()
 

@@ -134,7 +134,8 @@ def deploy(
             .options(name=ORCHESTRATOR, namespace=namespace, num_cpus=0, max_concurrency=10_000, **lifetime)
             .remote(config, {m: [(h, s.gpus) for h, s in pairs] for m, pairs in hosts.items()})
         )
-        ray.get(dep.orchestrator.catalog.remote(), timeout=max(1.0, deadline - time.monotonic()))
+        ray.get(dep.orchestrator.warm.remote(), timeout=max(1.0, deadline - time.monotonic()))
+        progress("orchestrator ready")
         if http:
             dep.gateway = (
                 ray.remote(Gateway)

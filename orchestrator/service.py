@@ -5,6 +5,7 @@ Transport-free: the Ray actor (orchestrator.actor), the HTTP app and the tests a
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -85,13 +86,20 @@ class Chorus:
         self.config = config
         self.fleet = fleet
         # One embedder for every pattern that votes semantically; it loads its model on first use.
-        built = build_patterns(config.patterns, embedder or MiniLMEmbedder())
+        self.embedder = embedder or MiniLMEmbedder()
+        built = build_patterns(config.patterns, self.embedder)
         self.patterns: dict[str, tuple[str, Pattern]] = {
             name: (spec.kind, built[name]) for name, spec in config.patterns.items()
         }
 
     async def catalog(self) -> list[CatalogEntry]:
         return self._catalog()
+
+    async def warm(self) -> None:
+        """Load what the first request would otherwise wait for: the sentence embedder, when a
+        pattern votes by meaning (≈5 s on a CPU)."""
+        if any(getattr(spec, "extract", None) == "semantic" for spec in self.config.patterns.values()):
+            await asyncio.to_thread(self.embedder.embed, ["warm-up"])
 
     async def status(self) -> FleetStatus:
         hosts = await self.fleet.status()
