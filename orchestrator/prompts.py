@@ -46,11 +46,22 @@ def _numbered(items: list[str], label: str) -> str:
 
 # --- References (pyramid layers, council merge, consensus escalation) -----------------------
 
-REFERENCES_SYSTEM = (
-    "You are given a question and several answers to it from other assistants, numbered as "
-    "references. Some may be wrong. Judge them critically and write one accurate, complete answer "
-    "of your own. Do not mention the references."
+PYRAMID_SYSTEM = (
+    "Answer the user's request accurately and completely. If numbered references follow the "
+    "request, they are answers to it from other assistants and some may be wrong: judge them "
+    "critically and write one better answer of your own. Do not mention the references."
 )
+
+
+def pyramid_messages(conversation: list[Message], references: list[str]) -> list[Message]:
+    """A pyramid layer's prompt. Every layer opens identically (system text, then the whole
+    conversation), so later layers reuse the first layer's cached prefix, long documents
+    included; the references, which change per layer, come last as a message of their own."""
+    opening = [Message(role="system", content=PYRAMID_SYSTEM), *conversation]
+    if not references:
+        return opening
+    return [*opening, Message(role="user", content="References:\n\n" + _numbered(references, "reference"))]
+
 
 MERGE_SYSTEM = (
     "You are the synthesizer of a council. Several members answered the question independently; "

@@ -122,13 +122,17 @@ class Baseline:
 
     async def pyramid(self, question: str) -> str:
         from orchestrator import prompts
+        from serving.types import Message
 
-        refs = await self.layer(PYRAMID[0], [{"role": "user", "content": question}], MEMBER_TEMPERATURE)
+        conversation = [Message(role="user", content=question)]
+
+        def layer_prompt(refs: list[str]) -> list[dict]:
+            return [m.model_dump() for m in prompts.pyramid_messages(conversation, refs)]
+
+        refs = await self.layer(PYRAMID[0], layer_prompt([]), MEMBER_TEMPERATURE)
         for roles in PYRAMID[1:-1]:
-            msgs = [m.model_dump() for m in prompts.references_messages(prompts.REFERENCES_SYSTEM, question, refs)]
-            refs = await self.layer(roles, msgs, MEMBER_TEMPERATURE)
-        final = prompts.references_messages(prompts.REFERENCES_SYSTEM, question, refs)
-        return await self.call(PYRAMID[-1][0], [m.model_dump() for m in final], 0.0)
+            refs = await self.layer(roles, layer_prompt(refs), MEMBER_TEMPERATURE)
+        return await self.call(PYRAMID[-1][0], layer_prompt(refs), 0.0)
 
 
 async def load(concurrency: int, total: int, one: Callable[[int], Awaitable[int]]) -> dict:

@@ -74,13 +74,9 @@ class PyramidPattern:
     spec: PyramidSpec
     embedder: Embedder | None = None
 
-    def _messages(self, request: PatternRequest, depth: int, references: list[str]) -> list[Message]:
-        if depth == 0:
-            return self.spec.member_messages(request.messages)
+    def _messages(self, request: PatternRequest, references: list[str]) -> list[Message]:
         # Every layer answers in the same format, so numeric voting can read later layers too.
-        return self.spec.member_messages(
-            prompts.references_messages(prompts.REFERENCES_SYSTEM, request.question, references)
-        )
+        return self.spec.member_messages(prompts.pyramid_messages(request.messages, references))
 
     async def run(self, request: PatternRequest, ctx: Context) -> Answer:
         spec = self.spec
@@ -96,7 +92,7 @@ class PyramidPattern:
             poll = await ask_all(
                 ctx,
                 roles,
-                self._messages(request, depth, references),
+                self._messages(request, references),
                 name=f"layer{depth + 1}",
                 constraint=spec.member_constraint(),
                 temperature=spec.temperature,
@@ -117,7 +113,7 @@ class PyramidPattern:
         try:
             out = await ctx.call(
                 spec.layers[-1][0],
-                self._messages(request, top - 1, references),
+                self._messages(request, references),
                 name=f"layer{top}[0]",
                 constraint=spec.member_constraint(),
             )

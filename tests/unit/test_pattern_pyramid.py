@@ -50,8 +50,12 @@ async def test_layers_run_in_parallel_and_the_last_aggregates():
     assert [h["layer"] for h in reply.trace.decisions["layers"]] == [1, 2, 3]
     # Layer 2 sees layer 1's answers as numbered references after the question.
     prompt = last(engines["judge"].calls[0])
-    assert prompt.startswith("Question:\nthe question\n\nReferences:")
+    assert prompt.startswith("References:")
     assert "[reference 1]\nsky" in prompt and "[reference 3]\nsand" in prompt
+    # Every layer opens with layer 1's prompt byte for byte, so the engine's prefix cache serves it.
+    first = engines["generalist"].calls[0].messages
+    for role in ("judge", "synthesizer"):
+        assert engines[role].calls[0].messages[: len(first)] == first
     # The aggregator sees layer 2's answers, not layer 1's.
     final_prompt = last(engines["synthesizer"].calls[0])
     assert "[reference 2]\nsea" in final_prompt and "sand" not in final_prompt
