@@ -10,42 +10,31 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from .. import prompts
 from ..context import Context
 from ..errors import PatternFailed, StepFailed
 from . import judging
-from .base import Answer, BuildEnv, PatternRequest, PatternSpecBase
+from .base import Answer, BuildEnv, PatternRequest
 from .embedding import Embedder
-from .members import MemberAnswer, ask_all, require_answers
-from .voting import AgreementFields, decide, embedder_for, tally_note
+from .members import MemberAnswer
+from .vote import BallotSpec, poll_and_tally
+from .voting import embedder_for
 
 
-class CouncilSpec(PatternSpecBase, AgreementFields):
+class CouncilSpec(BallotSpec):
     kind: Literal["council"]
-    members: list[str] = Field(min_length=2, max_length=16, description="Roles that answer independently.")
     combine: Literal["merge", "vote", "best_of_n"] = Field("merge", description="How the answers become one.")
     synthesizer: str = Field("synthesizer", description="combine: merge: the role that writes the combined answer.")
     judge: str = Field("judge", description="combine: best_of_n: the role that scores each answer.")
     diverge_below: float = Field(
-        0.5,
-        ge=0.0,
-        le=1.0,
-        description="Agreement below this is stated as divergence: the answer is flagged uncertain.",
+        0.5, ge=0.0, le=1.0, description="Agreement below this is stated as divergence: the answer is flagged uncertain."
     )
     state_agreement: bool = Field(True, description="End the answer with a line stating the members' agreement.")
-    temperature: float | None = Field(
-        None, ge=0.0, le=2.0, description="Members' temperature; > 0 lets members on one model answer differently."
-    )
     extract: Literal["exact", "label", "numeric", "semantic"] = Field(
         "semantic", description="How agreement is measured (see vote); free text clusters by meaning."
     )
-
-    @model_validator(mode="after")
-    def _weights_name_members(self) -> CouncilSpec:
-        self.check_weighted_roles(self.members)
-        return self
 
     def roles(self) -> set[str]:
         extra = {"merge": {self.synthesizer}, "best_of_n": {self.judge}, "vote": set()}[self.combine]
@@ -98,19 +87,8 @@ class CouncilPattern:
 
     async def run(self, request: PatternRequest, ctx: Context) -> Answer:
         spec = self.spec
-        poll = await ask_all(
-            ctx,
-            spec.members,
-            spec.member_messages(request.messages),
-            name="member",
-            constraint=spec.member_constraint(),
-            temperature=spec.temperature,
-        )
-        answers = require_answers(poll, "the council")
-        tally = await decide(spec, answers, self.embedder)
+        answers, tally = await poll_and_tally(spec, self.embedder, request, ctx, "the council")
         uncertain = tally.agreement < spec.diverge_below
-        ctx.note("vote", tally_note(tally, answers))
-        ctx.note("agreement", round(tally.agreement, 4))
         ctx.note("council", {"combine": spec.combine, "uncertain": uncertain, "answered": len(answers)})
         text = await self._combine(request, ctx, answers, tally.winner)
         if spec.state_agreement:

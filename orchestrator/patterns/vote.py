@@ -22,7 +22,7 @@ from .voting import AgreementFields, decide, embedder_for, tally_note
 
 
 class BallotSpec(PatternSpecBase, AgreementFields):
-    """Members that vote and how their answers are compared (vote and consensus)."""
+    """Members that vote and how their answers are compared (vote, consensus and council)."""
 
     members: list[str] = Field(
         min_length=2, max_length=16, description="Voting roles; repeat a role to sample it again."
@@ -53,7 +53,7 @@ class VoteSpec(BallotSpec):
 async def poll_and_tally(
     spec: BallotSpec, embedder: Embedder | None, request: PatternRequest, ctx: Context, what: str
 ) -> tuple[list[MemberAnswer], Tally]:
-    """Ask every member, tally their answers, note the tally; shared with consensus."""
+    """Ask every member, tally their answers, note the tally; shared with consensus and council."""
     poll = await ask_all(
         ctx,
         spec.members,
