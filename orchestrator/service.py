@@ -114,9 +114,14 @@ class Chorus:
         return entries
 
     def _models_of(self, name: str) -> set[str]:
-        if name in self.config.patterns:
-            return {self.config.roles[r] for r in self.config.patterns[name].roles()}
-        return {name}
+        """Every model a request for `name` may call, through the patterns it runs too."""
+        spec = self.config.patterns.get(name)
+        if spec is None:
+            return {name}
+        models = {self.config.roles[r] for r in spec.roles()}
+        for used in spec.uses():
+            models |= self._models_of(used)
+        return models
 
     def admit(self, name: str) -> None:
         """Refuse a new request up front when a model it needs has a full queue on every replica,

@@ -27,11 +27,12 @@ class Admission:
         self.max_waiting = max_waiting
         self.inside = 0
         self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._live = 0  # waiters still waiting (the heap may also hold cancelled ones)
         self._order = itertools.count()
 
     @property
     def waiting(self) -> int:
-        return sum(1 for _, _, f in self._waiting if not f.done())
+        return self._live
 
     @asynccontextmanager
     async def slot(self, priority: int = 0) -> AsyncIterator[None]:
@@ -51,17 +52,21 @@ class Admission:
             raise QueueFull(f"{self.waiting} requests already waiting (bound {self.max_waiting})")
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._waiting, (priority, next(self._order), fut))
+        self._live += 1
         try:
             await fut
         except asyncio.CancelledError:
             if fut.done() and not fut.cancelled():
                 self._release()  # we were handed a slot as we were cancelled: pass it on
+            else:
+                self._live -= 1  # left the queue without a slot
             raise
 
     def _release(self) -> None:
         while self._waiting:
             _, _, fut = heapq.heappop(self._waiting)
             if not fut.done():
+                self._live -= 1
                 fut.set_result(None)  # the slot moves to the waiter; `inside` is unchanged
                 return
         self.inside -= 1
