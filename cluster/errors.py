@@ -1,20 +1,58 @@
-"""Errors the cluster layer raises on purpose.
+"""Every error chorus raises on purpose, in one tree.
 
-    ClusterError
-    ├── GpuSpecError     a GPU spec string such as `2x4xA100-40GB` cannot be read
-    ├── SizingError      a model's memory cannot be estimated (no config.json, no catalog entry)
-    └── PlacementError   a model cannot be placed: it names the model, what it needs, the
-                         largest space there is and what would make it fit
+It lives in the lowest layer so that every layer raises from the same root; each layer raises
+only its own branch, and each boundary translates once (Ray's wrappers at the Ray handles, the
+tree to HTTP statuses in `orchestrator.api.errors`).
 
-Every one keeps its constructor arguments as plain values (str, int, tuples of str), so it
-pickles and crosses Ray actor boundaries intact.
+    ChorusError
+    ├── ConfigError            a config file is wrong: names the file, the field and the fix
+    ├── ClusterError           where models run
+    │   ├── GpuSpecError       a GPU spec string such as `2x4xA100-40GB` cannot be read
+    │   ├── SizingError        a model's memory cannot be estimated (no config.json, no catalog)
+    │   ├── PlacementError     a model cannot be placed: what it needs, the largest space, fixes
+    │   └── DeployError        a model could not be started (names it and says why)
+    ├── RequestError           the caller asked for something invalid                  → 400
+    │   ├── UnknownModelError  `model` names no pattern and no hosted model            → 404
+    │   ├── BudgetExceeded     the request's budget ran out before an answer           → 400
+    │   └── PromptTooLong      the prompt does not fit the model's context             → 400
+    ├── OverloadedError        every replica of a needed model is full; retry after    → 429
+    │   └── QueueFull          one replica's wait queue is at its bound
+    ├── UnavailableError       nothing can serve the request now; retry after          → 503
+    │   └── NotRunning         no chorus is reachable at the given address
+    ├── EngineError            an engine fault: the engine failed, its replica died or timed out.
+    │                          A pattern's member call that hits one is a failed member.
+    └── StepFailed             a model call failed and the pattern could not do without it → 500
+        └── PatternFailed      the pattern could not produce an answer at all          → 500
+
+Anything else (an AttributeError in an engine, a bug in a pattern) is a programming error: it is
+never turned into a failed member; it fails the request with a 500 and a logged traceback.
+
+Every class keeps its constructor arguments as plain values (str, int, float, tuples of str) in
+`args`, so it pickles and crosses Ray actor boundaries intact.
 """
 
 from __future__ import annotations
 
 
-class ClusterError(Exception):
-    """Base of every error in `cluster/`."""
+class ChorusError(Exception):
+    """Base of every chorus error."""
+
+
+class ConfigError(ChorusError):
+    def __init__(self, file: str, field: str, problem: str) -> None:
+        super().__init__(file, field, problem)
+        self.file, self.field, self.problem = file, field, problem
+
+    def __str__(self) -> str:
+        where = f"{self.file}: {self.field}" if self.field else self.file
+        return f"{where}: {self.problem}"
+
+
+# --- where models run -------------------------------------------------------------------------
+
+
+class ClusterError(ChorusError):
+    """Base of the errors of placing and starting models."""
 
 
 class GpuSpecError(ClusterError):
@@ -61,3 +99,69 @@ class PlacementError(ClusterError):
         if self.fixes:
             text += "; to make it fit: " + "; or ".join(self.fixes)
         return text
+
+
+class DeployError(ClusterError):
+    """A model could not be started; the message names it and says why."""
+
+
+# --- what a request can run into ----------------------------------------------------------------
+
+
+class RequestError(ChorusError):
+    """The caller's mistake; the message says what to change."""
+
+
+class UnknownModelError(RequestError):
+    def __init__(self, name: str, known: list[str]) -> None:
+        super().__init__(name, list(known))
+        self.name, self.known = name, list(known)
+
+    def __str__(self) -> str:
+        return f"The model '{self.name}' does not exist. Known patterns and models: {', '.join(self.known)}"
+
+
+class BudgetExceeded(RequestError):
+    pass
+
+
+class PromptTooLong(RequestError):
+    """The request cannot fit the model's context."""
+
+
+class OverloadedError(ChorusError):
+    def __init__(self, message: str, retry_after_s: float = 1.0) -> None:
+        super().__init__(message, retry_after_s)
+        self.retry_after_s = retry_after_s
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class QueueFull(OverloadedError):
+    """A replica's wait queue is at its bound."""
+
+
+class UnavailableError(ChorusError):
+    def __init__(self, message: str, retry_after_s: float = 1.0) -> None:
+        super().__init__(message, retry_after_s)
+        self.retry_after_s = retry_after_s
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class NotRunning(UnavailableError):
+    """No chorus is reachable at the given address."""
+
+
+class EngineError(ChorusError):
+    """An engine fault: it failed a request or could not start, its replica died, or it timed out."""
+
+
+class StepFailed(ChorusError):
+    """A model call failed; the trace step says why."""
+
+
+class PatternFailed(StepFailed):
+    pass

@@ -8,7 +8,7 @@ Pure data plus two readers:
 * `from_spec("2x4xA100-40GB")` describes GPUs to plan for ahead of time: NODESxGPUSxNAME-MEMGB
   (NODES defaults to 1); different nodes are joined with commas ("1xH100-80GB,1xRTX4090-24GB").
 
-A running Ray cluster's nodes come from `cluster.runtime.ray_inventory()` (the only module
+A running Ray cluster's nodes come from `cluster.runtime.reservation.ray_inventory()` (the only module
 here that imports ray).
 """
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from .errors import GpuSpecError
+from cluster.errors import GpuSpecError
 
 GiB = 1 << 30
 MiB = 1 << 20

@@ -16,16 +16,14 @@ import ray
 
 from serving.types import Message
 
-from .context import Budget
-from .deploy import NAMESPACE, find_orchestrator
-from .errors import ChorusError
-from .fleet import unwrap_ray_errors
-from .service import CatalogEntry, ChatRequest, FleetStatus, Reply
-from .state import read_state
+from orchestrator.core.budget import Budget
+from orchestrator.runtime.deploy import NAMESPACE, find_orchestrator
+from cluster.errors import NotRunning
+from orchestrator.runtime.handles import call, call_blocking
+from orchestrator.core.schema import CatalogEntry, ChatRequest, FleetStatus, Reply
+from orchestrator.runtime.state import read_state
 
-
-class NotRunning(ChorusError):
-    """No chorus orchestrator is reachable at the given address."""
+WHAT = "the chorus orchestrator"
 
 
 def _messages(messages: str | Sequence[Message | dict[str, str]]) -> list[Message]:
@@ -59,18 +57,22 @@ class Client:
 
     def ask(self, model: str, messages: str | Sequence[Message | dict[str, str]], *, timeout_s: float = 600, **kw: Any) -> Reply:
         """Run a pattern (or a hosted model) and wait for its reply. Raises chorus's own errors."""
-        with unwrap_ray_errors():
-            return ray.get(self.handle.chat.remote(self.request(model, messages, **kw)), timeout=timeout_s)
+        reply: Reply = call_blocking(
+            self.handle.chat, self.request(model, messages, **kw), what=WHAT, timeout_s=timeout_s, lost=NotRunning
+        )
+        return reply
 
     async def ask_async(self, model: str, messages: str | Sequence[Message | dict[str, str]], **kw: Any) -> Reply:
-        with unwrap_ray_errors():
-            return await self.handle.chat.remote(self.request(model, messages, **kw))
+        reply: Reply = await call(self.handle.chat, self.request(model, messages, **kw), what=WHAT, lost=NotRunning)
+        return reply
 
     def models(self) -> list[CatalogEntry]:
-        return ray.get(self.handle.catalog.remote(), timeout=60)
+        entries: list[CatalogEntry] = call_blocking(self.handle.catalog, what=WHAT, timeout_s=60, lost=NotRunning)
+        return entries
 
     def status(self) -> FleetStatus:
-        return ray.get(self.handle.status.remote(), timeout=60)
+        status: FleetStatus = call_blocking(self.handle.status, what=WHAT, timeout_s=60, lost=NotRunning)
+        return status
 
 
 def _set_ray_auth_mode(mode: str) -> None:

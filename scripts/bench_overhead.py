@@ -25,10 +25,10 @@ PATHS = ["engine", "host", "orchestrator", "http"]
 
 async def run(rounds: int) -> dict:
     from cluster.spec import ModelSpec
-    from orchestrator.deploy import find_orchestrator
-    from orchestrator.service import ChatRequest
+    from orchestrator.runtime.deploy import find_orchestrator
+    from orchestrator.core.schema import ChatRequest
     from serving.types import GenerationRequest, Message, Sampling
-    from serving.vllm_engine import VLLMEngine
+    from serving.engines.vllm_engine import VLLMEngine
 
     model = tiny_model("tiny", max_num_seqs=16)
     data = {

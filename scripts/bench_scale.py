@@ -2,7 +2,7 @@
 
     python scripts/bench_scale.py [--out docs/bench] [--requests 500] [--clock virtual|scaled]
 
-A SIMULATION, not a measurement: every engine is a `serving.simulated.SimulatedEngine` (the
+A SIMULATION, not a measurement: every engine is a `serving.sim.engine.SimulatedEngine` (the
 latency model of docs/simulated-engine.md), hosted by a real `ModelHost` behind a real `Fleet`
 and `Chorus`, so admission, replica choice and the patterns' own code run as in production.
 The fleet, roles and placement are those of configs/gpu-8x80.yaml (patterns fanout, council and
@@ -44,11 +44,13 @@ from typing import Any
 
 import yaml
 
-from orchestrator.config import ChorusConfig, load_config, parse_config
-from orchestrator.fleet import Fleet, HostReplica, Replica
-from orchestrator.service import ChatRequest, Chorus
-from serving.host import ModelHost
-from serving.simulated import H100, SimulatedEngine, SimulatedGpu, VirtualClockLoop
+from orchestrator.service.config import ChorusConfig, load_config, parse_config
+from orchestrator.routing.fleet import Fleet
+from orchestrator.routing.replicas import HostReplica, Replica
+from orchestrator.core.schema import ChatRequest
+from orchestrator.service.chorus import Chorus
+from serving.host.model_host import ModelHost
+from serving.sim.engine import H100, SimulatedEngine, SimulatedGpu, VirtualClockLoop
 from serving.types import GenerationRequest, Message, Result
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -502,7 +504,7 @@ def main() -> None:
         "benchmark": "scale",
         "date": DATE,
         "simulated": True,
-        "note": "A simulation of H100 SXM GPUs by serving.simulated.SimulatedEngine (docs/simulated-engine.md), "
+        "note": "A simulation of H100 SXM GPUs by serving.sim.engine.SimulatedEngine (docs/simulated-engine.md), "
         "not a measurement on GPUs. Latencies and throughput are in simulated seconds.",
         "config": str(PRESET.relative_to(ROOT)),
         "gpus": f"{GPUS}x {H100.name}",

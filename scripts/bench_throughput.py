@@ -114,14 +114,14 @@ class Baseline:
         return [await self.call(r, messages, temperature) for r in roles]
 
     async def council(self, question: str) -> str:
-        from orchestrator import prompts
+        from orchestrator.patterns.kit import prompts
 
         answers = await self.layer(COUNCIL, [{"role": "user", "content": question}], MEMBER_TEMPERATURE)
         merge = prompts.references_messages(prompts.MERGE_SYSTEM, question, answers)
         return await self.call("synthesizer", [m.model_dump() for m in merge], 0.0)
 
     async def pyramid(self, question: str) -> str:
-        from orchestrator import prompts
+        from orchestrator.patterns.kit import prompts
         from serving.types import Message
 
         conversation = [Message(role="user", content=question)]
@@ -164,7 +164,7 @@ def question(i: int) -> str:
 async def run(levels: list[int]) -> dict:
     from cluster.spec import ModelSpec
     from serving.types import GenerationRequest, Message, Sampling
-    from serving.vllm_engine import VLLMEngine
+    from serving.engines.vllm_engine import VLLMEngine
 
     logs = Path(__file__).resolve().parents[1] / ".cache" / "bench-logs"
     logs.mkdir(parents=True, exist_ok=True)

@@ -11,20 +11,20 @@ from typing import Annotated
 
 from pydantic import Field
 
-from .adaptive import AdaptiveSpec
-from .base import Answer, BuildEnv, Pattern, PatternRequest, PatternSpecBase
-from .best_of_n import BestOfNSpec
-from .cascade import CascadeSpec
-from .consensus import ConsensusSpec
-from .council import CouncilSpec
-from .fanout import FanoutSpec
-from .pipeline import PipelineSpec
-from .planner_executor import PlannerExecutorSpec
-from .pyramid import PyramidSpec
-from .router import RouterSpec
-from .single import SingleSpec
-from .supervisor_worker import SupervisorWorkerSpec
-from .vote import VoteSpec
+from orchestrator.patterns.adaptive import AdaptiveSpec
+from orchestrator.patterns.kit.base import Answer, BuildEnv, Pattern, PatternRequest, PatternSpecBase
+from orchestrator.patterns.best_of_n import BestOfNSpec
+from orchestrator.patterns.cascade import CascadeSpec
+from orchestrator.patterns.consensus import ConsensusSpec
+from orchestrator.patterns.council import CouncilSpec
+from orchestrator.patterns.fanout import FanoutSpec
+from orchestrator.patterns.pipeline import PipelineSpec
+from orchestrator.patterns.planner_executor import PlannerExecutorSpec
+from orchestrator.patterns.pyramid import PyramidSpec
+from orchestrator.patterns.router import RouterSpec
+from orchestrator.patterns.single import SingleSpec
+from orchestrator.patterns.supervisor_worker import SupervisorWorkerSpec
+from orchestrator.patterns.vote import VoteSpec
 
 PatternSpec = Annotated[
     SingleSpec

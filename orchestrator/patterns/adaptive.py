@@ -19,11 +19,11 @@ from pydantic import Field, model_validator
 
 from cluster.spec import Strict
 
-from ..context import Context
-from ..errors import BudgetExceeded, StepFailed
-from .base import Answer, BuildEnv, Pattern, PatternRequest, PatternSpecBase
-from .router import classify
-from .spending import calls_left, tokens_left
+from orchestrator.core.context import Context
+from cluster.errors import BudgetExceeded, StepFailed
+from orchestrator.patterns.kit.base import Answer, BuildEnv, Pattern, PatternRequest, PatternSpecBase
+from orchestrator.patterns.router import classify
+from orchestrator.patterns.kit.spending import calls_left, tokens_left
 
 
 class AdaptiveRoute(Strict):

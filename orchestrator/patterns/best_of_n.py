@@ -9,10 +9,10 @@ from typing import Literal
 
 from pydantic import Field
 
-from ..context import Context
-from . import judging
-from .base import Answer, BuildEnv, PatternRequest, PatternSpecBase
-from .members import ask_all, require_answers
+from orchestrator.core.context import Context
+from orchestrator.patterns.kit import judging
+from orchestrator.patterns.kit.base import Answer, BuildEnv, PatternRequest, PatternSpecBase
+from orchestrator.patterns.kit.members import ask_all, require_answers
 
 
 class BestOfNSpec(PatternSpecBase):

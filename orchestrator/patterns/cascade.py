@@ -17,12 +17,12 @@ from pydantic import Field, model_validator
 
 from serving.types import Choice
 
-from .. import prompts
-from ..context import Context
-from ..errors import PatternFailed, StepFailed
-from . import judging
-from .base import Answer, BuildEnv, PatternRequest, PatternSpecBase
-from .spending import can_afford
+from orchestrator.patterns.kit import prompts
+from orchestrator.core.context import Context
+from cluster.errors import PatternFailed, StepFailed
+from orchestrator.patterns.kit import judging
+from orchestrator.patterns.kit.base import Answer, BuildEnv, PatternRequest, PatternSpecBase
+from orchestrator.patterns.kit.spending import can_afford
 
 VERDICT = Choice(options=["yes", "no"])
 

@@ -13,9 +13,9 @@ from pydantic import Field, model_validator
 
 from cluster.spec import Strict
 
-from .. import prompts
-from ..context import Context
-from .base import Answer, BuildEnv, PatternRequest, PatternSpecBase
+from orchestrator.patterns.kit import prompts
+from orchestrator.core.context import Context
+from orchestrator.patterns.kit.base import Answer, BuildEnv, PatternRequest, PatternSpecBase
 
 Template = Literal["answer", "draft", "critique", "refine", "summarize", "custom"]
 NEEDS_PREVIOUS = {"critique", "refine", "summarize"}

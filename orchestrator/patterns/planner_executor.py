@@ -18,13 +18,13 @@ from pydantic import Field, model_validator
 
 from serving.types import JsonSchema, Message
 
-from .. import prompts
-from ..context import Context
-from ..errors import PatternFailed, StepFailed
-from .base import Answer, BuildEnv, PatternRequest, PatternSpecBase
-from .members import record_failures
-from .plan import Plan, PlanError, parse_plan, plan_schema
-from .spending import can_afford
+from orchestrator.patterns.kit import prompts
+from orchestrator.core.context import Context
+from cluster.errors import PatternFailed, StepFailed
+from orchestrator.patterns.kit.base import Answer, BuildEnv, PatternRequest, PatternSpecBase
+from orchestrator.patterns.kit.members import record_failures
+from orchestrator.patterns.kit.task_graph import Plan, PlanError, parse_plan, plan_schema
+from orchestrator.patterns.kit.spending import can_afford
 
 
 class PlannerExecutorSpec(PatternSpecBase):

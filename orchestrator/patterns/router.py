@@ -18,10 +18,10 @@ from pydantic import Field, model_validator
 from cluster.spec import Strict
 from serving.types import Choice, TokenLogprob
 
-from .. import prompts
-from ..context import Context, StepOutput
-from ..errors import StepFailed
-from .base import Answer, BuildEnv, PatternRequest, PatternSpecBase
+from orchestrator.patterns.kit import prompts
+from orchestrator.core.context import Context, StepOutput
+from cluster.errors import StepFailed
+from orchestrator.patterns.kit.base import Answer, BuildEnv, PatternRequest, PatternSpecBase
 
 TOP_LOGPROBS = 20
 

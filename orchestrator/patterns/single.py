@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from ..context import Context
-from .base import Answer, BuildEnv, PatternRequest, PatternSpecBase
+from orchestrator.core.context import Context
+from orchestrator.patterns.kit.base import Answer, BuildEnv, PatternRequest, PatternSpecBase
 
 
 class SingleSpec(PatternSpecBase):

@@ -18,12 +18,12 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 from cluster.spec import Strict
 from serving.types import JsonSchema
 
-from .. import prompts
-from ..context import Context
-from ..errors import PatternFailed, StepFailed
-from .base import Answer, BuildEnv, PatternRequest, PatternSpecBase
-from .members import record_failures
-from .spending import can_afford
+from orchestrator.patterns.kit import prompts
+from orchestrator.core.context import Context
+from cluster.errors import PatternFailed, StepFailed
+from orchestrator.patterns.kit.base import Answer, BuildEnv, PatternRequest, PatternSpecBase
+from orchestrator.patterns.kit.members import record_failures
+from orchestrator.patterns.kit.spending import can_afford
 
 
 class Worker(Strict):

@@ -12,13 +12,13 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from ..context import Context
-from ..errors import PatternFailed
-from .agreement import Tally
-from .base import Answer, BuildEnv, PatternRequest, PatternSpecBase
-from .embedding import Embedder
-from .members import MemberAnswer, ask_all, require_answers
-from .voting import AgreementFields, decide, embedder_for, tally_note
+from orchestrator.core.context import Context
+from cluster.errors import PatternFailed
+from orchestrator.patterns.kit.tally import Tally
+from orchestrator.patterns.kit.base import Answer, BuildEnv, PatternRequest, PatternSpecBase
+from orchestrator.patterns.kit.embedding import Embedder
+from orchestrator.patterns.kit.members import MemberAnswer, ask_all, require_answers
+from orchestrator.patterns.kit.ballot import AgreementFields, decide, embedder_for, tally_note
 
 
 class BallotSpec(PatternSpecBase, AgreementFields):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from cluster.inventory import GiB, from_nvml
-from cluster.memory import estimate
-from cluster.planner import Deployment, plan
+from cluster.sizing.memory import estimate
+from cluster.placement.planner import Deployment, plan
 from cluster.spec import ModelSpec
-from cluster.validate import check
+from cluster.placement.validate import check
 
 pytestmark = pytest.mark.gpu
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 import ray
 
-from orchestrator.config import parse_config
-from orchestrator.deploy import deploy, find_orchestrator
-from orchestrator.service import ChatRequest
-from serving.scripted import ScriptedEngine
+from orchestrator.service.config import parse_config
+from orchestrator.runtime.deploy import deploy, find_orchestrator
+from orchestrator.core.schema import ChatRequest
+from tests.fakes.scripted_engine import ScriptedEngine
 from serving.types import Message
 
 pytestmark = pytest.mark.integration

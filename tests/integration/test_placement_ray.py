@@ -22,9 +22,9 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from cluster.errors import PlacementError
 from cluster.inventory import GiB
-from cluster.memory import estimate
-from cluster.planner import Deployment, plan
-from cluster.runtime import Reservation, gpu_nodes, ray_inventory, reserve
+from cluster.sizing.memory import estimate
+from cluster.placement.planner import Deployment, plan
+from cluster.runtime.reservation import Reservation, gpu_nodes, ray_inventory, reserve
 from cluster.spec import GpuSlot, ModelSpec, PlacementSpec
 
 pytestmark = pytest.mark.integration

@@ -39,7 +39,7 @@ def test_client_api_from_another_driver(chorus_server):
 
 
 def test_cli_ask_prints_answer_and_trace(chorus_server):
-    out = run([sys.executable, "-m", "orchestrator.cli", "ask", "--address", chorus_server.address, "-m", "single", "Hi"])
+    out = run([sys.executable, "-m", "orchestrator.cli.main", "ask", "--address", chorus_server.address, "-m", "single", "Hi"])
     assert out.returncode == 0, out.stderr[-2000:]
     assert "trace of 'single' (single)" in out.stdout
     assert any(line.split()[:4] == ["answer", "generalist", "tiny", "0"] for line in out.stdout.splitlines())
@@ -47,7 +47,7 @@ def test_cli_ask_prints_answer_and_trace(chorus_server):
 
 def test_cli_ask_json_is_the_whole_reply(chorus_server):
     out = run(
-        [sys.executable, "-m", "orchestrator.cli", "ask", "--address", chorus_server.address, "--json", "-m", "tiny", "Hi"]
+        [sys.executable, "-m", "orchestrator.cli.main", "ask", "--address", chorus_server.address, "--json", "-m", "tiny", "Hi"]
     )
     assert out.returncode == 0, out.stderr[-2000:]
     reply = json.loads(out.stdout)
@@ -55,7 +55,7 @@ def test_cli_ask_json_is_the_whole_reply(chorus_server):
 
 
 def test_cli_status_lists_replicas(chorus_server):
-    out = run([sys.executable, "-m", "orchestrator.cli", "status", "--address", chorus_server.address])
+    out = run([sys.executable, "-m", "orchestrator.cli.main", "status", "--address", chorus_server.address])
     assert out.returncode == 0, out.stderr[-2000:]
     lines = out.stdout.splitlines()
     assert any(line.split()[:3] == ["tiny", "0", "ok"] for line in lines)
@@ -63,6 +63,6 @@ def test_cli_status_lists_replicas(chorus_server):
 
 
 def test_cli_ask_unknown_pattern_fails_clearly(chorus_server):
-    out = run([sys.executable, "-m", "orchestrator.cli", "ask", "--address", chorus_server.address, "-m", "nope", "Hi"])
+    out = run([sys.executable, "-m", "orchestrator.cli.main", "ask", "--address", chorus_server.address, "-m", "nope", "Hi"])
     assert out.returncode == 1
     assert "The model 'nope' does not exist" in out.stderr

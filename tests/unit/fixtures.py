@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from cluster.spec import ModelSpec
-from orchestrator.config import parse_config
-from orchestrator.fleet import Fleet, LocalReplica
-from orchestrator.service import Chorus
-from serving.scripted import Script, ScriptedEngine
+from orchestrator.service.config import parse_config
+from orchestrator.routing.fleet import Fleet
+from orchestrator.routing.replicas import LocalReplica
+from orchestrator.service.chorus import Chorus
+from tests.fakes.scripted_engine import Script, ScriptedEngine
 
 
 def scripted_chorus(

@@ -6,11 +6,13 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from orchestrator.service import ChatRequest, Chorus
-from serving.scripted import Script, ScriptedEngine
+from orchestrator.core.schema import ChatRequest
+
+from orchestrator.service.chorus import Chorus
+from tests.fakes.scripted_engine import Script, ScriptedEngine
 from serving.types import GenerationRequest, Message
 
-from .fixtures import scripted_chorus
+from tests.unit.fixtures import scripted_chorus
 
 
 def ask(text: str, model: str) -> ChatRequest:

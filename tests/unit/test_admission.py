@@ -6,8 +6,9 @@ import asyncio
 
 import pytest
 
-from orchestrator.balancer import Balancer
-from serving.admission import Admission, QueueFull
+from orchestrator.routing.balancer import Balancer
+from serving.host.admission import Admission
+from cluster.errors import QueueFull
 from serving.types import GenerationRequest, Message
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from cluster.inventory import from_spec
-from cluster.planner import deployments, plan
-from cluster.validate import check
-from orchestrator.config import load_config
+from cluster.placement.planner import deployments, plan
+from cluster.placement.validate import check
+from orchestrator.service.config import load_config
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 PRESETS = {"gpu-1x80.yaml": "1xH100-80GB", "gpu-8x80.yaml": "8xH100-80GB"}

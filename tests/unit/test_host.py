@@ -7,8 +7,8 @@ import asyncio
 import pytest
 
 from cluster.spec import ModelSpec
-from serving.host import BusyClock, ModelHost
-from serving.scripted import ScriptedEngine
+from serving.host.model_host import BusyClock, ModelHost
+from tests.fakes.scripted_engine import ScriptedEngine
 from serving.types import GenerationRequest, Message
 
 

@@ -8,11 +8,11 @@ import httpx
 import openai
 import pytest
 
-from orchestrator.config import ServerSpec
-from orchestrator.http import build_app
-from serving.engine import EngineError
+from orchestrator.service.config import ServerSpec
+from orchestrator.api.app import build_app
+from cluster.errors import EngineError
 
-from .fixtures import scripted_chorus
+from tests.unit.fixtures import scripted_chorus
 
 PATTERNS = {"single": {"kind": "single", "role": "generalist"}}
 

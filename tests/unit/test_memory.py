@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from cluster.catalog import catalog_entries, find_config
+from cluster.sizing.catalog import catalog_entries, find_config
 from cluster.errors import SizingError
-from cluster.memory import CUDA_GRAPH_BYTES, GiB, estimate, kv_target
+from cluster.sizing.memory import CUDA_GRAPH_BYTES, GiB, estimate, kv_target
 from cluster.spec import ModelSpec, PlacementSpec
 
 KiB = 1024

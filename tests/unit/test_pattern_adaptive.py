@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.context import Budget
-from orchestrator.errors import BudgetExceeded, ConfigError
-from orchestrator.patterns.assembly import build_patterns
-from orchestrator.service import ChatRequest
-from serving.engine import EngineError
+from orchestrator.core.budget import Budget
+from cluster.errors import BudgetExceeded, ConfigError
+from orchestrator.patterns.kit.assembly import build_patterns
+from orchestrator.core.schema import ChatRequest
+from cluster.errors import EngineError
 from serving.types import Choice, Message
 
-from .pattern_kit import build
+from tests.unit.pattern_kit import build
 
 PATTERNS = {
     "quick": {"kind": "single", "role": "generalist"},
@@ -103,7 +103,7 @@ async def test_a_failed_classifier_takes_the_fallback():
 
 
 def spec_map(patterns):
-    from orchestrator.config import parse_config
+    from orchestrator.service.config import parse_config
 
     data = {
         "models": [{"name": "m", "source": "x"}],
@@ -125,7 +125,7 @@ def test_adaptive_cannot_name_another_adaptive():
 
 
 def test_patterns_share_one_embedder():
-    from .pattern_kit import TopicEmbedder
+    from tests.unit.pattern_kit import TopicEmbedder
 
     embedder = TopicEmbedder([])
     specs = spec_map(

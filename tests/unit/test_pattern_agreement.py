@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator.patterns.agreement import (
+from orchestrator.patterns.kit.tally import (
     central,
     clusters,
     extract,

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from orchestrator.patterns.judging import SCORE, parse_score
-from serving.engine import EngineError
+from orchestrator.patterns.kit.judging import SCORE, parse_score
+from cluster.errors import EngineError
 
-from .pattern_kit import InFlight, ask, build, last
+from tests.unit.pattern_kit import InFlight, ask, build, last
 
 MEMBERS = ["generalist", "coder", "reasoner"]
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.config import parse_config
-from orchestrator.context import Budget
-from orchestrator.errors import ConfigError, PatternFailed
-from orchestrator.service import ChatRequest
-from serving.engine import EngineError
+from orchestrator.service.config import parse_config
+from orchestrator.core.budget import Budget
+from cluster.errors import ConfigError, PatternFailed
+from orchestrator.core.schema import ChatRequest
+from cluster.errors import EngineError
 from serving.types import Choice, Message
 
-from .pattern_kit import ask, build, last
+from tests.unit.pattern_kit import ask, build, last
 
 TIERS = ["generalist", "reasoner", "coder"]
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from orchestrator.context import Budget
-from orchestrator.service import ChatRequest
-from serving.engine import EngineError
+from orchestrator.core.budget import Budget
+from orchestrator.core.schema import ChatRequest
+from cluster.errors import EngineError
 from serving.types import Message
 
-from .pattern_kit import ask, build, last
+from tests.unit.pattern_kit import ask, build, last
 
 MEMBERS = ["generalist", "coder", "judge"]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from serving.engine import EngineError
+from cluster.errors import EngineError
 
-from .pattern_kit import InFlight, TopicEmbedder, ask, build, last
+from tests.unit.pattern_kit import InFlight, TopicEmbedder, ask, build, last
 
 MEMBERS = ["generalist", "coder", "reasoner"]
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.errors import PatternFailed
-from serving.engine import EngineError
+from cluster.errors import PatternFailed
+from cluster.errors import EngineError
 
-from .pattern_kit import InFlight, ask, build
+from tests.unit.pattern_kit import InFlight, ask, build
 
 SPEC = {"fanout": {"kind": "fanout", "members": ["generalist", "coder", "reasoner"]}}
 

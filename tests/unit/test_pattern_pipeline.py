@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.config import parse_config
-from orchestrator.errors import ConfigError, PatternFailed
-from orchestrator.prompts import PIPELINE_TEMPLATES
-from serving.engine import EngineError
+from orchestrator.service.config import parse_config
+from cluster.errors import ConfigError, PatternFailed
+from orchestrator.patterns.kit.prompts import PIPELINE_TEMPLATES
+from cluster.errors import EngineError
 
-from .pattern_kit import ask, build, last
+from tests.unit.pattern_kit import ask, build, last
 
 STEPS = [
     {"role": "generalist", "template": "draft"},

@@ -6,12 +6,12 @@ import json
 
 import pytest
 
-from orchestrator.errors import PatternFailed
-from orchestrator.patterns.plan import Plan, PlanError, order, parse_plan, plan_schema
-from serving.engine import EngineError
+from cluster.errors import PatternFailed
+from orchestrator.patterns.kit.task_graph import Plan, PlanError, order, parse_plan, plan_schema
+from cluster.errors import EngineError
 from serving.types import JsonSchema
 
-from .pattern_kit import InFlight, ask, build, last
+from tests.unit.pattern_kit import InFlight, ask, build, last
 
 SPEC = {
     "pe": {
@@ -168,9 +168,9 @@ def test_the_plan_grammar_admits_only_acyclic_plans():
 
 
 async def test_running_out_of_budget_mid_plan_ends_the_request_without_hanging():
-    from orchestrator.context import Budget
-    from orchestrator.errors import BudgetExceeded
-    from orchestrator.service import ChatRequest
+    from orchestrator.core.budget import Budget
+    from cluster.errors import BudgetExceeded
+    from orchestrator.core.schema import ChatRequest
     from serving.types import Message
 
     chorus, engines = setup(GOOD)
@@ -182,8 +182,8 @@ async def test_running_out_of_budget_mid_plan_ends_the_request_without_hanging()
 
 
 async def test_a_bad_plan_without_budget_for_a_repair_is_a_clear_error():
-    from orchestrator.context import Budget
-    from orchestrator.service import ChatRequest
+    from orchestrator.core.budget import Budget
+    from orchestrator.core.schema import ChatRequest
     from serving.types import Message
 
     chorus, engines = setup("not json", GOOD)

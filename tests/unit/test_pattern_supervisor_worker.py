@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from orchestrator.errors import PatternFailed
-from serving.engine import EngineError
+from cluster.errors import PatternFailed
+from cluster.errors import EngineError
 from serving.types import JsonSchema
 
-from .pattern_kit import InFlight, ask, build, last
+from tests.unit.pattern_kit import InFlight, ask, build, last
 
 ASSIGN = json.dumps({"assignments": [{"worker": "researcher", "task": "facts"}, {"worker": "coder", "task": "code"}]})
 ACCEPT = json.dumps({"verdict": "accept", "feedback": []})
@@ -149,8 +149,8 @@ async def test_every_task_failing_is_an_error():
 
 
 async def test_revisions_the_budget_cannot_pay_for_are_skipped():
-    from orchestrator.context import Budget
-    from orchestrator.service import ChatRequest
+    from orchestrator.core.budget import Budget
+    from orchestrator.core.schema import ChatRequest
     from serving.types import Message
 
     chorus, _ = setup(revise(1, 2))

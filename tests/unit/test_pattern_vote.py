@@ -6,12 +6,12 @@ import re
 
 import pytest
 
-from orchestrator.config import parse_config
-from orchestrator.errors import ConfigError, PatternFailed
-from serving.engine import EngineError
+from orchestrator.service.config import parse_config
+from cluster.errors import ConfigError, PatternFailed
+from cluster.errors import EngineError
 from serving.types import Choice
 
-from .pattern_kit import InFlight, TopicEmbedder, ask, build
+from tests.unit.pattern_kit import InFlight, TopicEmbedder, ask, build
 
 ROLES = ["generalist", "reasoner", "coder"]
 
@@ -127,9 +127,9 @@ def test_spec_errors_name_the_field_and_the_fix(fields, message):
 
 
 async def test_a_budget_smaller_than_the_members_is_a_budget_error():
-    from orchestrator.context import Budget
-    from orchestrator.errors import BudgetExceeded
-    from orchestrator.service import ChatRequest
+    from orchestrator.core.budget import Budget
+    from cluster.errors import BudgetExceeded
+    from orchestrator.core.schema import ChatRequest
     from serving.types import Message
 
     chorus, _ = build(answers("a", "a", "a"), vote())

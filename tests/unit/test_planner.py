@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 
 from cluster.errors import PlacementError
 from cluster.inventory import GiB, Gpu, Inventory, Node, from_spec
-from cluster.memory import ModelMemory, estimate
-from cluster.planner import DEFAULT_CEILING, Deployment, deployments, plan, usable_bytes
+from cluster.sizing.memory import ModelMemory, estimate
+from cluster.placement.planner import DEFAULT_CEILING, Deployment, deployments, plan, usable_bytes
 from cluster.spec import GpuSlot, ModelSpec, PlacementSpec
-from cluster.validate import check
+from cluster.placement.validate import check
 
 SOURCES = {
     "0.5b": "Qwen/Qwen2.5-0.5B-Instruct",
@@ -307,7 +307,7 @@ def test_deployments_from_a_config_use_targets_roles_and_restart_fill_from_one()
 
 
 def cli(*argv: str) -> int:
-    from orchestrator.plan_command import main
+    from orchestrator.cli.plan_command import main
 
     return main(["plan", *argv])
 
@@ -315,7 +315,7 @@ def cli(*argv: str) -> int:
 def test_chorus_plan_writes_yaml_that_check_accepts(tmp_path, capsys):
     from pathlib import Path
 
-    from orchestrator.config import load_config
+    from orchestrator.service.config import load_config
 
     preset = Path(__file__).resolve().parents[2] / "configs" / "gpu-8x80.yaml"
     out = tmp_path / "planned.yaml"

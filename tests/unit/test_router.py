@@ -6,13 +6,13 @@ import math
 
 import pytest
 
-from orchestrator.errors import UnknownModelError
+from cluster.errors import UnknownModelError
 from orchestrator.patterns.router import label_confidence
-from orchestrator.service import ChatRequest
-from serving.engine import EngineError
+from orchestrator.core.schema import ChatRequest
+from cluster.errors import EngineError
 from serving.types import Message, TokenLogprob
 
-from .fixtures import scripted_chorus
+from tests.unit.fixtures import scripted_chorus
 
 ROUTER = {
     "kind": "router",

@@ -15,13 +15,16 @@ import pytest
 import yaml
 
 from cluster.spec import ModelSpec
-from orchestrator.config import parse_config
-from orchestrator.fleet import Fleet, HostReplica
-from orchestrator.patterns.plan import parse_plan, plan_schema
-from orchestrator.service import ChatRequest, Chorus
-from serving.engine import Engine, PromptTooLong
-from serving.host import ModelHost
-from serving.simulated import (
+from orchestrator.service.config import parse_config
+from orchestrator.routing.fleet import Fleet
+from orchestrator.routing.replicas import HostReplica
+from orchestrator.patterns.kit.task_graph import parse_plan, plan_schema
+from orchestrator.core.schema import ChatRequest
+from orchestrator.service.chorus import Chorus
+from serving.engines.base import Engine
+from cluster.errors import PromptTooLong
+from serving.host.model_host import ModelHost
+from serving.sim.engine import (
     BLOCK_TOKENS,
     H100,
     SimulatedEngine,

@@ -1,0 +1,101 @@
+"""chorus's error tree → HTTP, in one place: the status and OpenAI error type of every class, the
+body in OpenAI's shape `{"error": {"message", "type", "param", "code"}}`, and every handler.
+
+Looked up by walking the class's MRO, so a new subclass inherits its parent's status. A
+programming error (anything outside the tree) is a 500 whose body says only that it was logged:
+its text may carry internals (paths, ids) that must not reach a client.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from cluster.errors import (
+    ChorusError,
+    EngineError,
+    OverloadedError,
+    RequestError,
+    StepFailed,
+    UnavailableError,
+    UnknownModelError,
+)
+
+log = logging.getLogger("chorus.http")
+
+# class → (HTTP status, OpenAI error type); the most specific class listed wins.
+STATUS: dict[type[ChorusError], tuple[int, str]] = {
+    UnknownModelError: (404, "not_found_error"),
+    RequestError: (400, "invalid_request_error"),
+    OverloadedError: (429, "rate_limit_error"),
+    UnavailableError: (503, "service_unavailable"),
+    EngineError: (500, "server_error"),
+    StepFailed: (500, "server_error"),
+    ChorusError: (500, "server_error"),
+}
+
+INTERNAL = "internal error: the server logged the details"
+
+
+def status_of(exc: BaseException) -> tuple[int, str]:
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]  # type: ignore[index]
+    return 500, "server_error"
+
+
+def error_json(message: str, error_type: str, status: int, param: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": error_type, "param": param, "code": status}}
+
+
+def error_response(
+    status: int, message: str, error_type: str, param: str | None = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(error_json(message, error_type, status, param), status_code=status, headers=headers)
+
+
+def error_body(exc: BaseException) -> dict[str, Any]:
+    """The body for an error met after a stream has started (reported in-band)."""
+    if isinstance(exc, ChorusError):
+        status, kind = status_of(exc)
+        return error_json(str(exc), kind, status)
+    log.error("stream failed", exc_info=exc)
+    return error_json(INTERNAL, "server_error", 500)
+
+
+def _retry_after(exc: ChorusError) -> dict[str, str] | None:
+    if isinstance(exc, OverloadedError | UnavailableError):
+        return {"Retry-After": str(max(1, round(exc.retry_after_s)))}
+    return None
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        err = exc.errors()[0]
+        loc = [str(p) for p in err.get("loc", ()) if p != "body"]
+        msg = str(err.get("msg", "invalid request")).removeprefix("Value error, ")
+        where = ".".join(loc)
+        return error_response(400, f"{where}: {msg}" if where else msg, "invalid_request_error", where or None)
+
+    @app.exception_handler(ChorusError)
+    async def chorus_error(_: Request, exc: ChorusError) -> JSONResponse:
+        status, kind = status_of(exc)
+        if status >= 500:
+            log.error("request failed: %s", exc)
+        return error_response(status, str(exc), kind, headers=_retry_after(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
+        return error_response(exc.status_code, str(exc.detail), kind)
+
+    @app.exception_handler(Exception)
+    async def fault(_: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled error", exc_info=exc)
+        return error_response(500, INTERNAL, "server_error")

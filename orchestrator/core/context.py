@@ -1,0 +1,139 @@
+"""What a pattern sees while it runs: `call` a role, run calls concurrently, a budget and the trace."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from cluster.errors import BudgetExceeded, EngineError, StepFailed
+from orchestrator.core.budget import Budget
+from orchestrator.core.trace import Step, Trace
+from serving.types import Constraint, GenerationRequest, Message, Result, Sampling
+
+T = TypeVar("T")
+
+
+class Served(Protocol):
+    """Which replica served a call: its index and the GPUs it holds (for GPU-seconds)."""
+
+    index: int
+    gpus: float
+
+
+class Dispatcher(Protocol):
+    """Sends one request to a replica of a model (`orchestrator.routing.fleet.Fleet`)."""
+
+    async def generate(self, model: str, request: GenerationRequest) -> tuple[Result, Served]: ...
+
+
+@dataclass(frozen=True)
+class StepOutput:
+    text: str
+    result: Result
+    step: Step
+
+
+class Context:
+    def __init__(
+        self,
+        fleet: Dispatcher,
+        roles: Mapping[str, str],
+        trace: Trace,
+        *,
+        sampling: Sampling = Sampling(),
+        budget: Budget = Budget(),
+        priority: int = 0,
+    ) -> None:
+        self.fleet = fleet
+        self.roles = roles
+        self.trace = trace
+        self.sampling = sampling
+        self.budget = budget
+        self.priority = priority
+        self._calls_started = 0
+
+    def model_of(self, role: str) -> str:
+        return self.roles[role]
+
+    def note(self, key: str, value: Any) -> None:
+        """Record a decision (route, agreement, escalation…) in the trace."""
+        self.trace.decisions[key] = value
+
+    def _check_budget(self) -> None:
+        b = self.budget
+        if b.max_model_calls is not None and self._calls_started >= b.max_model_calls:
+            raise BudgetExceeded(f"budget of {b.max_model_calls} model calls used up")
+        spent = sum(s.prompt_tokens + s.completion_tokens for s in self.trace.steps)
+        if b.max_tokens is not None and spent >= b.max_tokens:
+            raise BudgetExceeded(f"budget of {b.max_tokens} tokens used up ({spent} spent)")
+
+    async def call(
+        self,
+        role: str,
+        messages: list[Message],
+        *,
+        name: str,
+        constraint: Constraint | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        logprobs: int | None = None,
+    ) -> StepOutput:
+        """One model call for `role`; recorded as a step. Raises StepFailed if the call fails."""
+        self._check_budget()
+        self._calls_started += 1
+        model = self.model_of(role)
+        overrides: dict[str, Any] = {}
+        if max_tokens is not None:
+            overrides["max_tokens"] = max_tokens
+        if temperature is not None:
+            overrides["temperature"] = temperature
+        if logprobs is not None:
+            overrides["logprobs"] = logprobs
+        request = GenerationRequest(
+            messages=messages,
+            sampling=self.sampling.model_copy(update=overrides),
+            constraint=constraint,
+            priority=self.priority,
+        )
+        step = Step(index=len(self.trace.steps), name=name, role=role, model=model)
+        self.trace.steps.append(step)
+        t0 = time.perf_counter()
+        try:
+            result, replica = await self.fleet.generate(model, request)
+        except EngineError as exc:
+            # An engine fault (the engine failed, its replica died or timed out) is a failed step,
+            # which a pattern may answer without. The caller's mistakes and overload propagate as
+            # they are, and so does anything else: a bug must fail the request, not shrink a vote.
+            step.latency_s = time.perf_counter() - t0
+            step.error = f"{type(exc).__name__}: {exc}"
+            raise StepFailed(f"step '{name}' ({role} on {model}) failed: {step.error}") from exc
+        except BaseException as exc:
+            step.latency_s = time.perf_counter() - t0
+            step.error = f"{type(exc).__name__}: {exc}"
+            raise
+        step.latency_s = time.perf_counter() - t0
+        step.replica = replica.index
+        step.prompt_tokens = result.usage.prompt_tokens
+        step.completion_tokens = result.usage.completion_tokens
+        step.cached_tokens = result.usage.cached_tokens
+        step.queue_s = result.queue_s
+        step.run_s = result.run_s
+        step.engine_seconds = result.engine_seconds
+        step.gpu_seconds = result.engine_seconds * replica.gpus
+        step.output = result.text
+        return StepOutput(text=result.text, result=result, step=step)
+
+    async def gather(self, *calls: Awaitable[T]) -> list[T | StepFailed]:
+        """Run independent calls concurrently (so the engines batch them).
+
+        A failed call comes back as its `StepFailed` in place, so a pattern can answer from the
+        others; budget errors and bugs propagate.
+        """
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        for r in results:
+            if isinstance(r, BaseException) and not isinstance(r, StepFailed):
+                raise r
+        return results  # type: ignore[return-value]

@@ -1,0 +1,75 @@
+"""A replica of a hosted model as the fleet sees it, and the two kinds that live in this process.
+
+The Ray kind (a `ModelHost` actor) is `orchestrator.runtime.ray_replica.RayReplica`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from serving.engines.base import Engine
+from serving.host.model_host import HostStatus, ModelHost
+from serving.types import GenerationRequest, Result, StreamChunk
+
+
+class Replica(Protocol):
+    index: int
+    gpus: float  # GPUs this replica holds (gpu_share × tensor_parallel_size); 0 on CPU
+    capacity: int  # sequences its engine batches (max_num_seqs)
+    max_queue: int | None  # calls that may wait beyond capacity before new requests are refused
+
+    async def generate(self, request: GenerationRequest) -> Result: ...
+
+    def stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]: ...
+
+    async def status(self) -> HostStatus: ...
+
+
+@dataclass
+class LocalReplica:
+    """An engine in this process (tests, and benchmarks that measure the orchestrator's own cost)."""
+
+    engine: Engine
+    index: int = 0
+    gpus: float = 0.0
+    capacity: int = 16
+    max_queue: int | None = None
+
+    async def generate(self, request: GenerationRequest) -> Result:
+        return await self.engine.generate(request)
+
+    def stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
+        return self.engine.stream(request)
+
+    async def status(self) -> HostStatus:
+        health = await self.engine.health()
+        return HostStatus(model="", replica=self.index, ok=health.ok, detail=health.detail, gpus=self.gpus)
+
+
+@dataclass
+class HostReplica:
+    """A `ModelHost` in this process: admission, timing and accounting without Ray
+    (simulation at cluster scale, and benchmarks of chorus's own overhead)."""
+
+    host: ModelHost
+    index: int = 0
+    gpus: float = 0.0
+
+    @property
+    def capacity(self) -> int:
+        return self.host.admission.capacity
+
+    @property
+    def max_queue(self) -> int | None:
+        return self.host.admission.max_waiting
+
+    async def generate(self, request: GenerationRequest) -> Result:
+        return await self.host.generate(request)
+
+    def stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
+        return self.host.stream(request)
+
+    async def status(self) -> HostStatus:
+        return await self.host.status()

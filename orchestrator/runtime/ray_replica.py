@@ -1,0 +1,37 @@
+"""`RayReplica`: a `ModelHost` actor as a replica of the fleet."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from orchestrator.runtime.handles import call, stream
+from serving.host.model_host import HostStatus
+from serving.types import GenerationRequest, Result, StreamChunk
+
+
+@dataclass
+class RayReplica:
+    handle: Any
+    index: int
+    gpus: float
+    capacity: int
+    max_queue: int | None = None
+    model: str = ""
+
+    @property
+    def what(self) -> str:
+        return f"replica {self.index} of model '{self.model}'"
+
+    async def generate(self, request: GenerationRequest) -> Result:
+        result: Result = await call(self.handle.generate, request, what=self.what)
+        return result
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
+        async for chunk in stream(self.handle.stream, request, what=self.what):
+            yield chunk
+
+    async def status(self) -> HostStatus:
+        status: HostStatus = await call(self.handle.status, what=self.what)
+        return status

@@ -1,0 +1,124 @@
+"""A chorus config: models, roles bound to them, placement, named patterns and the HTTP server.
+
+`load_config(path)` reads YAML into `ChorusConfig`; every problem becomes a `ConfigError` that
+names the file, the field path (`patterns.router.routes.code.role`) and what to change.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import Field, ValidationError, model_validator
+
+from cluster.spec import ModelSpec, PlacementSpec, Strict
+from serving.types import Sampling
+
+from orchestrator.core.budget import Budget
+from cluster.errors import ConfigError
+from orchestrator.patterns import PatternSpec
+from orchestrator.patterns.kit.assembly import check_references
+
+
+class ServerSpec(Strict):
+    host: str = Field("127.0.0.1", description="Address the HTTP server binds; 0.0.0.0 exposes it to the network.")
+    port: int = Field(8000, ge=0, le=65535, description="HTTP port; 0 picks a free one.")
+    api_keys: list[str] = Field(
+        default_factory=list, description="Accepted bearer tokens; empty accepts every request."
+    )
+    max_request_bytes: int = Field(1 << 20, ge=1024, description="Larger request bodies get HTTP 413.")
+
+
+class ChorusConfig(Strict):
+    models: list[ModelSpec] = Field(min_length=1, description="Models to host.")
+    roles: dict[str, str] = Field(description="Role → model name. Patterns address roles, never models.")
+    placement: dict[str, PlacementSpec] = Field(
+        default_factory=dict, description="Model name → replicas and GPU share; a missing model gets the defaults."
+    )
+    patterns: dict[str, PatternSpec] = Field(default_factory=dict, description="Pattern name → definition.")
+    sampling: Sampling = Field(
+        Sampling(), description="Defaults for every model call; a request's own fields override them."
+    )
+    budget: Budget = Field(Budget(), description="Default per-request budget.")
+    server: ServerSpec = ServerSpec()
+
+    @model_validator(mode="after")
+    def _references(self) -> ChorusConfig:
+        names = [m.name for m in self.models]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"model names must be unique; repeated: {', '.join(dupes)}")
+        for role, model in self.roles.items():
+            if model not in names:
+                raise ValueError(f"roles.{role} names model '{model}', which is not under models: ({', '.join(names)})")
+        for model in self.placement:
+            if model not in names:
+                raise ValueError(f"placement.{model} names no model under models: ({', '.join(names)})")
+        for pname, spec in self.patterns.items():
+            if pname in names:
+                raise ValueError(f"patterns.{pname} has the name of a hosted model; requests could not tell them apart")
+            missing = sorted(spec.roles() - set(self.roles))
+            if missing:
+                raise ValueError(
+                    f"patterns.{pname} uses role(s) {', '.join(missing)} that roles: does not bind; "
+                    f"add e.g. `{missing[0]}: {names[0]}` under roles:"
+                )
+        return self
+
+    def placement_of(self, model: str) -> PlacementSpec:
+        return self.placement.get(model) or PlacementSpec()
+
+    def model(self, name: str) -> ModelSpec:
+        return next(m for m in self.models if m.name == name)
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    """pydantic's error location as the YAML path a user edits."""
+    parts = list(loc)
+    # A discriminated union puts the member's tag after the key: patterns.<name>.<kind>.field.
+    if len(parts) > 2 and parts[0] == "patterns":
+        del parts[2]
+    return ".".join(str(p) for p in parts if not (isinstance(p, str) and "[" in p))
+
+
+def _resolve_sources(config: ChorusConfig, base: Path) -> ChorusConfig:
+    """Local model folders are relative to the config file; hub ids stay as they are."""
+    models = []
+    for m in config.models:
+        src = m.source
+        if src.startswith(("./", "../", "/", "~")):
+            src = str((base / Path(src).expanduser()).resolve())
+        models.append(m.model_copy(update={"source": src}))
+    return config.model_copy(update={"models": models})
+
+
+def parse_config(data: object, file: str = "<config>", base: Path | None = None) -> ChorusConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(file, "", "the file must hold a YAML mapping with models:, roles:, placement:, patterns:")
+    try:
+        config = ChorusConfig.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        path = _field_path(err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field; check its spelling and indentation"
+        elif err["type"] == "union_tag_invalid":
+            msg = f"{msg}; pick one of the pattern kinds listed"
+        more = f" (and {len(exc.errors()) - 1} more problem(s))" if len(exc.errors()) > 1 else ""
+        raise ConfigError(file, path, msg + more) from None
+    check_references(config.patterns, file)
+    return _resolve_sources(config, base or Path.cwd())
+
+
+def load_config(path: str | Path) -> ChorusConfig:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(str(path), "", f"cannot read the file: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(str(path), "", f"not valid YAML: {exc}") from None
+    return parse_config(data, str(path), path.parent)

@@ -1,0 +1,35 @@
+"""The `Engine` protocol: what a model host needs from an inference engine.
+
+`VLLMEngine` (serving.engines.vllm_engine) implements it over vLLM's AsyncLLM; tests substitute a
+scripted engine with the same surface.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Protocol, runtime_checkable
+
+from pydantic import BaseModel
+
+from serving.types import GenerationRequest, Result, StreamChunk
+
+
+class EngineHealth(BaseModel):
+    ok: bool
+    detail: str = ""
+
+
+@runtime_checkable
+class Engine(Protocol):
+    async def start(self) -> None:
+        """Load weights and allocate the KV cache; returns when the engine can generate."""
+
+    async def generate(self, request: GenerationRequest) -> Result:
+        """Run one request to completion."""
+
+    def stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
+        """Run one request, yielding text deltas; the last chunk carries finish reason and usage."""
+
+    async def health(self) -> EngineHealth: ...
+
+    async def shutdown(self) -> None: ...

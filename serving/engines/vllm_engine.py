@@ -1,0 +1,201 @@
+"""`VLLMEngine`: the Engine protocol over vLLM's AsyncLLM. The only module that imports vllm.
+
+The same code serves a local Hugging Face folder on a CPU and a hub id on a GPU node; what
+differs is the `EngineSettings` the host derives from the placement (GPU share, tensor parallel).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from cluster.spec import ModelSpec
+
+from serving.engines.base import EngineHealth
+from cluster.errors import EngineError, PromptTooLong
+from serving.types import GenerationRequest, Result, StreamChunk, TokenLogprob, Usage
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """What the placement decides for one replica's engine."""
+
+    on_gpu: bool = False
+    gpu_memory_utilization: float | None = None
+    tensor_parallel_size: int = 1
+
+
+class VLLMEngine:
+    def __init__(self, spec: ModelSpec, settings: EngineSettings = EngineSettings()) -> None:
+        self.spec = spec
+        self.settings = settings
+        self._llm: Any = None
+        self._tokenizer: Any = None
+
+    def engine_args(self) -> Any:
+        from vllm.engine.arg_utils import AsyncEngineArgs
+
+        spec, s = self.spec, self.settings
+        kwargs: dict[str, Any] = dict(
+            model=spec.source,
+            dtype=spec.dtype,
+            max_model_len=spec.max_model_len,
+            max_num_seqs=spec.max_num_seqs,
+            enable_prefix_caching=spec.enable_prefix_caching,
+            seed=spec.seed,
+            quantization=spec.quantization,
+            tensor_parallel_size=s.tensor_parallel_size,
+            # Closed JSON schemas terminate reliably only without free whitespace.
+            structured_outputs_config={"backend": "xgrammar", "disable_any_whitespace": True},
+            disable_log_stats=True,
+        )
+        if s.tensor_parallel_size > 1:
+            # One Ray worker per rank inside the replica's placement group (cluster.runtime.reservation
+            # names the bundles through VLLM_RAY_BUNDLE_INDICES).
+            kwargs["distributed_executor_backend"] = "ray"
+        if s.on_gpu:
+            kwargs["enforce_eager"] = spec.enforce_eager
+            if s.gpu_memory_utilization is not None:
+                kwargs["gpu_memory_utilization"] = s.gpu_memory_utilization
+            if spec.kv_cache_memory_bytes is not None:
+                kwargs["kv_cache_memory_bytes"] = spec.kv_cache_memory_bytes
+        else:
+            kwargs["enforce_eager"] = True
+            # vLLM-CPU sizes its default KV fraction from NUMA node 0 only and fails to start.
+            kwargs["kv_cache_memory_bytes"] = spec.kv_cache_memory_bytes or (512 << 20)
+        return AsyncEngineArgs(**kwargs)
+
+    async def start(self) -> None:
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        try:
+            self._llm = AsyncLLM.from_engine_args(self.engine_args())
+        except Exception as exc:  # surface as a plain, picklable error with the model named
+            raise EngineError(f"engine for '{self.spec.name}' ({self.spec.source}) failed to start: {exc}") from exc
+        self._tokenizer = self._llm.get_tokenizer()
+
+    # --- requests -------------------------------------------------------------------------
+
+    def _prompt_ids(self, request: GenerationRequest) -> list[int]:
+        messages = [m.model_dump() for m in request.messages]
+        text = self._tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        ids = self._tokenizer.encode(text, add_special_tokens=False)
+        room = self.spec.max_model_len - len(ids)
+        if room < 1:
+            raise PromptTooLong(
+                f"the prompt has {len(ids)} tokens; model '{self.spec.name}' takes at most "
+                f"{self.spec.max_model_len} (prompt + completion)"
+            )
+        return ids
+
+    def _sampling(self, request: GenerationRequest, prompt_len: int, delta: bool) -> Any:
+        from vllm.sampling_params import RequestOutputKind, SamplingParams, StructuredOutputsParams
+
+        s = request.sampling
+        structured = None
+        c = request.constraint
+        if c is not None:
+            if c.kind == "choice":
+                structured = StructuredOutputsParams(choice=list(c.options))
+            elif c.kind == "regex":
+                structured = StructuredOutputsParams(regex=c.pattern)
+            else:
+                structured = StructuredOutputsParams(json=c.json_schema)
+        return SamplingParams(
+            max_tokens=min(s.max_tokens, self.spec.max_model_len - prompt_len),
+            temperature=s.temperature,
+            top_p=s.top_p,
+            seed=s.seed,
+            stop=list(s.stop) or None,
+            logprobs=s.logprobs,
+            structured_outputs=structured,
+            output_kind=RequestOutputKind.DELTA if delta else RequestOutputKind.FINAL_ONLY,
+        )
+
+    def _submit(self, request: GenerationRequest, delta: bool) -> tuple[AsyncIterator[Any], int]:
+        if self._llm is None:
+            raise EngineError(f"engine for '{self.spec.name}' is not started")
+        ids = self._prompt_ids(request)
+        params = self._sampling(request, len(ids), delta)
+        rid = request.request_id or uuid.uuid4().hex
+        return self._llm.generate({"prompt_token_ids": ids}, params, rid, priority=request.priority), len(ids)
+
+    def _logprobs(self, output: Any) -> list[TokenLogprob] | None:
+        if output.logprobs is None:
+            return None
+        out = []
+        for token_id, position in zip(output.token_ids, output.logprobs):
+            top = {self._decode(tid): lp.logprob for tid, lp in position.items()}
+            chosen = position.get(token_id)
+            out.append(
+                TokenLogprob(
+                    token=self._decode(token_id),
+                    logprob=chosen.logprob if chosen is not None else float("-inf"),
+                    top=top,
+                )
+            )
+        return out
+
+    def _decode(self, token_id: int) -> str:
+        return self._tokenizer.decode([token_id])
+
+    async def generate(self, request: GenerationRequest) -> Result:
+        stream, prompt_len = self._submit(request, delta=False)
+        final = None
+        try:
+            async for final in stream:
+                pass
+        except (ValueError, RuntimeError) as exc:
+            raise EngineError(f"'{self.spec.name}' failed the request: {exc}") from exc
+        if final is None:
+            raise EngineError(f"'{self.spec.name}' returned no output")
+        output = final.outputs[0]
+        return Result(
+            text=output.text,
+            finish_reason=_finish(output.finish_reason),
+            usage=Usage(
+                prompt_tokens=prompt_len,
+                completion_tokens=len(output.token_ids),
+                cached_tokens=final.num_cached_tokens or 0,
+            ),
+            logprobs=self._logprobs(output),
+        )
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
+        stream, prompt_len = self._submit(request, delta=True)
+        completion = 0
+        try:
+            async for out in stream:
+                piece = out.outputs[0]
+                completion += len(piece.token_ids)
+                if out.finished:
+                    usage = Usage(
+                        prompt_tokens=prompt_len, completion_tokens=completion, cached_tokens=out.num_cached_tokens or 0
+                    )
+                    yield StreamChunk(delta=piece.text, finish_reason=_finish(piece.finish_reason), usage=usage)
+                elif piece.text:
+                    yield StreamChunk(delta=piece.text)
+        except (ValueError, RuntimeError) as exc:
+            raise EngineError(f"'{self.spec.name}' failed the request: {exc}") from exc
+
+    async def health(self) -> EngineHealth:
+        if self._llm is None:
+            return EngineHealth(ok=False, detail="not started")
+        if self._llm.errored:
+            return EngineHealth(ok=False, detail=f"engine dead: {self._llm.dead_error}")
+        try:
+            await self._llm.check_health()
+        except Exception as exc:  # health reports faults, it does not raise them
+            return EngineHealth(ok=False, detail=str(exc))
+        return EngineHealth(ok=True)
+
+    async def shutdown(self) -> None:
+        if self._llm is not None:
+            self._llm.shutdown()
+            self._llm = None
+
+
+def _finish(reason: str | None) -> str:
+    return {"length": "length", "abort": "abort"}.get(reason or "stop", "stop")

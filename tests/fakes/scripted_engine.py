@@ -1,0 +1,84 @@
+"""`ScriptedEngine`: an Engine whose answers a test writes. For unit tests of pattern logic only.
+
+A script maps a request to its answer text, or to an exception to raise. Answers honour
+`Choice` constraints (a scripted answer off the list is a test bug and raises). Every path it
+covers is also covered once through `VLLMEngine`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+from cluster.spec import ModelSpec
+
+from serving.engines.base import EngineHealth
+from cluster.errors import EngineError
+from serving.types import GenerationRequest, Result, StreamChunk, TokenLogprob, Usage
+
+Script = Callable[[GenerationRequest], "str | Exception"]
+
+
+class ScriptedEngine:
+    def __init__(self, spec: ModelSpec, script: Script, *, delay_s: float = 0.0, confidence: float = 1.0) -> None:
+        self.spec = spec
+        self.script = script
+        self.delay_s = delay_s  # simulated engine time, to observe concurrency
+        self.confidence = confidence  # probability reported for a constrained choice
+        self.calls: list[GenerationRequest] = []
+        self.started = False
+
+    async def start(self) -> None:
+        self.started = True
+
+    async def generate(self, request: GenerationRequest) -> Result:
+        self.calls.append(request)
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)  # stands in for engine compute, not a wait for readiness
+        answer = self.script(request)
+        if isinstance(answer, Exception):
+            raise answer
+        c = request.constraint
+        logprobs = None
+        if c is not None and c.kind == "choice":
+            if answer not in c.options:
+                raise EngineError(f"script answered {answer!r}, not one of {c.options}")
+            if request.sampling.logprobs is not None:
+                logprobs = [_choice_logprob(answer, c.options, self.confidence)]
+        prompt = sum(len(m.content.split()) for m in request.messages)
+        completion = len(answer.split())
+        finish = "length" if completion > request.sampling.max_tokens else "stop"
+        return Result(
+            text=answer,
+            finish_reason=finish,
+            usage=Usage(prompt_tokens=prompt, completion_tokens=completion),
+            logprobs=logprobs,
+        )
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
+        result = await self.generate(request)
+        words = result.text.split(" ")
+        for i, word in enumerate(words):
+            last = i == len(words) - 1
+            yield StreamChunk(
+                delta=word if i == 0 else " " + word,
+                finish_reason=result.finish_reason if last else None,
+                usage=result.usage if last else None,
+            )
+
+    async def health(self) -> EngineHealth:
+        return EngineHealth(ok=self.started, detail="" if self.started else "not started")
+
+    async def shutdown(self) -> None:
+        self.started = False
+
+
+def _choice_logprob(answer: str, options: list[str], confidence: float) -> TokenLogprob:
+    import math
+
+    others = [o for o in options if o != answer]
+    rest = (1.0 - confidence) / len(others) if others else 0.0
+    top = {answer: math.log(confidence)}
+    top.update({o: math.log(rest) if rest > 0 else float("-inf") for o in others})
+    return TokenLogprob(token=answer, logprob=top[answer], top=top)
+
