@@ -10,6 +10,7 @@ from typing import Any, Protocol, TypeVar
 
 from cluster.errors import BudgetExceeded, EngineError, StepFailed
 from orchestrator.core.budget import Budget
+from orchestrator.core.decisions import Decided
 from orchestrator.core.trace import Step, Trace
 from serving.types import Constraint, GenerationRequest, Message, Result, Sampling
 
@@ -58,9 +59,12 @@ class Context:
     def model_of(self, role: str) -> str:
         return self.roles[role]
 
-    def note(self, key: str, value: Any) -> None:
-        """Record a decision (route, agreement, escalation…) in the trace."""
-        self.trace.decisions[key] = value
+    def decide(self, decision: Decided) -> Decided:
+        """Record the pattern's decision (its typed decision model) in the trace and return it, so
+        the pattern can fill it in as it goes. A later call replaces it: adaptive records its own
+        decision, with the chosen pattern's nested in it, after that pattern has run."""
+        self.trace.decision = decision
+        return decision
 
     def _check_budget(self) -> None:
         b = self.budget

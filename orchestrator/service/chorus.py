@@ -17,7 +17,7 @@ from orchestrator.core.trace import Step, Trace
 from orchestrator.patterns import Pattern, PatternRequest
 from orchestrator.patterns.kit.assembly import build_patterns
 from orchestrator.patterns.kit.embedding import Embedder, MiniLMEmbedder
-from orchestrator.patterns.single import SingleSpec
+from orchestrator.patterns.single import SinglePattern, SingleSpec
 from orchestrator.routing.fleet import Fleet
 from orchestrator.service.config import ChorusConfig
 from serving.types import GenerationRequest, Sampling, Usage
@@ -78,7 +78,7 @@ class Chorus:
             kind, pattern = self.patterns[name]
             return kind, pattern, self.config.roles
         if name in self.fleet.replicas:
-            return "model", SingleSpec(kind="single", role=name).build(), {name: name}
+            return "model", SinglePattern(SingleSpec(kind="single", role=name), hosted=True), {name: name}
         raise UnknownModelError(name, [e.id for e in self._catalog()])
 
     def _sampling(self, req: ChatRequest) -> Sampling:

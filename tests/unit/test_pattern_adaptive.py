@@ -11,7 +11,8 @@ from orchestrator.core.schema import ChatRequest
 from cluster.errors import EngineError
 from serving.types import Choice, Message
 
-from tests.unit.pattern_kit import build
+from orchestrator.patterns import AdaptiveDecision, CouncilDecision, SingleDecision, parse_decision
+from tests.unit.pattern_kit import build, decision
 
 PATTERNS = {
     "quick": {"kind": "single", "role": "generalist"},
@@ -45,12 +46,10 @@ async def test_a_simple_question_goes_to_the_cheap_pattern():
     chorus, engines = setup("simple")
     reply = await chorus.chat(request())
     assert reply.text == "g" and reply.trace.kind == "adaptive"
-    assert reply.trace.decisions["adaptive"] == {
-        "label": "simple",
-        "preferred": "quick",
-        "chosen": "quick",
-        "why": "label 'simple'",
-    }
+    d = decision(reply, AdaptiveDecision)
+    assert (d.label, d.preferred, d.chosen, d.fallback, d.over_budget) == ("simple", "quick", "quick", None, False)
+    assert d.why == "label 'simple'"
+    assert parse_decision(d.chosen_decision) == SingleDecision()  # the chosen pattern's own decision, nested
     assert engines["classifier"].calls[0].constraint == Choice(options=["simple", "hard"])
     assert "- simple: short factual" in engines["classifier"].calls[0].messages[0].content
 
@@ -60,7 +59,8 @@ async def test_a_hard_question_runs_the_council_in_the_same_trace():
     reply = await chorus.chat(request())
     assert reply.text.startswith("r\n\nCouncil agreement: 2 of 3")
     assert [s.name for s in reply.trace.steps] == ["classify", "member[0]", "member[1]", "member[2]"]
-    assert "council" in reply.trace.decisions and reply.trace.decisions["adaptive"]["chosen"] == "deep"
+    d = decision(reply, AdaptiveDecision)
+    assert d.chosen == "deep" and isinstance(parse_decision(d.chosen_decision), CouncilDecision)
 
 
 async def test_an_over_budget_choice_takes_the_most_thorough_that_fits():
@@ -76,9 +76,9 @@ async def test_an_over_budget_choice_takes_the_most_thorough_that_fits():
     scripts_budget = Budget(max_model_calls=4)  # classify + 3: deep (5 calls) is too much, panel (3) fits
     chorus, _ = setup("hard", patterns)
     reply = await chorus.chat(request(scripts_budget))
-    d = reply.trace.decisions["adaptive"]
-    assert d["preferred"] == "deep" and d["chosen"] == "panel"
-    assert "deep needs up to 5 calls, over budget (3 calls / None tokens left): took panel" in d["why"]
+    d = decision(reply, AdaptiveDecision)
+    assert d.preferred == "deep" and d.chosen == "panel" and d.over_budget
+    assert "deep needs up to 5 calls, over budget (3 calls / None tokens left): took panel" in d.why
     assert reply.trace.totals.model_calls == 4
 
 
@@ -86,7 +86,7 @@ async def test_a_token_budget_counts_calls_at_the_sampling_limit():
     chorus, _ = setup("hard")
     # 3 council calls × 256 max_tokens > what is left; the single call fits.
     reply = await chorus.chat(request(Budget(max_tokens=400)))
-    assert reply.trace.decisions["adaptive"]["chosen"] == "quick"
+    assert decision(reply, AdaptiveDecision).chosen == "quick"
 
 
 async def test_nothing_affordable_is_a_budget_error():
@@ -98,8 +98,8 @@ async def test_nothing_affordable_is_a_budget_error():
 async def test_a_failed_classifier_takes_the_fallback():
     chorus, _ = setup(EngineError("down"))
     reply = await chorus.chat(request())
-    d = reply.trace.decisions["adaptive"]
-    assert d["chosen"] == "quick" and d["why"].startswith("classifier failed")
+    d = decision(reply, AdaptiveDecision)
+    assert d.chosen == "quick" and d.fallback == "classifier_failed" and d.why.startswith("classifier failed")
 
 
 def spec_map(patterns):
