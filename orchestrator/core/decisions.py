@@ -28,13 +28,11 @@ class FailedMember(BaseModel):
 
 
 class DecisionBase(BaseModel):
-    """Fields every pattern's decision has.
+    """Fields every pattern's decision has."""
 
-    `extra="allow"` only here: a trace read back from JSON (an HTTP body) holds its decision as
-    this base with the pattern's own fields kept as extras, so `parse_decision` can still turn it
-    into the pattern's model. The pattern models themselves forbid unknown fields.
-    """
-
+    # Extra fields are allowed here only: a trace read back from JSON (an HTTP body) holds its
+    # decision as this base with the pattern's own fields kept as extras, so `parse_decision` can
+    # still turn it into the pattern's model. The pattern models themselves forbid unknown fields.
     model_config = ConfigDict(extra="allow")
 
     kind: str = Field(description="The pattern kind that decided; selects the decision model.")

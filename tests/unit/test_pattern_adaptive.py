@@ -11,7 +11,7 @@ from orchestrator.core.schema import ChatRequest
 from cluster.errors import EngineError
 from serving.types import Choice, Message
 
-from orchestrator.patterns import AdaptiveDecision, CouncilDecision, SingleDecision, parse_decision
+from orchestrator.patterns import AdaptiveDecision, ConsensusDecision, CouncilDecision, SingleDecision, parse_decision
 from tests.unit.pattern_kit import build, decision
 
 PATTERNS = {
@@ -61,6 +61,25 @@ async def test_a_hard_question_runs_the_council_in_the_same_trace():
     assert [s.name for s in reply.trace.steps] == ["classify", "member[0]", "member[1]", "member[2]"]
     d = decision(reply, AdaptiveDecision)
     assert d.chosen == "deep" and isinstance(parse_decision(d.chosen_decision), CouncilDecision)
+
+
+async def test_the_chosen_patterns_escalation_shows_in_the_totals():
+    strict = {
+        "kind": "consensus",
+        "members": ["generalist", "reasoner", "coder"],
+        "extract": "exact",
+        "threshold": 0.9,
+        "escalate_to": "synthesizer",
+    }
+    patterns = {**PATTERNS, "strict": strict}
+    patterns["auto"] = {**PATTERNS["auto"], "routes": {"hard": {"pattern": "strict"}}}
+    chorus, _ = setup("hard", patterns)
+    reply = await chorus.chat(request())
+    assert reply.text == "s"  # members agree 2 of 3, below 0.9: the synthesizer answers
+    d = decision(reply, AdaptiveDecision)
+    inner = parse_decision(d.chosen_decision)
+    assert isinstance(inner, ConsensusDecision) and inner.escalated_to == "synthesizer"
+    assert d.escalated and reply.trace.totals.escalated and not reply.trace.totals.early_stop
 
 
 async def test_an_over_budget_choice_takes_the_most_thorough_that_fits():

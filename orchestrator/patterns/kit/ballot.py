@@ -95,7 +95,10 @@ class GroupRecord(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    key: str = Field(description="What they agree on: the extracted key, or 'cluster@<position>' for semantic voting.")
+    key: str = Field(
+        description="What they agree on: the extracted key, or for semantic voting 'cluster@N' "
+        "(N: the position of the cluster's first answer)."
+    )
     members: list[MemberRef] = Field(description="The members in the group, in member order.")
     weight: float = Field(description="Their summed vote weight (rounded to 4 places).")
 
