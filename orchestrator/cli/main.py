@@ -130,8 +130,11 @@ def render_trace(reply) -> str:  # type: ignore[no-untyped-def]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = [f"trace of '{t.pattern}' ({t.kind})"]
     lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-    for key, value in t.decisions.items():
-        lines.append(f"  {key}: {json.dumps(value)}")
+    if t.decision is not None:
+        # The decision's own fields, those left at their defaults (no early stop, no failures…) omitted.
+        shown = t.decision.model_dump(mode="json", exclude_defaults=True, exclude={"kind"})
+        lines.append(f"  decision ({t.decision.kind}):")
+        lines += [f"    {key}: {json.dumps(value)}" for key, value in shown.items()]
     tot = t.totals
     lines.append(
         f"  total: {tot.model_calls} call(s), {tot.prompt_tokens}+{tot.completion_tokens} tokens, "

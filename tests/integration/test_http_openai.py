@@ -6,6 +6,8 @@ import httpx
 import openai
 import pytest
 
+from orchestrator.patterns import RouterDecision, parse_decision
+
 pytestmark = pytest.mark.integration
 
 USER = [{"role": "user", "content": "Say hello."}]
@@ -48,7 +50,8 @@ def test_streaming_a_pattern_ends_with_its_trace(openai_client):
     chunks = list(openai_client.chat.completions.create(model="router", messages=USER, stream=True))
     finals = [ch for ch in chunks if ch.choices and ch.choices[0].finish_reason]
     assert len(finals) == 1
-    assert finals[0].model_extra["chorus"]["trace"]["decisions"]["route"]["label"] in {"code", "math", "general"}
+    route = parse_decision(finals[0].model_extra["chorus"]["trace"]["decision"])
+    assert isinstance(route, RouterDecision) and route.label in {"code", "math", "general"}
 
 
 def test_unknown_model_is_404_in_openai_shape(openai_client):
