@@ -29,7 +29,9 @@ class Step(BaseModel):
     queue_s: float = Field(default=0.0, description="Waiting for a slot on the replica.")
     run_s: float = Field(default=0.0, description="Inside the engine.")
     latency_s: float = Field(default=0.0, description="Wall time of the call as the orchestrator saw it.")
-    engine_seconds: float = Field(default=0.0, description="This step's share of its engine's busy time (batch-shared).")
+    engine_seconds: float = Field(
+        default=0.0, description="This step's share of its engine's busy time (batch-shared)."
+    )
     gpu_seconds: float = Field(default=0.0, description="engine_seconds × GPUs the replica holds (0 on CPU).")
     output: str = Field(default="", description="The text the model generated.")
     error: str | None = Field(default=None, description="Why the call failed; null when it succeeded.")
@@ -46,8 +48,12 @@ class Totals(BaseModel):
     wall_s: float = Field(default=0.0, description="Wall time of the whole request as the orchestrator saw it.")
     engine_seconds: float = Field(default=0.0, description="Sum over the steps.")
     gpu_seconds: float = Field(default=0.0, description="Sum over the steps.")
-    early_stop: bool = Field(default=False, description="The pattern stopped before its last stage (the decision's `early_stop`).")
-    escalated: bool = Field(default=False, description="The pattern escalated to a stronger role (the decision's `escalated`).")
+    early_stop: bool = Field(
+        default=False, description="The pattern stopped before its last stage (the decision's `early_stop`)."
+    )
+    escalated: bool = Field(
+        default=False, description="The pattern escalated to a stronger role (the decision's `escalated`)."
+    )
 
 
 class Trace(BaseModel):

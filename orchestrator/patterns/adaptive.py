@@ -121,13 +121,19 @@ class AdaptivePattern:
             out = await classify(ctx, spec.classifier, {k: r.when for k, r in spec.routes.items()}, request.question)
         except StepFailed as exc:
             return AdaptiveDecision(
-                label="", preferred=spec.fallback, chosen=spec.fallback, fallback="classifier_failed",
+                label="",
+                preferred=spec.fallback,
+                chosen=spec.fallback,
+                fallback="classifier_failed",
                 why=f"classifier failed ({exc}); fallback",
             )
         label = out.text.strip()
         if label not in spec.routes:
             return AdaptiveDecision(
-                label=label, preferred=spec.fallback, chosen=spec.fallback, fallback="unknown_label",
+                label=label,
+                preferred=spec.fallback,
+                chosen=spec.fallback,
+                fallback="unknown_label",
                 why=f"unknown label {label!r}; fallback",
             )
         pattern = spec.routes[label].pattern

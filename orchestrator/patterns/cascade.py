@@ -63,7 +63,9 @@ class TierTried(BaseModel):
     verdict: str | None = Field(default=None, description="check: yes_no: what the verifier said ('yes' or 'no').")
     score: int | None = Field(default=None, description="check: score: the verifier's score, 1-10.")
     verify_error: str | None = Field(default=None, description="Why the verification failed (the cascade escalated).")
-    accepted: bool = Field(default=False, description="Its answer was accepted (the last tier's always is, unverified).")
+    accepted: bool = Field(
+        default=False, description="Its answer was accepted (the last tier's always is, unverified)."
+    )
 
 
 AcceptedBecause = Literal["verified", "last_tier", "budget", "stronger_tiers_failed"]

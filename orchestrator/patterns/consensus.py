@@ -45,7 +45,9 @@ class ConsensusDecision(PatternDecisionBase):
     kind: Literal["consensus"] = "consensus"
     tally: TallyRecord = Field(description="The members' count: winner, agreement, tie, groups.")
     threshold: float = Field(description="The agreement the vote needed (the spec's threshold).")
-    escalated_to: str | None = Field(default=None, description="The role that answered instead of the vote; null if none.")
+    escalated_to: str | None = Field(
+        default=None, description="The role that answered instead of the vote; null if none."
+    )
     escalation_skipped: bool = Field(
         default=False, description="Agreement was below the threshold but the budget left no call to escalate."
     )

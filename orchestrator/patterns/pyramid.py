@@ -90,7 +90,8 @@ class PyramidDecision(PatternDecisionBase):
     agreement: float | None = Field(default=None, description="The agreement of the last layer that measured one.")
     stopped_after_layer: int | None = Field(default=None, description="On an early stop: the last layer that ran.")
     stop_reason: Literal["agreement", "budget"] | None = Field(
-        default=None, description="On an early stop: agreement reached early_stop, or the budget could not pay for more."
+        default=None,
+        description="On an early stop: agreement reached early_stop, or the budget could not pay for more.",
     )
 
     def stop(self, after_layer: int, reason: Literal["agreement", "budget"]) -> None:

@@ -64,10 +64,16 @@ class RouterDecision(PatternDecisionBase):
 
     kind: Literal["router"] = "router"
     label: str = Field(description="The classifier's label; '' when the classifier call failed.")
-    confidence: float = Field(description="The label's probability among the labels (4 places); 0 when the call failed.")
+    confidence: float = Field(
+        description="The label's probability among the labels (4 places); 0 when the call failed."
+    )
     role: str = Field(description="The role that answered: the label's, or the fallback role.")
-    fallback: RouterFallback | None = Field(default=None, description="Why the fallback role answered; null when routed.")
-    why: str = Field(default="", description="The fallback reason in words (the classifier's error, the label, the confidence).")
+    fallback: RouterFallback | None = Field(
+        default=None, description="Why the fallback role answered; null when routed."
+    )
+    why: str = Field(
+        default="", description="The fallback reason in words (the classifier's error, the label, the confidence)."
+    )
 
 
 def label_confidence(logprobs: list[TokenLogprob] | None, chosen: str, labels: list[str]) -> float:
@@ -103,15 +109,11 @@ class RouterPattern:
         spec = self.spec
         labels = list(spec.routes)
         try:
-            out = await classify(
-                ctx, spec.classifier, {k: r.when for k, r in spec.routes.items()}, request.question,
-                logprobs=TOP_LOGPROBS,
-            )
+            labelled = {k: r.when for k, r in spec.routes.items()}
+            out = await classify(ctx, spec.classifier, labelled, request.question, logprobs=TOP_LOGPROBS)
         except StepFailed as exc:
-            return RouterDecision(
-                label="", confidence=0.0, role=spec.fallback, fallback="classifier_failed",
-                why=f"classifier failed: {exc}",
-            )
+            why = f"classifier failed: {exc}"
+            return RouterDecision(label="", confidence=0.0, role=spec.fallback, fallback="classifier_failed", why=why)
         label = out.text.strip()
         confidence = label_confidence(out.result.logprobs, label, labels)
         routed = RouterDecision(label=label, confidence=round(confidence, 4), role=spec.fallback)
@@ -128,4 +130,3 @@ class RouterPattern:
         route = ctx.decide(await self.classify(request, ctx))
         out = await ctx.call(route.role, request.messages, name="answer")
         return Answer(text=out.text, finish_reason=out.result.finish_reason)
-

@@ -213,7 +213,9 @@ class SupervisorWorkerPattern:
             if isinstance(out, StepFailed):  # a failed redo keeps the previous result, if any
                 t = tasks[k]
                 decision.failed_members.append(
-                    FailedMember(step=f"round{round_}:{t.worker}[{k + 1}]", role=self.spec.workers[t.worker].role, error=str(out))
+                    FailedMember(
+                        step=f"round{round_}:{t.worker}[{k + 1}]", role=self.spec.workers[t.worker].role, error=str(out)
+                    )
                 )
             else:
                 results[k] = out
