@@ -4,6 +4,9 @@
     chorus = connect()                      # the cluster `chorus up` recorded, or "auto"
     reply = chorus.ask("router", "Write a haiku about GPUs")
     print(reply.text, reply.trace.totals)
+
+    from orchestrator.patterns import decision_of
+    route = decision_of(reply.trace)        # what the pattern decided, as its typed model (docs/trace.md)
 """
 
 from __future__ import annotations
