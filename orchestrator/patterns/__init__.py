@@ -19,12 +19,12 @@ from pydantic import Field, TypeAdapter
 from orchestrator.core.decisions import DecisionBase
 from orchestrator.core.trace import Trace
 from orchestrator.patterns.adaptive import AdaptiveDecision, AdaptiveSpec
-from orchestrator.patterns.kit.base import Answer, BuildEnv, Pattern, PatternRequest, PatternSpecBase
 from orchestrator.patterns.best_of_n import BestOfNDecision, BestOfNSpec
 from orchestrator.patterns.cascade import CascadeDecision, CascadeSpec
 from orchestrator.patterns.consensus import ConsensusDecision, ConsensusSpec
 from orchestrator.patterns.council import CouncilDecision, CouncilSpec
 from orchestrator.patterns.fanout import FanoutDecision, FanoutSpec
+from orchestrator.patterns.kit.base import Answer, BuildEnv, Pattern, PatternRequest, PatternSpecBase
 from orchestrator.patterns.pipeline import PipelineDecision, PipelineSpec
 from orchestrator.patterns.planner_executor import PlannerExecutorDecision, PlannerExecutorSpec
 from orchestrator.patterns.pyramid import PyramidDecision, PyramidSpec

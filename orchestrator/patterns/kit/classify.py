@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from serving.types import Choice
-
 from orchestrator.patterns.kit import prompts
+from serving.types import Choice
 
 if TYPE_CHECKING:
     from orchestrator.core.context import Context, StepOutput
