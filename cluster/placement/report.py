@@ -75,10 +75,15 @@ def render_table(plan: PlacementPlan, memory: Mapping[str, ModelMemory]) -> str:
 
 
 def render_placement(
-    plan: PlacementPlan, memory: Mapping[str, ModelMemory], base: Mapping[str, PlacementSpec] | None = None
+    plan: PlacementPlan,
+    memory: Mapping[str, ModelMemory],
+    base: Mapping[str, PlacementSpec] | None = None,
+    cpus: Mapping[str, list[str]] | None = None,
 ) -> str:
-    """The `placement:` YAML section of `plan`, with a comment per model."""
+    """The `placement:` YAML section of `plan`, with a comment per model (and its cores, if planned)."""
     specs = plan.placement_specs(base)
+    if cpus:
+        specs = {m: p.model_copy(update={"cpus": cpus[m]}) if m in cpus else p for m, p in specs.items()}
     out = ["placement:"]
     for model, spec in specs.items():
         m = memory[model]
@@ -89,25 +94,38 @@ def render_placement(
             f"KV {m.kv_bytes_per_token // 1024} KiB/token → ≥ {kv:,} KV tokens per replica"
         )
         data = {"replicas": spec.replicas}  # always written, even at the default
-        data.update(spec.model_dump(exclude_defaults=True, exclude={"gpus", "replicas"}))
+        data.update(spec.model_dump(exclude_defaults=True, exclude={"gpus", "replicas", "cpus"}))
         body = yaml.safe_dump({model: data}, sort_keys=False, default_flow_style=False).rstrip().splitlines()
         out += ["  " + line for line in body]
         out.append("    gpus:")
         for slot in spec.gpus or []:
             own = f", gpu_share: {slot.gpu_share:g}" if slot.gpu_share is not None else ""
             out.append(f"      - {{node: {slot.node}, gpu_ids: [{', '.join(map(str, slot.gpu_ids))}]{own}}}")
+        if spec.cpus is not None:
+            out.append(f"    cpus: [{', '.join(repr(c) for c in spec.cpus)}]")
     return "\n".join(out) + "\n"
 
 
 def render_config(raw: Mapping, plan: PlacementPlan, memory: Mapping[str, ModelMemory],
-                  base: Mapping[str, PlacementSpec] | None = None, header: str = "") -> str:
+                  base: Mapping[str, PlacementSpec] | None = None, header: str = "",
+                  cpus: Mapping[str, list[str]] | None = None) -> str:
     """The whole config (`raw`: the YAML as loaded) with the plan's placement section."""
     rest = {k: v for k, v in raw.items() if k != "placement"}
     keys = list(rest)
     head = {k: rest[k] for k in keys[: keys.index("roles") + 1]} if "roles" in rest else rest
     tail = {k: v for k, v in rest.items() if k not in head}
     text = header + yaml.safe_dump(head, sort_keys=False, allow_unicode=True)
-    text += "\n" + render_placement(plan, memory, base)
+    text += "\n" + render_placement(plan, memory, base, cpus)
     if tail:
         text += "\n" + yaml.safe_dump(tail, sort_keys=False, allow_unicode=True)
     return text
+
+
+def render_cpu_config(raw: Mapping, cpus: Mapping[str, list[str]], header: str = "") -> str:
+    """A CPU-only config (`raw`: the YAML as loaded) with each model's planned `cpus:` added."""
+    placement = {k: dict(v or {}) for k, v in (raw.get("placement") or {}).items()}
+    for model, sets in cpus.items():
+        placement.setdefault(model, {})["cpus"] = list(sets)
+    out = {k: (placement if k == "placement" else v) for k, v in raw.items()}
+    out.setdefault("placement", placement)
+    return header + yaml.safe_dump(out, sort_keys=False, allow_unicode=True)

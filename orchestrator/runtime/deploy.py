@@ -14,6 +14,8 @@ from typing import Any
 
 import ray
 
+from cluster.inventory import local_cpus
+from cluster.placement.cpus import CpuNode, plan_cpus, with_cpus
 from cluster.runtime.reservation import Reservation, ReplicaSlot, reserve
 from serving.engines.base import Engine
 from serving.host.model_host import ModelHost
@@ -42,6 +44,7 @@ def vllm_engine_for(config: ChorusConfig, slot: ReplicaSlot) -> tuple[type[Engin
         on_gpu=placement.on_gpu,
         gpu_memory_utilization=slot.gpu_memory_utilization,
         tensor_parallel_size=placement.tensor_parallel_size,
+        cpus=placement.cpus[slot.replica] if placement.cpus is not None else None,
     )
     return VLLMEngine, {"settings": settings}
 
@@ -100,6 +103,7 @@ def deploy(
     """
     deadline = time.monotonic() + timeout_s
     lifetime = {"lifetime": "detached"} if detached else {}
+    config = with_planned_cpus(config, progress)
     progress(f"reserving resources for {sum(config.placement_of(m.name).replicas for m in config.models)} replica(s)")
     reservation = reserve(
         config.models, config.placement, timeout_s=min(120.0, timeout_s), lifetime="detached" if detached else None
@@ -145,6 +149,24 @@ def deploy(
         dep.shutdown()
         raise
     return dep
+
+
+def with_planned_cpus(config: ChorusConfig, progress: Progress = lambda _: None) -> ChorusConfig:
+    """`config` with a CPU set for every replica whose placement has none, on a one-node cluster.
+
+    Without one, vLLM-CPU binds every engine to the same core. The plan uses this machine's
+    cores (cluster.placement.cpus); on a multi-node cluster only `chorus plan`'s explicit
+    `cpus:` apply, since the driver cannot see the other nodes' cores.
+    """
+    missing = [m.name for m in config.models if config.placement_of(m.name).cpus is None]
+    alive = [n for n in ray.nodes() if n.get("Alive")]
+    if not missing or len(alive) != 1:
+        return config
+    placement = {m.name: config.placement_of(m.name) for m in config.models}
+    planned = with_cpus(placement, plan_cpus([m.name for m in config.models], placement, [CpuNode(0, local_cpus())]))
+    merged = {m: (planned[m] if m in missing else p) for m, p in placement.items()}
+    progress("engine cores: " + ", ".join(f"{m} {'|'.join(merged[m].cpus or [])}" for m in missing))
+    return config.model_copy(update={"placement": merged})
 
 
 def _await_starts(started: dict[Any, ReplicaSlot], deadline: float, progress: Progress) -> None:

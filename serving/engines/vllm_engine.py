@@ -6,11 +6,13 @@ differs is the `EngineSettings` the host derives from the placement (GPU share, 
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+from cluster.inventory import parse_cpu_list
 from cluster.spec import ModelSpec
 
 from serving.engines.base import EngineHealth
@@ -25,6 +27,7 @@ class EngineSettings:
     on_gpu: bool = False
     gpu_memory_utilization: float | None = None
     tensor_parallel_size: int = 1
+    cpus: str | None = None  # cores the plan gives this engine ("1", "0-3"); None: vLLM's default
 
 
 class VLLMEngine:
@@ -70,6 +73,13 @@ class VLLMEngine:
     async def start(self) -> None:
         from vllm.v1.engine.async_llm import AsyncLLM
 
+        if self.settings.cpus:
+            # vLLM reads the binding when AsyncLLM spawns its engine processes, which inherit
+            # this process's environment and affinity: set them first (one engine per host process).
+            if self.settings.on_gpu:
+                os.sched_setaffinity(0, parse_cpu_list(self.settings.cpus))  # its GPU's NUMA cores
+            else:
+                os.environ["VLLM_CPU_OMP_THREADS_BIND"] = self.settings.cpus  # the worker's OpenMP threads
         try:
             self._llm = AsyncLLM.from_engine_args(self.engine_args())
         except Exception as exc:  # surface as a plain, picklable error with the model named
