@@ -1,5 +1,6 @@
-"""Bring a config up on a Ray cluster: reserve GPUs, start ModelHosts wave by wave, then the
-Orchestrator and the HTTP Gateway; and take it down again.
+"""Bring a config up on a Ray cluster: reserve GPUs, plan cores, start the ModelHosts' engines wave
+by wave while the Orchestrator warms up, then the HTTP Gateway; and take it down again.
+`chorus up` prints each engine's start timeline (seconds since deploy began).
 
 Actors are named in the `chorus` namespace (`chorus.host.<model>.<replica>`,
 `chorus.orchestrator`, `chorus.gateway`) so other drivers find them.
@@ -18,7 +19,7 @@ from cluster.inventory import local_cpus
 from cluster.placement.cpus import CpuNode, plan_cpus, with_cpus
 from cluster.runtime.reservation import Reservation, ReplicaSlot, reserve
 from serving.engines.base import Engine
-from serving.host.model_host import ModelHost
+from serving.host.model_host import ModelHost, StartTimes
 from serving.engines.vllm_engine import EngineSettings, VLLMEngine
 
 from orchestrator.runtime.actor import Orchestrator
@@ -102,6 +103,7 @@ def deploy(
     DeployError names the model.
     """
     deadline = time.monotonic() + timeout_s
+    began = time.time()
     lifetime = {"lifetime": "detached"} if detached else {}
     config = with_planned_cpus(config, progress)
     progress(f"reserving resources for {sum(config.placement_of(m.name).replicas for m in config.models)} replica(s)")
@@ -112,31 +114,35 @@ def deploy(
     remote_host = ray.remote(ModelHost)
     made: dict[tuple[str, int], tuple[Any, ReplicaSlot]] = {}
     try:
-        for n, wave in enumerate(reservation.waves, 1):
-            started: dict[Any, ReplicaSlot] = {}
-            for slot in wave:
-                engine_cls, engine_kwargs = engine(config, slot)
-                handle = remote_host.options(
-                    **slot.options, name=host_name(slot.model, slot.replica), namespace=namespace, **lifetime
-                ).remote(config.model(slot.model), slot.replica, engine_cls, engine_kwargs, gpus=slot.gpus)
-                made[(slot.model, slot.replica)] = (handle, slot)
-                dep.hosts.setdefault(slot.model, []).append(handle)  # so a failure tears it down
-                started[handle.start.remote()] = slot
-            names = ", ".join(f"{s.model}[{s.replica}]" for s in wave)
-            progress(f"wave {n}/{len(reservation.waves)}: starting {names}")
-            _await_starts(started, deadline, progress)
-        # Waves may start a model's replicas out of order; list them by replica index.
+        # Every host process starts at once (an actor's __init__ touches no GPU memory); the
+        # engines then start wave by wave, and the orchestrator (its embedder warm-up included)
+        # comes up alongside them instead of after them.
+        scheduled = time.time()
+        for slot in reservation.slots:
+            engine_cls, engine_kwargs = engine(config, slot)
+            handle = remote_host.options(
+                **slot.options, name=host_name(slot.model, slot.replica), namespace=namespace, **lifetime
+            ).remote(config.model(slot.model), slot.replica, engine_cls, engine_kwargs, gpus=slot.gpus)
+            made[(slot.model, slot.replica)] = (handle, slot)
+            dep.hosts.setdefault(slot.model, []).append(handle)  # so a failure tears it down
         hosts = {
             m.name: [made[(m.name, r)] for r in range(config.placement_of(m.name).replicas)] for m in config.models
         }
-        dep.hosts = {m: [h for h, _ in pairs] for m, pairs in hosts.items()}
         dep.orchestrator = (
             ray.remote(Orchestrator)
             .options(name=ORCHESTRATOR, namespace=namespace, num_cpus=0, max_concurrency=10_000, **lifetime)
             .remote(config, {m: [(h, s.gpus) for h, s in pairs] for m, pairs in hosts.items()})
         )
-        ray.get(dep.orchestrator.warm.remote(), timeout=max(1.0, deadline - time.monotonic()))
-        progress("orchestrator ready")
+        warmed = dep.orchestrator.warm.remote()
+        for n, wave in enumerate(reservation.waves, 1):
+            started = {made[(slot.model, slot.replica)][0].start.remote(): slot for slot in wave}
+            names = ", ".join(f"{s.model}[{s.replica}]" for s in wave)
+            progress(f"wave {n}/{len(reservation.waves)}: starting {names}")
+            _await_starts(started, deadline, progress, began, scheduled)
+            scheduled = time.time()
+        dep.hosts = {m: [h for h, _ in pairs] for m, pairs in hosts.items()}
+        ray.get(warmed, timeout=max(1.0, deadline - time.monotonic()))
+        progress(f"orchestrator ready at {time.time() - began:.1f}s")
         if http:
             dep.gateway = (
                 ray.remote(Gateway)
@@ -144,7 +150,7 @@ def deploy(
                 .remote(config.server, dep.orchestrator)
             )
             dep.url = ray.get(dep.gateway.start.remote(), timeout=max(1.0, deadline - time.monotonic()))
-            progress(f"serving the OpenAI API at {dep.url}")
+            progress(f"serving the OpenAI API at {dep.url} ({time.time() - began:.1f}s after deploy began)")
     except BaseException:
         dep.shutdown()
         raise
@@ -169,8 +175,10 @@ def with_planned_cpus(config: ChorusConfig, progress: Progress = lambda _: None)
     return config.model_copy(update={"placement": merged})
 
 
-def _await_starts(started: dict[Any, ReplicaSlot], deadline: float, progress: Progress) -> None:
-    t0 = time.monotonic()
+def _await_starts(
+    started: dict[Any, ReplicaSlot], deadline: float, progress: Progress, began: float, scheduled: float
+) -> None:
+    """Waits for a wave's engines; prints each one's timeline (seconds since deploy began)."""
     pending = list(started)
     while pending:
         ready, pending = ray.wait(pending, num_returns=1, timeout=max(0.0, deadline - time.monotonic()))
@@ -179,11 +187,13 @@ def _await_starts(started: dict[Any, ReplicaSlot], deadline: float, progress: Pr
             raise DeployError(f"engine(s) {late} did not start before the deadline")
         slot = started[ready[0]]
         try:
-            ray.get(ready[0])
+            times: StartTimes = ray.get(ready[0])
         except Exception as exc:
             cause = getattr(exc, "cause", None) or exc
             raise DeployError(f"model '{slot.model}' replica {slot.replica} failed to start: {cause}") from None
-        progress(f"  {slot.model}[{slot.replica}] ready after {time.monotonic() - t0:.1f}s")
+        marks = [("scheduled", scheduled), ("process up", times.process_up), *times.phases.items(), ("ready", times.ready)]
+        line = ", ".join(f"{name} {at - began:.1f}s" for name, at in marks)
+        progress(f"  {slot.model}[{slot.replica}]: {line} (engine start {times.ready - times.engine_start:.1f}s)")
 
 
 def find_orchestrator(namespace: str = NAMESPACE) -> Any:

@@ -7,6 +7,7 @@ differs is the `EngineSettings` the host derives from the placement (GPU share, 
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ class VLLMEngine:
         self.settings = settings
         self._llm: Any = None
         self._tokenizer: Any = None
+        self.phases: dict[str, float] = {}  # wall-clock marks of start(), for start-up timelines
 
     def engine_args(self) -> Any:
         from vllm.engine.arg_utils import AsyncEngineArgs
@@ -73,6 +75,8 @@ class VLLMEngine:
     async def start(self) -> None:
         from vllm.v1.engine.async_llm import AsyncLLM
 
+        self.phases["vllm imported"] = time.time()
+
         if self.settings.cpus:
             # vLLM reads the binding when AsyncLLM spawns its engine processes, which inherit
             # this process's environment and affinity: set them first (one engine per host process).
@@ -85,6 +89,7 @@ class VLLMEngine:
         except Exception as exc:  # surface as a plain, picklable error with the model named
             raise EngineError(f"engine for '{self.spec.name}' ({self.spec.source}) failed to start: {exc}") from exc
         self._tokenizer = self._llm.get_tokenizer()
+        self.phases["engine ready"] = time.time()
 
     # --- requests -------------------------------------------------------------------------
 

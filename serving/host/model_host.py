@@ -40,6 +40,15 @@ class HostStatus(BaseModel):
     node_id: str = ""
 
 
+class StartTimes(BaseModel):
+    """Wall-clock marks (time.time()) of one host's start, for `chorus up`'s timeline."""
+
+    process_up: float  # the actor's process ran __init__
+    engine_start: float  # start() began
+    ready: float  # the engine can generate
+    phases: dict[str, float] = {}  # the engine's own marks within its start (e.g. "vllm imported")
+
+
 class BusyClock:
     """Integrates dt / (requests in the engine): each request's fair share of busy time.
 
@@ -81,6 +90,7 @@ class ModelHost:
         *,
         gpus: float = 0.0,
     ) -> None:
+        self._born = time.time()
         self.spec = spec
         self.replica = replica
         self.gpus = gpus
@@ -92,9 +102,13 @@ class ModelHost:
         self.failed = 0
         self._tokens: collections.deque[tuple[float, int]] = collections.deque()
 
-    async def start(self) -> None:
+    async def start(self) -> StartTimes:
+        begun = time.time()
         await self.engine.start()
         self.started = True
+        # Engines that time their own start (VLLMEngine) expose `phases`; others report none.
+        phases = dict(getattr(self.engine, "phases", {}))
+        return StartTimes(process_up=self._born, engine_start=begun, ready=time.time(), phases=phases)
 
     def _done(self, tokens: int) -> None:
         now = time.perf_counter()
