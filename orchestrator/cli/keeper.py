@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import threading
+import time
 
 import ray
 
@@ -41,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
 
     config = load_config(args.config)
     wanted = sum(config.placement_of(m.name).num_cpus * config.placement_of(m.name).replicas for m in config.models)
+    began = time.monotonic()
     ctx = ray.init(
         address="local",  # always a new cluster, owned by this process, never someone else's
         num_cpus=args.num_cpus or logical_cpus(wanted),
@@ -51,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         logging_level="warning",
     )
     address = ctx.address_info["gcs_address"]
-    say(f"started a local Ray cluster at {address}")
+    say(f"started a local Ray cluster at {address} in {time.monotonic() - began:.1f}s")
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
