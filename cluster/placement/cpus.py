@@ -10,11 +10,11 @@ Rules, per node, deterministic:
    `request_cpus` cores; by default one core per 8 on nodes of 4 cores or more, none below
    (on 2 cores, taking one away from two engines costs more than the request tier gains: it
    mostly waits on the engines and shares the cores with them).
-2. GPU replicas first, in config order: each takes `ceil(num_cpus)` cores among its GPU's
-   affinity cores (NVML), the least loaded first, lowest id on ties; where NVML does not say,
-   any core of the node.
-3. CPU replicas (gpu_share 0) next. When there are fewer free cores than they want, each
-   takes the least-loaded cores (lowest id on ties), so cores are shared round robin.
+2. A GPU replica's threads follow its GPU: it gets all of its GPU's NUMA cores (NVML's CPU
+   affinity) but the request tier's, shared with the other engines of that NUMA node; where
+   NVML does not say, every engine core of the node.
+3. CPU replicas (gpu_share 0) take cores no GPU replica uses. When there are fewer free cores
+   than they want, each takes the least-loaded cores (lowest id on ties): round robin.
    When there are at least as many free cores as CPU replicas want, the free cores are split
    into contiguous blocks in proportion to what each asked (`num_cpus`): an idle core helps no
    one, and a CPU engine computes on the cores it is given (one engine on 2 cores gets "0-1").
@@ -124,13 +124,17 @@ def plan_cpus(
         for r in range(p.replicas):
             (gpu_reps if p.on_gpu else cpu_reps).append((m, r, p))
     for m, r, p in gpu_reps:
+        # A GPU engine's CPU threads (scheduler, sampler, tokenizer) follow its GPU: all of the
+        # GPU's NUMA cores, shared with the other engines of that NUMA node, rather than a few
+        # exclusive ones, which would starve its processes of CPU.
         slot = p.gpus[r] if p.gpus is not None else None
         node = slot.node if slot is not None and slot.node in by_index else nodes[0].index
         gpu = slot.gpu_ids[0] if slot is not None else None
         close = by_index[node].gpu_cpus.get(gpu, ()) if gpu is not None else ()
-        candidates = [c for c in close if c in load[node]] or list(pools[node])
-        want = min(len(candidates), max(1, math.ceil(p.num_cpus)))
-        given[(m, r)] = ReplicaCpus(m, r, node, take(node, candidates, want), gpu)
+        cores = tuple(c for c in close if c in load[node]) or pools[node]
+        for c in cores:
+            load[node][c] += 1
+        given[(m, r)] = ReplicaCpus(m, r, node, tuple(sorted(cores)), gpu)
     home = nodes[0].index
     wants = [min(len(pools[home]), max(1, math.ceil(p.num_cpus))) for _, _, p in cpu_reps]
     free = [c for c in pools[home] if load[home][c] == 0]

@@ -62,20 +62,24 @@ def _gpu_inventory() -> Inventory:
 def test_gpu_replicas_follow_their_gpus_numa_cores():
     specs = {
         "a": PlacementSpec(gpu_share=0.5, replicas=2, gpus=[GpuSlot(gpu_ids=[0]), GpuSlot(gpu_ids=[3])]),
-        "b": PlacementSpec(gpu_share=0.5, num_cpus=2, gpus=[GpuSlot(gpu_ids=[1])]),
+        "b": PlacementSpec(gpu_share=0.5, gpus=[GpuSlot(gpu_ids=[1])]),
     }
     plan = plan_cpus(["a", "b"], specs, nodes_of(_gpu_inventory()))
-    a0, a1, b0 = plan.of("a", 0), plan.of("a", 1), plan.of("b", 0)
-    assert set(a0.cpus) <= set(range(8)) and set(b0.cpus) <= set(range(8))
-    assert set(a1.cpus) <= set(range(8, 14))  # GPU 3's cores, minus the request tier's 14-15
-    assert not set(a0.cpus) & set(b0.cpus) and len(b0.cpus) == 2
+    assert plan.of("a", 0).cpu_list == plan.of("b", 0).cpu_list == "0-7"  # GPUs 0, 1: the first NUMA node
+    assert plan.of("a", 1).cpu_list == "8-13"  # GPU 3's cores, minus the request tier's 14-15
     assert "NUMA cores (NVML)" in render_cpus(plan)
+
+
+def test_cpu_replicas_avoid_the_cores_of_gpu_engines():
+    specs = {"g": PlacementSpec(gpu_share=0.5, gpus=[GpuSlot(gpu_ids=[0])]), "c": CPU}
+    plan = plan_cpus(["g", "c"], specs, nodes_of(_gpu_inventory()))
+    assert plan.of("c", 0).cpu_list == "8-13"
 
 
 def test_gpu_without_affinity_takes_any_core():
     inv = Inventory((Node(0, "n", (Gpu(0, "X", 1 << 30, 1 << 30),), cpus=(0, 1, 2, 3)),), source="spec:x")
     plan = plan_cpus(["a"], {"a": PlacementSpec(gpu_share=0.5, gpus=[GpuSlot(gpu_ids=[0])])}, nodes_of(inv))
-    assert plan.of("a", 0).cpus == (0,)
+    assert plan.of("a", 0).cpus == (0, 1, 2)  # every core but the request tier's (3)
     assert "NVML gave no affinity" in render_cpus(plan)
 
 
@@ -129,5 +133,5 @@ def test_chorus_plan_for_gpus_writes_cores_too(capsys):
     assert plan_main(["plan", "-c", str(CONFIGS / "gpu-8x80.yaml"), "--gpus", "8xH100-80GB", "--cpus", "64", "-o", "-"]) == 0
     text = capsys.readouterr().out
     planned = yaml.safe_load(text[text.index("models:") :])
-    cpus = [c for p in planned["placement"].values() for c in p["cpus"]]
-    assert len(cpus) == len(set(cpus))  # 64 cores: every GPU engine has its own
+    cpus = {c for p in planned["placement"].values() for c in p["cpus"]}
+    assert cpus == {"0-55"}  # the spec says no NUMA layout: every engine core but the request tier's 8
