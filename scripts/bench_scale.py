@@ -6,14 +6,22 @@ A SIMULATION, not a measurement: every engine is a `serving.sim.engine.Simulated
 latency model of docs/simulated-engine.md), hosted by a real `ModelHost` behind a real `Fleet`
 and `Chorus`, so admission, replica choice and the patterns' own code run as in production.
 The fleet, roles and placement are those of configs/gpu-8x80.yaml (patterns fanout, council and
-pyramid are added here). Two modes run side by side on the same workload:
+pyramid are added here). Three modes run side by side on the same workload:
 
 * chorus   — engines batch up to each model's max_num_seqs, a pattern's independent steps run
              concurrently, hosts admit interactive requests (single, router: priority 0) ahead
-             of multi-model ones (priority 10).
+             of multi-model ones (priority 10); one orchestrator process (--orchestrators).
+* moa      — what a user would run instead: a mixture-of-agents client over one vLLM server per
+             replica, batching continuously (same latency model), the pattern's calls in parallel
+             where it allows, round robin over a model's servers, first come, first served, no
+             early stop.
 * naive    — every replica serves one request at a time (max_num_seqs 1), a pattern's steps run
              one after another (a per-request lock in the fleet; pattern code is unchanged) and
-             hosts serve first come, first served.
+             hosts serve first come, first served. (A setting nobody runs; kept for comparison.)
+
+CPU outside the engines is charged per model call on the loop's clock (serving.sim.cpu):
+the orchestrator's (or the MoA client's) on its lanes, and each replica's front end (ModelHost
+or vLLM API server). --measure-client measures the client's figure here first.
 
 Clocks: `virtual` (default) runs the event loop on a virtual clock that jumps to the next timer
 when nothing is runnable, so simulated time is exact and the run takes only the CPU time of
