@@ -12,12 +12,12 @@ from typing import Annotated
 from pydantic import Field
 
 from orchestrator.patterns.adaptive import AdaptiveSpec
-from orchestrator.patterns.kit.base import Answer, BuildEnv, Pattern, PatternRequest, PatternSpecBase
 from orchestrator.patterns.best_of_n import BestOfNSpec
 from orchestrator.patterns.cascade import CascadeSpec
 from orchestrator.patterns.consensus import ConsensusSpec
 from orchestrator.patterns.council import CouncilSpec
 from orchestrator.patterns.fanout import FanoutSpec
+from orchestrator.patterns.kit.base import Answer, BuildEnv, Pattern, PatternRequest, PatternSpecBase
 from orchestrator.patterns.pipeline import PipelineSpec
 from orchestrator.patterns.planner_executor import PlannerExecutorSpec
 from orchestrator.patterns.pyramid import PyramidSpec

@@ -12,15 +12,14 @@ from typing import Literal
 
 from pydantic import Field
 
-from orchestrator.patterns.kit import prompts
-from orchestrator.core.context import Context
 from cluster.errors import PatternFailed, StepFailed
-from orchestrator.patterns.kit import judging
+from orchestrator.core.context import Context
+from orchestrator.patterns.kit import judging, prompts
+from orchestrator.patterns.kit.ballot import embedder_for
 from orchestrator.patterns.kit.base import Answer, BuildEnv, PatternRequest
 from orchestrator.patterns.kit.embedding import Embedder
 from orchestrator.patterns.kit.members import MemberAnswer
 from orchestrator.patterns.vote import BallotSpec, poll_and_tally
-from orchestrator.patterns.kit.ballot import embedder_for
 
 
 class CouncilSpec(BallotSpec):

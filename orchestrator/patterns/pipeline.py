@@ -12,9 +12,8 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from cluster.spec import Strict
-
-from orchestrator.patterns.kit import prompts
 from orchestrator.core.context import Context
+from orchestrator.patterns.kit import prompts
 from orchestrator.patterns.kit.base import Answer, BuildEnv, PatternRequest, PatternSpecBase
 
 Template = Literal["answer", "draft", "critique", "refine", "summarize", "custom"]

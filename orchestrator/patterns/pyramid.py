@@ -16,16 +16,15 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from serving.types import Message
-
-from orchestrator.patterns.kit import prompts
-from orchestrator.core.context import Context
 from cluster.errors import StepFailed
+from orchestrator.core.context import Context
+from orchestrator.patterns.kit import prompts
+from orchestrator.patterns.kit.ballot import AgreementFields, decide, embedder_for
 from orchestrator.patterns.kit.base import Answer, BuildEnv, PatternRequest, PatternSpecBase
 from orchestrator.patterns.kit.embedding import Embedder
 from orchestrator.patterns.kit.members import ask_all, record_failures, require_answers
 from orchestrator.patterns.kit.spending import can_afford
-from orchestrator.patterns.kit.ballot import AgreementFields, decide, embedder_for
+from serving.types import Message
 
 
 class PyramidSpec(PatternSpecBase, AgreementFields):

@@ -15,13 +15,12 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from cluster.spec import Strict
-from serving.types import Choice, TokenLogprob
-
-from orchestrator.patterns.kit import prompts
-from orchestrator.core.context import Context, StepOutput
 from cluster.errors import StepFailed
+from cluster.spec import Strict
+from orchestrator.core.context import Context, StepOutput
+from orchestrator.patterns.kit import prompts
 from orchestrator.patterns.kit.base import Answer, BuildEnv, PatternRequest, PatternSpecBase
+from serving.types import Choice, TokenLogprob
 
 TOP_LOGPROBS = 20
 
@@ -67,7 +66,7 @@ def label_confidence(logprobs: list[TokenLogprob] | None, chosen: str, labels: l
     first = logprobs[0]
     alternatives = dict(first.top)
     alternatives.setdefault(first.token, first.logprob)
-    mass = {label: 0.0 for label in labels}
+    mass = dict.fromkeys(labels, 0.0)
     for token, lp in alternatives.items():
         piece = token.strip()
         starts = [label for label in labels if piece and label.startswith(piece)]

@@ -15,15 +15,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from cluster.spec import Strict
-from serving.types import JsonSchema
-
-from orchestrator.patterns.kit import prompts
-from orchestrator.core.context import Context
 from cluster.errors import PatternFailed, StepFailed
+from cluster.spec import Strict
+from orchestrator.core.context import Context
+from orchestrator.patterns.kit import prompts
 from orchestrator.patterns.kit.base import Answer, BuildEnv, PatternRequest, PatternSpecBase
 from orchestrator.patterns.kit.members import record_failures
 from orchestrator.patterns.kit.spending import can_afford
+from serving.types import JsonSchema
 
 
 class Worker(Strict):
@@ -170,7 +169,7 @@ class SupervisorWorkerPattern:
 
         order = sorted(which)
         outs = await ctx.gather(*(one(k, which[k]) for k in order))
-        failed = []
+        failed: list[dict[str, object]] = []
         for k, out in zip(order, outs, strict=True):
             if isinstance(out, StepFailed):  # a failed redo keeps the previous result, if any
                 failed.append({"step": f"round{round_}:{tasks[k].worker}[{k + 1}]", "error": str(out)})
@@ -186,7 +185,7 @@ class SupervisorWorkerPattern:
         results: list[str | None] = [None] * len(tasks)
         reviews: list[dict[str, object]] = []
         ctx.note("reviews", reviews)
-        todo: dict[int, str | None] = {k: None for k in range(len(tasks))}
+        todo: dict[int, str | None] = dict.fromkeys(range(len(tasks)))
         rounds = 0
         for round_ in range(1, spec.max_rounds + 1):
             await self._work(ctx, question, tasks, todo, results, round_)

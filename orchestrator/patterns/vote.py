@@ -12,13 +12,13 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from orchestrator.core.context import Context
 from cluster.errors import PatternFailed
-from orchestrator.patterns.kit.tally import Tally
+from orchestrator.core.context import Context
+from orchestrator.patterns.kit.ballot import AgreementFields, decide, embedder_for, tally_note
 from orchestrator.patterns.kit.base import Answer, BuildEnv, PatternRequest, PatternSpecBase
 from orchestrator.patterns.kit.embedding import Embedder
 from orchestrator.patterns.kit.members import MemberAnswer, ask_all, require_answers
-from orchestrator.patterns.kit.ballot import AgreementFields, decide, embedder_for, tally_note
+from orchestrator.patterns.kit.tally import Tally
 
 
 class BallotSpec(PatternSpecBase, AgreementFields):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import ray
 
-from orchestrator.runtime.deploy import find_orchestrator
 from orchestrator.core.schema import ChatRequest
+from orchestrator.runtime.deploy import find_orchestrator
 from serving.types import Message
 
 pytestmark = pytest.mark.integration

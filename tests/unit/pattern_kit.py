@@ -7,11 +7,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from orchestrator.core.schema import ChatRequest
-
 from orchestrator.service.chorus import Chorus
-from tests.fakes.scripted_engine import Script, ScriptedEngine
 from serving.types import GenerationRequest, Message
-
+from tests.fakes.scripted_engine import Script, ScriptedEngine
 from tests.unit.fixtures import scripted_chorus
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from cluster.errors import EngineError
-
 from tests.unit.pattern_kit import InFlight, TopicEmbedder, ask, build, last
 
 MEMBERS = ["generalist", "coder", "reasoner"]

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cluster.errors import PatternFailed
-from cluster.errors import EngineError
-
+from cluster.errors import EngineError, PatternFailed
 from tests.unit.pattern_kit import InFlight, ask, build
 
 SPEC = {"fanout": {"kind": "fanout", "members": ["generalist", "coder", "reasoner"]}}

@@ -6,10 +6,8 @@ import json
 
 import pytest
 
-from cluster.errors import PatternFailed
-from cluster.errors import EngineError
+from cluster.errors import EngineError, PatternFailed
 from serving.types import JsonSchema
-
 from tests.unit.pattern_kit import InFlight, ask, build, last
 
 ASSIGN = json.dumps({"assignments": [{"worker": "researcher", "task": "facts"}, {"worker": "coder", "task": "code"}]})

@@ -8,10 +8,9 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from serving.types import Regex
-
-from orchestrator.patterns.kit import prompts
 from cluster.errors import StepFailed
+from orchestrator.patterns.kit import prompts
+from serving.types import Regex
 
 if TYPE_CHECKING:
     from orchestrator.core.context import Context

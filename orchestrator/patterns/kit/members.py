@@ -10,9 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from serving.types import Constraint, Message
-
 from cluster.errors import PatternFailed, StepFailed
+from serving.types import Constraint, Message
 
 if TYPE_CHECKING:
     from orchestrator.core.context import Context
@@ -55,7 +54,8 @@ async def ask_all(
             for role, step in zip(roles, names, strict=True)
         )
     )
-    answers, failed = [], []
+    answers: list[MemberAnswer] = []
+    failed: list[dict[str, object]] = []
     for i, (role, step, out) in enumerate(zip(roles, names, outs, strict=True)):
         if isinstance(out, StepFailed):
             failed.append({"step": step, "role": role, "error": str(out)})
