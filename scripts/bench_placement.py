@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 
 from cluster.inventory import from_spec
-from cluster.sizing.memory import estimate
 from cluster.placement.planner import DEFAULT_CEILING, Deployment, plan, usable_bytes
+from cluster.sizing.memory import estimate
 from cluster.spec import ModelSpec
 
 # The fleet of configs/gpu-8x80.yaml: name, hub id, KV target (sequences × context).

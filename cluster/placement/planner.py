@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 
 from cluster.errors import PlacementError
 from cluster.inventory import GiB, Gpu, Inventory
-from cluster.sizing.memory import ModelMemory, estimate, kv_target, weight_bytes
 from cluster.placement.plan import SHARE_UNITS, PlacementPlan, ReplicaPlacement
+from cluster.sizing.memory import ModelMemory, estimate, kv_target, weight_bytes
 from cluster.spec import ModelSpec, PlacementSpec
 
 DEFAULT_CEILING = 0.90  # vLLM's own default gpu_memory_utilization; the rest absorbs fragmentation
@@ -156,7 +156,8 @@ def plan(deployments: list[Deployment], inventory: Inventory, *, ceiling: float 
     # Two packings: plain first fit, and first fit that tries GPUs without a tensor-parallel
     # group first (a group's share is capped by its fullest GPU, so a small model on one of its
     # GPUs can strand memory on the others). Keep the one with fewer GPUs, then less unused.
-    best, error = None, None
+    best: tuple[tuple[int, int], list[_Item]] | None = None
+    error: PlacementError | None = None
     for spare_groups in (False, True):
         try:
             placed, states = _pack(deployments, inventory, ceiling, tp_of, spare_groups)
@@ -168,6 +169,7 @@ def plan(deployments: list[Deployment], inventory: Inventory, *, ceiling: float 
         if best is None or score < best[0]:
             best = (score, placed)
     if best is None:
+        assert error is not None  # best stays None only when every packing raised
         raise error
     rank = {n: k for k, n in enumerate(names)}
     replicas = []

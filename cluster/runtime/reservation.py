@@ -44,6 +44,7 @@ import time
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import ray
 from ray.util.placement_group import PlacementGroup, placement_group, remove_placement_group
@@ -63,7 +64,7 @@ PROBE_FLOOR_S = 5.0
 class ReplicaSlot:
     model: str
     replica: int
-    options: dict  # kwargs for RayActorClass.options(...): num_cpus, num_gpus, scheduling_strategy…
+    options: dict[str, Any]  # kwargs for RayActorClass.options(...): num_cpus, num_gpus, scheduling_strategy…
     gpus: float  # GPUs this replica holds (gpu_share × tensor_parallel_size), for GPU-seconds accounting
     gpu_memory_utilization: float | None  # what vLLM should be given (None on CPU)
     node_id: str | None = None  # Ray node the replica lands on (None: CPU, Ray decides)
@@ -83,7 +84,7 @@ class Reservation:
             remove_placement_group(pg)
 
 
-def gpu_nodes() -> list[dict]:
+def gpu_nodes() -> list[dict[str, Any]]:
     """Alive Ray nodes with GPUs, in plan order: head node first, then address, then node id."""
     nodes = [n for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("GPU", 0) > 0]
     head_of = {n["NodeID"]: any(k.startswith("node:__internal_head__") for k in n["Resources"]) for n in nodes}
@@ -129,7 +130,7 @@ def _bundle(gpu: float, cpus: float) -> dict[str, float]:
     return b
 
 
-def _wait(refs: list, timeout_s: float) -> set[int]:
+def _wait(refs: list[Any], timeout_s: float) -> set[int]:
     """Indices of `refs` not done by the deadline (one ray.wait, no polling)."""
     if not refs:
         return set()
@@ -192,9 +193,9 @@ def reserve(
     try:
         # One lease per node: bundles for GPU ids 0..highest used, CPUs on the first rank's bundle.
         lease_of_node: dict[int, int] = {}
-        by_node: dict[int, list] = defaultdict(list)
-        for item in pinned:
-            by_node[item[3]].append(item)
+        by_node: dict[int, list[tuple[str, int, PlacementSpec, int, list[int]]]] = defaultdict(list)
+        for entry in pinned:
+            by_node[entry[3]].append(entry)
         for node in sorted(by_node):
             items = by_node[node]
             top = max(g for it in items for g in it[4])
@@ -218,8 +219,8 @@ def reserve(
         for name, r, p in unpinned:
             tp = p.tensor_parallel_size
             first = p.gpu_share if tp == 1 else 1.0
-            bundles = [_bundle(first, p.num_cpus)] + [_bundle(1.0, 0.0) for _ in range(tp - 1)]
-            groups.append(placement_group(bundles, strategy="STRICT_PACK", name=f"chorus-{name}-{r}", lifetime=lifetime))
+            shapes = [_bundle(first, p.num_cpus)] + [_bundle(1.0, 0.0) for _ in range(tp - 1)]
+            groups.append(placement_group(shapes, strategy="STRICT_PACK", name=f"chorus-{name}-{r}", lifetime=lifetime))
             groups_for.append([f"{name}#{r}"])
             pending.append(_Pending(name, r, p, len(groups) - 1, list(range(tp))))
 
@@ -293,7 +294,7 @@ def _refuse_oversubscribed(pinned: list[tuple[str, int, PlacementSpec, int, list
 def _slot(item: _Pending, pg: PlacementGroup, bundles: list[int], gpu_ids: tuple[int, ...], node_id: str) -> ReplicaSlot:
     p = item.spec
     tp = p.tensor_parallel_size
-    options: dict = {
+    options: dict[str, Any] = {
         "num_cpus": p.num_cpus,
         "num_gpus": p.gpu_share if tp == 1 else 0,
         "scheduling_strategy": PlacementGroupSchedulingStrategy(
@@ -331,7 +332,7 @@ def start_waves(slots: list[ReplicaSlot]) -> list[list[ReplicaSlot]]:
         for w, u in zip(waves, used):
             if not (mine & u):
                 w.append(s)
-                u |= mine
+                u.update(mine)
                 break
         else:
             waves.append([s])
@@ -341,7 +342,7 @@ def start_waves(slots: list[ReplicaSlot]) -> list[list[ReplicaSlot]]:
 
 def _group_node(pg: PlacementGroup) -> str:
     table = ray.util.placement_group_table(pg)
-    return table["bundles_to_node_id"][0]
+    return str(table["bundles_to_node_id"][0])
 
 
 def _node_index(lease_of_node: dict[int, int], group: int) -> int:
@@ -349,7 +350,7 @@ def _node_index(lease_of_node: dict[int, int], group: int) -> int:
 
 
 def _not_ready(
-    groups: list[PlacementGroup], groups_for: list[list[str]], late: set[int], nodes: list[dict], timeout_s: float
+    groups: list[PlacementGroup], groups_for: list[list[str]], late: set[int], nodes: list[dict[str, Any]], timeout_s: float
 ) -> PlacementError:
     first = min(late)
     who = groups_for[first]

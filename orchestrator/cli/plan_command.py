@@ -14,22 +14,21 @@ failed, 2 the config or arguments are wrong.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
 import yaml
 
 from cluster import inventory as inv
-from cluster.errors import ClusterError
+from cluster.errors import ClusterError, ConfigError
 from cluster.placement.planner import DEFAULT_CEILING, deployments, plan
 from cluster.placement.report import render_config, render_table
 from cluster.placement.validate import check
-
-from orchestrator.service.config import load_config
-from cluster.errors import ConfigError
+from orchestrator.service.config import ChorusConfig, load_config
 
 
-def add_parser(subparsers) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "plan",
         help="place the models of a config on GPUs and write the placement",
@@ -61,7 +60,7 @@ def gpu_inventory(gpus: str, gpu_memory_gib: float | None = None) -> inv.Invento
 
         from cluster.runtime.reservation import ray_inventory
 
-        ray.init(address="auto", include_dashboard=False, logging_level="ERROR")
+        ray.init(address="auto", include_dashboard=False, logging_level=logging.ERROR)
         try:
             return ray_inventory(memory, name)
         finally:
@@ -108,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check(config, gpus: inv.Inventory, ceiling: float, path: str) -> int:
+def _check(config: ChorusConfig, gpus: inv.Inventory, ceiling: float, path: str) -> int:
     problems = check(config.models, config.placement, gpus, ceiling=ceiling)
     for p in problems:
         print(f"{path}: {p}")
@@ -122,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="chorus")
     add_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
-    return args.func(args)
+    rc: int = args.func(args)
+    return rc
 
 
 if __name__ == "__main__":

@@ -14,15 +14,14 @@ from typing import Any
 
 import ray
 
-from cluster.runtime.reservation import Reservation, ReplicaSlot, reserve
-from serving.engines.base import Engine
-from serving.host.model_host import ModelHost
-from serving.engines.vllm_engine import EngineSettings, VLLMEngine
-
-from orchestrator.runtime.actor import Orchestrator
-from orchestrator.service.config import ChorusConfig
 from cluster.errors import DeployError
+from cluster.runtime.reservation import ReplicaSlot, Reservation, reserve
+from orchestrator.runtime.actor import Orchestrator
 from orchestrator.runtime.gateway import Gateway
+from orchestrator.service.config import ChorusConfig
+from serving.engines.base import Engine
+from serving.engines.vllm_engine import EngineSettings, VLLMEngine
+from serving.host.model_host import ModelHost
 
 NAMESPACE = "chorus"
 ORCHESTRATOR = "chorus.orchestrator"
@@ -78,7 +77,7 @@ class Deployment:
 def _quietly(fn: Callable[[], Any]) -> None:
     try:
         fn()
-    except Exception:  # best effort while tearing down: the actor is killed right after
+    except Exception:  # noqa: BLE001 - best effort while tearing down: the actor is killed right after
         pass
 
 
@@ -112,7 +111,7 @@ def deploy(
             started: dict[Any, ReplicaSlot] = {}
             for slot in wave:
                 engine_cls, engine_kwargs = engine(config, slot)
-                handle = remote_host.options(
+                handle: Any = remote_host.options(
                     **slot.options, name=host_name(slot.model, slot.replica), namespace=namespace, **lifetime
                 ).remote(config.model(slot.model), slot.replica, engine_cls, engine_kwargs, gpus=slot.gpus)
                 made[(slot.model, slot.replica)] = (handle, slot)
@@ -158,7 +157,7 @@ def _await_starts(started: dict[Any, ReplicaSlot], deadline: float, progress: Pr
         slot = started[ready[0]]
         try:
             ray.get(ready[0])
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any start failure becomes the DeployError naming the replica
             cause = getattr(exc, "cause", None) or exc
             raise DeployError(f"model '{slot.model}' replica {slot.replica} failed to start: {cause}") from None
         progress(f"  {slot.model}[{slot.replica}] ready after {time.monotonic() - t0:.1f}s")
@@ -177,7 +176,7 @@ def teardown_named() -> list[str]:
             continue
         handle = ray.get_actor(info["name"], namespace=NAMESPACE)
         if info["name"].startswith("chorus.host."):
-            _quietly(lambda: ray.get(handle.shutdown.remote(), timeout=60))
+            _quietly(lambda: ray.get(handle.shutdown.remote(), timeout=60))  # noqa: B023 - called at once
         ray.kill(handle)
         killed.append(info["name"])
     return killed

@@ -39,12 +39,11 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from cluster.errors import EngineError, PromptTooLong
 from cluster.inventory import KNOWN_GPUS
 from cluster.sizing.memory import ModelMemory, estimate
 from cluster.spec import ModelSpec
-
 from serving.engines.base import EngineHealth
-from cluster.errors import EngineError, PromptTooLong
 from serving.types import Choice, GenerationRequest, JsonSchema, Regex, Result, StreamChunk, TokenLogprob, Usage
 
 Finish = Literal["stop", "length"]
@@ -53,11 +52,7 @@ CHARS_PER_TOKEN = 4  # tokenizer-free count: a word is one token per 4 character
 NUMERIC_MARK = "####"  # GSM8K-style final answer line that numeric voting reads
 CHOICE_CONFIDENCE = 0.85  # probability reported for the chosen option of a Choice
 # Short words (≤ CHARS_PER_TOKEN characters) so a generated text counts one token per word.
-WORDS = (
-    "the a of and to in is it that for on with as be by this are we can use more one each step then "
-    "so if not all new data time fast run two set its than our also when only both case sum key way "
-    "map list node part rate cost load work test plan code fact view form goal rule"
-).split()
+WORDS = ["the", "a", "of", "and", "to", "in", "is", "it", "that", "for", "on", "with", "as", "be", "by", "this", "are", "we", "can", "use", "more", "one", "each", "step", "then", "so", "if", "not", "all", "new", "data", "time", "fast", "run", "two", "set", "its", "than", "our", "also", "when", "only", "both", "case", "sum", "key", "way", "map", "list", "node", "part", "rate", "cost", "load", "work", "test", "plan", "code", "fact", "view", "form", "goal", "rule"]
 
 
 @dataclass(frozen=True)
@@ -624,7 +619,7 @@ def text_tokens(text: str) -> list[str]:
 def text_pieces(text: str) -> list[str]:
     """`text` cut into tokens as `text_tokens` counts them, keeping the separators, so the
     pieces concatenate back to `text` (a streamed answer's deltas)."""
-    return re.findall(r"\s*\S{1,%d}" % CHARS_PER_TOKEN, text) or ([text] if text else [])
+    return re.findall(rf"\s*\S{{1,{CHARS_PER_TOKEN}}}", text) or ([text] if text else [])
 
 
 def prompt_text(request: GenerationRequest) -> str:
@@ -669,7 +664,7 @@ def regex_example(pattern: str, rng: random.Random) -> str | None:
     the pattern uses constructs this walker does not generate (back-references, look-arounds
     that exclude its choice)."""
     try:
-        from re import _parser  # the stdlib's own regex parser (sre_parse before 3.11)
+        from re import _parser  # type: ignore[attr-defined]  # the stdlib's own regex parser (sre_parse before 3.11)
 
         parsed = _parser.parse(pattern)
         text = _emit_regex(parsed, rng, _parser)
@@ -773,7 +768,7 @@ def json_example(schema: dict[str, Any] | bool, rng: random.Random, root: dict[s
     if kind in ("integer", "number"):
         low = schema.get("minimum", schema.get("exclusiveMinimum", 0) + (1 if "exclusiveMinimum" in schema else 0))
         high = schema.get("maximum", max(low, 0) + 10)
-        value = rng.randint(int(math.ceil(low)), int(math.floor(high))) if high >= low else low
+        value = rng.randint(math.ceil(low), math.floor(high)) if high >= low else low
         return value if kind == "integer" else float(value)
     if kind == "boolean":
         return rng.random() < 0.5
@@ -783,7 +778,7 @@ def json_example(schema: dict[str, Any] | bool, rng: random.Random, root: dict[s
 # ---- a virtual clock for simulations -------------------------------------------------------------
 
 
-class _VirtualSelector(selectors.DefaultSelector):  # type: ignore[misc,valid-type]
+class _VirtualSelector(selectors.DefaultSelector):
     """Polls without blocking; when nothing is ready and a timer is due later, moves the clock to
     it instead of waiting. Blocks for real only when no timer is pending (e.g. a worker thread)."""
 

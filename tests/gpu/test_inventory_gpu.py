@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from cluster.inventory import GiB, from_nvml
-from cluster.sizing.memory import estimate
 from cluster.placement.planner import Deployment, plan
-from cluster.spec import ModelSpec
 from cluster.placement.validate import check
+from cluster.sizing.memory import estimate
+from cluster.spec import ModelSpec
 
 pytestmark = pytest.mark.gpu
 

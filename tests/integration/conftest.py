@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import ray
 
-from orchestrator.service.config import ChorusConfig, load_config
 from orchestrator.runtime.deploy import NAMESPACE, Deployment, deploy
+from orchestrator.service.config import ChorusConfig, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 FAKE_GPUS = 4

@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 
 from cluster.errors import PlacementError
 from cluster.inventory import GiB, Gpu, Inventory, Node, from_spec
-from cluster.sizing.memory import ModelMemory, estimate
 from cluster.placement.planner import DEFAULT_CEILING, Deployment, deployments, plan, usable_bytes
-from cluster.spec import GpuSlot, ModelSpec, PlacementSpec
 from cluster.placement.validate import check
+from cluster.sizing.memory import ModelMemory, estimate
+from cluster.spec import GpuSlot, ModelSpec, PlacementSpec
 
 SOURCES = {
     "0.5b": "Qwen/Qwen2.5-0.5B-Instruct",
@@ -154,7 +154,7 @@ def test_fixes_name_quantization_tensor_parallel_and_smaller_targets():
 
 
 def test_a_full_fleet_names_the_replica_that_did_not_fit():
-    with pytest.raises(PlacementError, match="model 'reasoner': replica 0 needs .* fill the 2 GPU"):
+    with pytest.raises(PlacementError, match=r"model 'reasoner': replica 0 needs .* fill the 2 GPU"):
         plan(fleet(), from_spec("2xH100-80GB"))
 
 

@@ -14,15 +14,15 @@ from pathlib import Path
 import pytest
 import yaml
 
+from cluster.errors import PromptTooLong
 from cluster.spec import ModelSpec
-from orchestrator.service.config import parse_config
+from orchestrator.core.schema import ChatRequest
+from orchestrator.patterns.kit.task_graph import parse_plan, plan_schema
 from orchestrator.routing.fleet import Fleet
 from orchestrator.routing.replicas import HostReplica
-from orchestrator.patterns.kit.task_graph import parse_plan, plan_schema
-from orchestrator.core.schema import ChatRequest
 from orchestrator.service.chorus import Chorus
+from orchestrator.service.config import parse_config
 from serving.engines.base import Engine
-from cluster.errors import PromptTooLong
 from serving.host.model_host import ModelHost
 from serving.sim.engine import (
     BLOCK_TOKENS,
