@@ -8,8 +8,8 @@ Pure data plus two readers:
 * `from_spec("2x4xA100-40GB")` describes GPUs to plan for ahead of time: NODESxGPUSxNAME-MEMGB
   (NODES defaults to 1); different nodes are joined with commas ("1xH100-80GB,1xRTX4090-24GB").
 
-A running Ray cluster's nodes come from `cluster.runtime.reservation.ray_inventory()` (the only module
-here that imports ray).
+A running Ray cluster's nodes come from `cluster.runtime.nodes.ray_inventory()` (`cluster/runtime/`
+is the only folder of `cluster/` that imports ray).
 """
 
 from __future__ import annotations
