@@ -25,8 +25,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cluster.sizing.catalog import find_config
 from cluster.errors import SizingError
+from cluster.sizing.catalog import find_config
 from cluster.spec import ModelSpec, PlacementSpec
 
 GiB = 1 << 30
