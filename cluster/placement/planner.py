@@ -148,8 +148,8 @@ def plan_placement(demands: list[ModelDemand], inventory: Inventory, *, ceiling:
         score = (len(used), sum(s.cap_units - _granted(s) for s in used))
         if best is None or score < best[0]:
             best = (score, placed)
-    if best is None:
-        raise error
+    if best is None:  # both packings failed: report the first one's reason
+        raise error or PlacementError("", "no packing fits")
     rank = {n: k for k, n in enumerate(names)}
     replicas = []
     for item in sorted(best[1], key=lambda i: (rank[i.demand.name], i.replica)):

@@ -9,6 +9,7 @@ the plan expects of it, so a user can read it, edit it and check it with `chorus
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import yaml
 
@@ -99,7 +100,7 @@ def render_placement(
     return "\n".join(out) + "\n"
 
 
-def render_config(raw: Mapping, plan: PlacementPlan, memory: Mapping[str, ModelMemory],
+def render_config(raw: Mapping[str, Any], plan: PlacementPlan, memory: Mapping[str, ModelMemory],
                   base: Mapping[str, PlacementSpec] | None = None, header: str = "") -> str:
     """The whole config (`raw`: the YAML as loaded) with the plan's placement section."""
     rest = {k: v for k, v in raw.items() if k != "placement"}
