@@ -22,12 +22,20 @@ from serving.sim.sequence import RequestStats, SimSequence
 from serving.types import StreamChunk
 
 
+@dataclass(frozen=True)
+class _Chunk:
+    """Prompt tokens of one sequence that a step prefills."""
+
+    seq: SimSequence
+    tokens: int
+
+
 @dataclass
 class _Step:
     """What one mixed step does: tokens per sequence, and its nominal GPU time."""
 
     decode: list[SimSequence] = field(default_factory=list)
-    prefill: list[tuple[SimSequence, int]] = field(default_factory=list)  # (sequence, prompt tokens this step)
+    prefill: list[_Chunk] = field(default_factory=list)
     seconds: float = 0.0
 
 
@@ -154,16 +162,17 @@ class BatchScheduler:
         for seq in self._running:
             if not seq.decoding and budget > 0:
                 n = min(budget, seq.prompt_tokens - seq.prefilled)
-                step.prefill.append((seq, n))
+                step.prefill.append(_Chunk(seq, n))
                 budget -= n
         context = sum(s.context for s in step.decode)
-        chunks = [(n, s.prefilled) for s, n in step.prefill]
+        chunks = [(c.tokens, c.seq.prefilled) for c in step.prefill]  # (tokens, position they start at)
         step.seconds = self.latency.step_seconds(len(step.decode), context, chunks)
         elapsed = step.seconds * self._sharing()
         await self.clock.sleep(elapsed, interruptible=False)
         self._account(step.seconds, elapsed, steps=1)
-        for seq, n in step.prefill:
-            seq.prefilled += n
+        for chunk in step.prefill:
+            seq = chunk.seq
+            seq.prefilled += chunk.tokens
             if seq.decoding:
                 self.cache.insert(seq.blocks, tokens_in_use=sum(s.context for s in self._running))
                 self._emit(seq, 1)  # the last prompt chunk's step samples the first token
