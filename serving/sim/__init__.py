@@ -11,6 +11,7 @@ One concept per module:
     tokens.py        tokenizer-free token counts and block hashes
     answers.py       what an engine answers: filler, or text honouring a constraint
     regex_gen.py     strings matching a regular expression (a documented subset)
+    regex_parse.py   the parser of that subset
     engine.py        SimulatedEngine: the Engine protocol over the pieces above
 
 docs/simulated-engine.md states the latency model, its constants and what it ignores.
