@@ -8,8 +8,8 @@ Pure data plus two readers:
 * `from_spec("2x4xA100-40GB")` describes GPUs to plan for ahead of time: NODESxGPUSxNAME-MEMGB
   (NODES defaults to 1); different nodes are joined with commas ("1xH100-80GB,1xRTX4090-24GB").
 
-A running Ray cluster's nodes come from `cluster.runtime.reservation.ray_inventory()` (the only module
-here that imports ray).
+A running Ray cluster's nodes come from `cluster.runtime.nodes.ray_inventory()` (`cluster/runtime/`
+is the only folder of `cluster/` that imports ray).
 """
 
 from __future__ import annotations
@@ -159,7 +159,7 @@ def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _capability(nvml: Any, handle: object) -> tuple[int, int] | None:
+def _capability(nvml: Any, handle: Any) -> tuple[int, int] | None:
     try:
         major, minor = nvml.nvmlDeviceGetCudaComputeCapability(handle)
         return int(major), int(minor)
@@ -167,7 +167,7 @@ def _capability(nvml: Any, handle: object) -> tuple[int, int] | None:
         return None
 
 
-def _nvlink_peers(nvml: Any, index: int, handles: list[object]) -> frozenset[int]:
+def _nvlink_peers(nvml: Any, index: int, handles: list[Any]) -> frozenset[int]:
     """GPU indices this GPU reaches over NVLink (empty where NVML cannot tell).
 
     Asks NVML's P2P status for the NVLink capability pair by pair: that also covers NVSwitch

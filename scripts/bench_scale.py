@@ -50,7 +50,10 @@ from orchestrator.routing.replicas import HostReplica, Replica
 from orchestrator.service.chorus import Chorus
 from orchestrator.service.config import ChorusConfig, load_config, parse_config
 from serving.host.model_host import ModelHost
-from serving.sim.engine import H100, SimulatedEngine, SimulatedGpu, VirtualClockLoop
+from serving.sim.clock import VirtualClockLoop
+from serving.sim.engine import SimulatedEngine
+from serving.sim.gpu import SimulatedGpu
+from serving.sim.latency import H100
 from serving.types import GenerationRequest, Message, Result
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -119,7 +119,7 @@ def check(
                 )
     for (n, g), users in sorted(load.items()):
         gpu = inventory.gpu(n, g)
-        if gpu is None:  # load holds only GPUs found to exist above
+        if gpu is None:  # `load` only holds GPUs found above
             continue
         total = sum(s for _, s in users)
         limit = usable_bytes(gpu, ceiling) / gpu.total_bytes

@@ -22,7 +22,8 @@ import yaml
 
 from cluster import inventory as inv
 from cluster.errors import ClusterError, ConfigError
-from cluster.placement.planner import DEFAULT_CEILING, deployments, plan
+from cluster.placement.demand import model_demands
+from cluster.placement.planner import DEFAULT_CEILING, plan_placement
 from cluster.placement.report import render_config, render_table
 from cluster.placement.validate import check
 from orchestrator.service.config import ChorusConfig, load_config
@@ -56,9 +57,9 @@ def gpu_inventory(gpus: str, gpu_memory_gib: float | None = None) -> inv.Invento
             memory, name = local.nodes[0].gpus[0].total_bytes, local.nodes[0].gpus[0].name
         else:
             raise ClusterError("--gpus ray needs --gpu-memory GB: NVML sees no GPU here to read it from")
-        import ray  # only for this option; chorus's Ray glue lives in cluster.runtime.reservation
+        import ray  # only for this option; chorus's Ray glue lives in cluster.runtime
 
-        from cluster.runtime.reservation import ray_inventory
+        from cluster.runtime.nodes import ray_inventory
 
         ray.init(address="auto", include_dashboard=False, logging_level=logging.ERROR)
         try:
@@ -88,12 +89,12 @@ def run(args: argparse.Namespace) -> int:
     if args.check:
         return _check(config, gpus, args.ceiling, path)
     try:
-        deps = deployments(config.models, config.placement, config.roles)
-        result = plan(deps, gpus, ceiling=args.ceiling)
+        demands = model_demands(config.models, config.placement, config.roles)
+        result = plan_placement(demands, gpus, ceiling=args.ceiling)
     except ClusterError as exc:
         print(f"chorus plan: {exc}", file=sys.stderr)
         return 1
-    memory = {d.name: d.memory for d in deps}
+    memory = {d.name: d.memory for d in demands}
     print(render_table(result, memory))
     raw = yaml.safe_load(Path(path).read_text())
     header = f"# Placement planned by `chorus plan --gpus {args.gpus}` for {gpus.describe()}.\n"

@@ -15,7 +15,8 @@ from typing import Any
 import ray
 
 from cluster.errors import DeployError
-from cluster.runtime.reservation import ReplicaSlot, Reservation, reserve
+from cluster.runtime.leases import ReplicaSlot
+from cluster.runtime.reservation import Reservation, reserve
 from orchestrator.runtime.actor import Orchestrator
 from orchestrator.runtime.gateway import Gateway
 from orchestrator.service.config import ChorusConfig
@@ -49,7 +50,10 @@ EngineChoice = Callable[[ChorusConfig, ReplicaSlot], tuple[type[Engine], dict[st
 
 
 @dataclass
-class Deployment:
+class LiveDeployment:
+    """A running chorus: the reservation, the live actor handles of its ModelHosts, Orchestrator and
+    Gateway, and the URL it serves on. `shutdown()` takes it all down."""
+
     config: ChorusConfig
     reservation: Reservation
     hosts: dict[str, list[Any]] = field(default_factory=dict)
@@ -90,7 +94,7 @@ def deploy(
     progress: Progress = lambda _: None,
     timeout_s: float = 900.0,
     namespace: str = NAMESPACE,
-) -> Deployment:
+) -> LiveDeployment:
     """Start everything `config` describes on the connected Ray cluster.
 
     Engines sharing a GPU start in separate waves (vLLM sizes its KV cache from free memory at
@@ -103,7 +107,7 @@ def deploy(
     reservation = reserve(
         config.models, config.placement, timeout_s=min(120.0, timeout_s), lifetime="detached" if detached else None
     )
-    dep = Deployment(config=config, reservation=reservation)
+    dep = LiveDeployment(config=config, reservation=reservation)
     remote_host = ray.remote(ModelHost)
     made: dict[tuple[str, int], tuple[Any, ReplicaSlot]] = {}
     try:

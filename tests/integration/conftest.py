@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import ray
 
-from orchestrator.runtime.deploy import NAMESPACE, Deployment, deploy
+from orchestrator.runtime.deploy import NAMESPACE, LiveDeployment, deploy
 from orchestrator.service.config import ChorusConfig, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,7 +24,7 @@ FAKE_GPUS = 4
 @dataclass(frozen=True)
 class ChorusServer:
     config: ChorusConfig
-    deployment: Deployment
+    deployment: LiveDeployment
     base_url: str
     address: str
 
