@@ -12,8 +12,8 @@ Pure data plus two readers:
 * `from_spec("2x4xA100-40GB")` describes GPUs to plan for ahead of time: NODESxGPUSxNAME-MEMGB
   (NODES defaults to 1); different nodes are joined with commas ("1xH100-80GB,1xRTX4090-24GB").
 
-A running Ray cluster's nodes come from `cluster.runtime.reservation.ray_inventory()` (the only module
-here that imports ray).
+A running Ray cluster's nodes come from `cluster.runtime.nodes.ray_inventory()` (`cluster/runtime/`
+is the only folder of `cluster/` that imports ray).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from cluster.errors import GpuSpecError
 
@@ -155,13 +156,14 @@ def _mask_cpus(words: Sequence[int], bits: int = 64) -> tuple[int, ...]:
     return tuple(w * bits + b for w, word in enumerate(words) for b in range(bits) if int(word) >> b & 1)
 
 
-def from_nvml(nvml=None) -> Inventory:
+def from_nvml(nvml: Any = None) -> Inventory:
     """This machine's NVIDIA GPUs. `nvml` replaces the pynvml module (tests pass a fake)."""
     if nvml is None:
         try:
-            import pynvml as nvml
+            import pynvml
         except ImportError:
             return Inventory((), source="nvml", reason="nvidia-ml-py is not installed")
+        nvml = pynvml
     try:
         nvml.nvmlInit()
     except nvml.NVMLError as exc:
@@ -199,7 +201,7 @@ def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _capability(nvml, handle) -> tuple[int, int] | None:
+def _capability(nvml: Any, handle: Any) -> tuple[int, int] | None:
     try:
         major, minor = nvml.nvmlDeviceGetCudaComputeCapability(handle)
         return int(major), int(minor)
@@ -207,7 +209,7 @@ def _capability(nvml, handle) -> tuple[int, int] | None:
         return None
 
 
-def _cpu_affinity(nvml, handle) -> tuple[int, ...]:
+def _cpu_affinity(nvml: Any, handle: Any) -> tuple[int, ...]:
     """Cores NVML says are close to the GPU (its NUMA node's), within this process's own mask.
 
     Empty where NVML cannot tell (old driver, or a board that reports no affinity): the CPU
@@ -225,7 +227,7 @@ def _cpu_affinity(nvml, handle) -> tuple[int, ...]:
     return tuple(c for c in _mask_cpus(list(mask)) if c in allowed)
 
 
-def _nvlink_peers(nvml, index: int, handles: list) -> frozenset[int]:
+def _nvlink_peers(nvml: Any, index: int, handles: list[Any]) -> frozenset[int]:
     """GPU indices this GPU reaches over NVLink (empty where NVML cannot tell).
 
     Asks NVML's P2P status for the NVLink capability pair by pair: that also covers NVSwitch

@@ -11,20 +11,20 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from typing import Any
 
 import ray
 
-from serving.types import Message
-
-from orchestrator.core.budget import Budget
-from orchestrator.runtime.deploy import NAMESPACE, find_orchestrator
 from cluster.errors import NotRunning
-from orchestrator.runtime.handles import call, call_blocking
+from orchestrator.core.budget import Budget
 from orchestrator.core.schema import CatalogEntry, ChatRequest, FleetStatus, Reply
+from orchestrator.runtime.deploy import NAMESPACE, find_orchestrator
+from orchestrator.runtime.handles import call, call_blocking
 from orchestrator.runtime.state import read_state
+from serving.types import Message
 
 WHAT = "the chorus orchestrator"
 
@@ -82,7 +82,7 @@ def _set_ray_auth_mode(mode: str) -> None:
     """Ray only turns token auth on by itself for clusters it finds as "auto"; for a recorded
     address the client must say so. Ray caches its config at import, so refresh it the way
     Ray's own token set-up does."""
-    from ray._raylet import Config
+    from ray._raylet import Config  # type: ignore[attr-defined]  # absent from Ray's _raylet stub
 
     os.environ["RAY_AUTH_MODE"] = mode
     Config.initialize("")
@@ -99,7 +99,7 @@ def ray_connect(address: str | None = None) -> str:
     address = address or "auto"
     if not ray.is_initialized():
         try:
-            ray.init(address=address, namespace=NAMESPACE, log_to_driver=False, logging_level="error")
+            ray.init(address=address, namespace=NAMESPACE, log_to_driver=False, logging_level=logging.ERROR)
         except ConnectionError as exc:
             raise NotRunning(f"no Ray cluster at {address}: {exc}; start chorus with `chorus up`") from None
     return address

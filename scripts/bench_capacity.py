@@ -25,7 +25,6 @@ from typing import Any
 
 import httpx
 import psutil
-
 from benchlib import ROOT, pyplot, summary, write
 
 from serving.engines.base import EngineHealth
@@ -125,7 +124,7 @@ async def run(rounds: int, calls: int, concurrency: int) -> dict[str, Any]:
                 (await http.post("/chat/completions", json=body)).raise_for_status()
 
             paths: dict[str, Callable[[], Awaitable[Any]]] = {
-                "noop actor": lambda: noop.ping.remote(),
+                "noop actor": noop.ping.remote,
                 "host": lambda: host.generate.remote(request),
                 "orchestrator": lambda: orch.chat.remote(chat),
                 "http": via_http,
@@ -193,7 +192,7 @@ def plot(result: dict[str, Any]) -> Any:
                 f"(target {result['target_orchestrator_ms']:.2f}); HTTP {result['added_by_http_p50_ms']:.2f} ms")
     cpu = result["one_replica_over_http"]["cpu_ms_per_call"]
     b.bar(list(cpu), list(cpu.values()), color="C3")
-    b.set_ylabel("CPU ms per model call (concurrency %d)" % result["concurrency"])
+    b.set_ylabel(f"CPU ms per model call (concurrency {result['concurrency']})")
     b.set_title(f"1 replica {result['one_replica']['calls_per_s']:.0f} calls/s, "
                 f"2 replicas {result['two_replicas']['calls_per_s']:.0f} calls/s")
     fig.suptitle(f"chorus request tier with an instant engine ({result['cores']} cores)")

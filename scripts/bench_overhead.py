@@ -17,7 +17,6 @@ import asyncio
 import time
 
 import httpx
-
 from benchlib import chorus_deployment, pyplot, summary, tiny_model, write
 
 PATHS = ["engine", "host", "orchestrator", "http"]
@@ -25,10 +24,10 @@ PATHS = ["engine", "host", "orchestrator", "http"]
 
 async def run(rounds: int) -> dict:
     from cluster.spec import ModelSpec
-    from orchestrator.runtime.deploy import find_orchestrator
     from orchestrator.core.schema import ChatRequest
-    from serving.types import GenerationRequest, Message, Sampling
+    from orchestrator.runtime.deploy import find_orchestrator
     from serving.engines.vllm_engine import VLLMEngine
+    from serving.types import GenerationRequest, Message, Sampling
 
     model = tiny_model("tiny", max_num_seqs=16)
     data = {

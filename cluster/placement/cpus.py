@@ -109,7 +109,7 @@ def plan_cpus(
             )
         request[n.index] = n.cpus[len(n.cpus) - keep :] if keep else ()
         pools[n.index] = n.cpus[: len(n.cpus) - keep]
-    load = {i: {c: 0 for c in pool} for i, pool in pools.items()}
+    load = {i: dict.fromkeys(pool, 0) for i, pool in pools.items()}
     given: dict[tuple[str, int], ReplicaCpus] = {}
 
     def take(node: int, candidates: Sequence[int], want: int) -> tuple[int, ...]:
@@ -118,7 +118,8 @@ def plan_cpus(
             load[node][c] += 1
         return tuple(sorted(cores))
 
-    gpu_reps, cpu_reps = [], []
+    gpu_reps: list[tuple[str, int, PlacementSpec]] = []
+    cpu_reps: list[tuple[str, int, PlacementSpec]] = []
     for m in models:
         p = placement.get(m) or PlacementSpec()
         for r in range(p.replicas):

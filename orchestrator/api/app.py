@@ -36,7 +36,8 @@ class Backend(Protocol):
     async def status(self) -> FleetStatus: ...
 
 
-def build_app(backend: Backend, server: ServerSpec = ServerSpec()) -> FastAPI:
+def build_app(backend: Backend, server: ServerSpec | None = None) -> FastAPI:
+    server = server or ServerSpec()
     app = FastAPI(title="chorus", version="0.1.0")
     app.state.backend = backend
     app.state.server = server
@@ -115,6 +116,6 @@ async def _sse(
                     usage["choices"], usage["usage"] = [], usage_json(event)
                     yield data(usage)
             event = await anext(events, None)
-    except Exception as exc:  # the stream has started: report in-band, never hang the client
+    except Exception as exc:  # noqa: BLE001 - error_body logs what is not chorus's. The stream has started: report in-band, never hang the client
         yield data(error_body(exc))
     yield "data: [DONE]\n\n"

@@ -45,7 +45,7 @@ INTERNAL = "internal error: the server logged the details"
 def status_of(exc: BaseException) -> tuple[int, str]:
     for cls in type(exc).__mro__:
         if cls in STATUS:
-            return STATUS[cls]  # type: ignore[index]
+            return STATUS[cls]
     return 500, "server_error"
 
 

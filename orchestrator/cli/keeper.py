@@ -10,6 +10,7 @@ state, and waits for SIGTERM/SIGINT to tear everything down.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import sys
@@ -18,9 +19,9 @@ import time
 
 import ray
 
-from orchestrator.service.config import load_config
 from orchestrator.runtime.deploy import NAMESPACE, deploy
 from orchestrator.runtime.state import RunState, clear_state, write_state
+from orchestrator.service.config import load_config
 
 READY = "chorus-ready"
 
@@ -50,9 +51,9 @@ def main(argv: list[str] | None = None) -> int:
         namespace=NAMESPACE,
         include_dashboard=False,
         log_to_driver=False,
-        logging_level="warning",
+        logging_level=logging.WARNING,
     )
-    address = ctx.address_info["gcs_address"]
+    address = ctx.address_info["gcs_address"]  # type: ignore[attr-defined]  # a RayContext, typed as its base
     say(f"started a local Ray cluster at {address} in {time.monotonic() - began:.1f}s")
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -17,9 +17,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-
-from orchestrator.cli import plan_command
 from cluster.errors import ChorusError
+from orchestrator.cli import plan_command
 from orchestrator.runtime.state import RunState, clear_state, log_path, read_state, write_state
 
 
@@ -64,8 +63,8 @@ def _up_local(args: argparse.Namespace) -> int:
         proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=log_file, stdin=subprocess.DEVNULL, start_new_session=True, text=True
         )
-    for line in proc.stdout or ():
-        line = line.rstrip("\n")
+    for raw in proc.stdout or ():
+        line = raw.rstrip("\n")
         if line.startswith(READY):
             print(f"chorus is up: {line.removeprefix(READY).strip()}  (logs: {log})")
             return 0
@@ -79,8 +78,8 @@ def _up_local(args: argparse.Namespace) -> int:
 def _up_joined(args: argparse.Namespace) -> int:
     """Deploy detached actors on an existing cluster and return."""
     from orchestrator.client import ray_connect
-    from orchestrator.service.config import load_config
     from orchestrator.runtime.deploy import deploy
+    from orchestrator.service.config import load_config
 
     ray_connect(args.address)
     dep = deploy(load_config(args.config), detached=True, progress=lambda s: print(s, flush=True))

@@ -15,23 +15,23 @@ failed, 2 the config or arguments are wrong.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
 import yaml
 
 from cluster import inventory as inv
-from cluster.errors import ClusterError
-from cluster.placement.planner import DEFAULT_CEILING, deployments, plan
+from cluster.errors import ClusterError, ConfigError
 from cluster.placement.cpus import nodes_of, plan_cpus, render_cpus
+from cluster.placement.demand import model_demands
+from cluster.placement.planner import DEFAULT_CEILING, plan_placement
 from cluster.placement.report import render_config, render_cpu_config, render_table
 from cluster.placement.validate import check
-
-from orchestrator.service.config import load_config
-from cluster.errors import ConfigError
+from orchestrator.service.config import ChorusConfig, load_config
 
 
-def add_parser(subparsers) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "plan",
         help="place the models of a config on GPUs and write the placement",
@@ -63,11 +63,11 @@ def gpu_inventory(gpus: str, gpu_memory_gib: float | None = None) -> inv.Invento
             memory, name = local.nodes[0].gpus[0].total_bytes, local.nodes[0].gpus[0].name
         else:
             raise ClusterError("--gpus ray needs --gpu-memory GB: NVML sees no GPU here to read it from")
-        import ray  # only for this option; chorus's Ray glue lives in cluster.runtime.reservation
+        import ray  # only for this option; chorus's Ray glue lives in cluster.runtime
 
-        from cluster.runtime.reservation import ray_inventory
+        from cluster.runtime.nodes import ray_inventory
 
-        ray.init(address="auto", include_dashboard=False, logging_level="ERROR")
+        ray.init(address="auto", include_dashboard=False, logging_level=logging.ERROR)
         try:
             return ray_inventory(memory, name)
         finally:
@@ -98,12 +98,12 @@ def run(args: argparse.Namespace) -> int:
     if args.check:
         return _check(config, gpus, args.ceiling, path)
     try:
-        deps = deployments(config.models, config.placement, config.roles)
-        result = plan(deps, gpus, ceiling=args.ceiling)
+        demands = model_demands(config.models, config.placement, config.roles)
+        result = plan_placement(demands, gpus, ceiling=args.ceiling)
     except ClusterError as exc:
         print(f"chorus plan: {exc}", file=sys.stderr)
         return 1
-    memory = {d.name: d.memory for d in deps}
+    memory = {d.name: d.memory for d in demands}
     print(render_table(result, memory))
     names = [m.name for m in config.models]
     try:
@@ -128,7 +128,7 @@ def _cores(args: argparse.Namespace) -> tuple[int, ...] | None:
     return tuple(range(args.cpus)) if args.cpus else None
 
 
-def _plan_cpu_only(args: argparse.Namespace, config, path: str, reason: str) -> int:  # type: ignore[no-untyped-def]
+def _plan_cpu_only(args: argparse.Namespace, config: ChorusConfig, path: str, reason: str) -> int:
     """No GPU here and every model on CPU: plan this machine's cores only."""
     names = [m.name for m in config.models]
     try:
@@ -151,7 +151,7 @@ def _plan_cpu_only(args: argparse.Namespace, config, path: str, reason: str) -> 
     return 0
 
 
-def _check(config, gpus: inv.Inventory, ceiling: float, path: str) -> int:
+def _check(config: ChorusConfig, gpus: inv.Inventory, ceiling: float, path: str) -> int:
     problems = check(config.models, config.placement, gpus, ceiling=ceiling)
     for p in problems:
         print(f"{path}: {p}")
@@ -165,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="chorus")
     add_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
-    return args.func(args)
+    rc: int = args.func(args)
+    return rc
 
 
 if __name__ == "__main__":

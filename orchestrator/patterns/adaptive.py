@@ -17,11 +17,10 @@ from typing import Literal
 
 from pydantic import Field, SerializeAsAny, model_validator
 
+from cluster.errors import BudgetExceeded, StepFailed
 from cluster.spec import Strict
-
 from orchestrator.core.context import Context
 from orchestrator.core.decisions import DecisionBase, PatternDecisionBase
-from cluster.errors import BudgetExceeded, StepFailed
 from orchestrator.patterns.kit.base import Answer, BuildEnv, Pattern, PatternRequest, PatternSpecBase
 from orchestrator.patterns.kit.classify import classify
 from orchestrator.patterns.kit.spending import calls_left, tokens_left

@@ -14,15 +14,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from serving.types import Choice
-
-from orchestrator.patterns.kit import prompts
+from cluster.errors import PatternFailed, StepFailed
 from orchestrator.core.context import Context
 from orchestrator.core.decisions import PatternDecisionBase
-from cluster.errors import PatternFailed, StepFailed
-from orchestrator.patterns.kit import judging
+from orchestrator.patterns.kit import judging, prompts
 from orchestrator.patterns.kit.base import Answer, BuildEnv, PatternRequest, PatternSpecBase
 from orchestrator.patterns.kit.spending import can_afford
+from serving.types import Choice
 
 VERDICT = Choice(options=["yes", "no"])
 

@@ -12,13 +12,13 @@ from typing import Literal
 
 from pydantic import Field
 
-from orchestrator.patterns.kit import prompts
 from orchestrator.core.context import Context
 from orchestrator.core.decisions import PatternDecisionBase
+from orchestrator.patterns.kit import prompts
+from orchestrator.patterns.kit.ballot import BallotSpec, TallyRecord, embedder_for, poll_and_tally
 from orchestrator.patterns.kit.base import Answer, BuildEnv, PatternRequest
 from orchestrator.patterns.kit.embedding import Embedder
 from orchestrator.patterns.kit.spending import can_afford
-from orchestrator.patterns.kit.ballot import BallotSpec, TallyRecord, embedder_for, poll_and_tally
 
 
 class ConsensusSpec(BallotSpec):

@@ -12,15 +12,14 @@ from typing import Literal
 
 from pydantic import Field
 
-from orchestrator.patterns.kit import prompts
+from cluster.errors import PatternFailed, StepFailed
 from orchestrator.core.context import Context
 from orchestrator.core.decisions import PatternDecisionBase
-from cluster.errors import PatternFailed, StepFailed
-from orchestrator.patterns.kit import judging
+from orchestrator.patterns.kit import judging, prompts
+from orchestrator.patterns.kit.ballot import BallotSpec, TallyRecord, embedder_for, poll_and_tally
 from orchestrator.patterns.kit.base import Answer, BuildEnv, PatternRequest
 from orchestrator.patterns.kit.embedding import Embedder
 from orchestrator.patterns.kit.members import MemberAnswer
-from orchestrator.patterns.kit.ballot import BallotSpec, TallyRecord, embedder_for, poll_and_tally
 
 Combine = Literal["merge", "vote", "best_of_n"]
 

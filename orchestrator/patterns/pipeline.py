@@ -13,10 +13,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cluster.spec import Strict
-
-from orchestrator.patterns.kit import prompts
 from orchestrator.core.context import Context
 from orchestrator.core.decisions import PatternDecisionBase
+from orchestrator.patterns.kit import prompts
 from orchestrator.patterns.kit.base import Answer, BuildEnv, PatternRequest, PatternSpecBase
 
 Template = Literal["answer", "draft", "critique", "refine", "summarize", "custom"]

@@ -16,15 +16,14 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from serving.types import JsonSchema, Message
-
-from orchestrator.patterns.kit import prompts
+from cluster.errors import PatternFailed, StepFailed
 from orchestrator.core.context import Context
 from orchestrator.core.decisions import FailedMember, PatternDecisionBase
-from cluster.errors import PatternFailed, StepFailed
+from orchestrator.patterns.kit import prompts
 from orchestrator.patterns.kit.base import Answer, BuildEnv, PatternRequest, PatternSpecBase
-from orchestrator.patterns.kit.task_graph import Plan, PlanError, PlanStep, parse_plan, plan_schema
 from orchestrator.patterns.kit.spending import can_afford
+from orchestrator.patterns.kit.task_graph import Plan, PlanError, PlanStep, parse_plan, plan_schema
+from serving.types import JsonSchema, Message
 
 
 class PlannerExecutorSpec(PatternSpecBase):
@@ -115,7 +114,7 @@ class PlannerExecutorPattern:
                 if any(x is None for x in inputs):
                     skipped.append(i + 1)
                     return
-                messages = prompts.plan_step_messages(question, step.instruction, inputs)  # type: ignore[arg-type]
+                messages = prompts.plan_step_messages(question, step.instruction, inputs)
                 out = await ctx.call(role, messages, name=f"step[{i + 1}]:{step.type}")
                 text = out.text
             except StepFailed as exc:

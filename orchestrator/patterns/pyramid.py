@@ -16,17 +16,16 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from serving.types import Message
-
-from orchestrator.patterns.kit import prompts
+from cluster.errors import StepFailed
 from orchestrator.core.context import Context
 from orchestrator.core.decisions import FailedMember, PatternDecisionBase
-from cluster.errors import StepFailed
+from orchestrator.patterns.kit import prompts
+from orchestrator.patterns.kit.ballot import AgreementFields, decide, embedder_for
 from orchestrator.patterns.kit.base import Answer, BuildEnv, PatternRequest, PatternSpecBase
 from orchestrator.patterns.kit.embedding import Embedder
 from orchestrator.patterns.kit.members import ask_all, require_answers
 from orchestrator.patterns.kit.spending import can_afford
-from orchestrator.patterns.kit.ballot import AgreementFields, decide, embedder_for
+from serving.types import Message
 
 
 class PyramidSpec(PatternSpecBase, AgreementFields):

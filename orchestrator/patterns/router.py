@@ -15,14 +15,13 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from cluster.errors import StepFailed
 from cluster.spec import Strict
-from serving.types import TokenLogprob
-
 from orchestrator.core.context import Context
 from orchestrator.core.decisions import PatternDecisionBase
-from cluster.errors import StepFailed
 from orchestrator.patterns.kit.base import Answer, BuildEnv, PatternRequest, PatternSpecBase
 from orchestrator.patterns.kit.classify import classify
+from serving.types import TokenLogprob
 
 TOP_LOGPROBS = 20
 
@@ -88,7 +87,7 @@ def label_confidence(logprobs: list[TokenLogprob] | None, chosen: str, labels: l
     first = logprobs[0]
     alternatives = dict(first.top)
     alternatives.setdefault(first.token, first.logprob)
-    mass = {label: 0.0 for label in labels}
+    mass = dict.fromkeys(labels, 0.0)
     for token, lp in alternatives.items():
         piece = token.strip()
         starts = [label for label in labels if piece and label.startswith(piece)]

@@ -15,15 +15,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from cluster.errors import PatternFailed, StepFailed
 from cluster.spec import Strict
-from serving.types import JsonSchema
-
-from orchestrator.patterns.kit import prompts
 from orchestrator.core.context import Context
 from orchestrator.core.decisions import FailedMember, PatternDecisionBase
-from cluster.errors import PatternFailed, StepFailed
+from orchestrator.patterns.kit import prompts
 from orchestrator.patterns.kit.base import Answer, BuildEnv, PatternRequest, PatternSpecBase
 from orchestrator.patterns.kit.spending import can_afford
+from serving.types import JsonSchema
 
 
 class Worker(Strict):
@@ -228,7 +227,7 @@ class SupervisorWorkerPattern:
         decision.assignments = tasks
         results: list[str | None] = [None] * len(tasks)
         reviews = decision.reviews
-        todo: dict[int, str | None] = {k: None for k in range(len(tasks))}
+        todo: dict[int, str | None] = dict.fromkeys(range(len(tasks)))
         rounds = 0
         for round_ in range(1, spec.max_rounds + 1):
             await self._work(ctx, question, tasks, todo, results, round_, decision)

@@ -12,12 +12,12 @@ from typing import Literal
 
 from pydantic import Field
 
+from cluster.errors import PatternFailed
 from orchestrator.core.context import Context
 from orchestrator.core.decisions import PatternDecisionBase
-from cluster.errors import PatternFailed
+from orchestrator.patterns.kit.ballot import BallotSpec, TallyRecord, embedder_for, poll_and_tally
 from orchestrator.patterns.kit.base import Answer, BuildEnv, PatternRequest
 from orchestrator.patterns.kit.embedding import Embedder
-from orchestrator.patterns.kit.ballot import BallotSpec, TallyRecord, embedder_for, poll_and_tally
 
 
 class VoteSpec(BallotSpec):

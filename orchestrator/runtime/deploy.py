@@ -15,17 +15,17 @@ from typing import Any
 
 import ray
 
+from cluster.errors import DeployError
 from cluster.inventory import local_cpus
 from cluster.placement.cpus import CpuNode, plan_cpus, with_cpus
-from cluster.runtime.reservation import Reservation, ReplicaSlot, reserve
-from serving.engines.base import Engine
-from serving.host.model_host import ModelHost, StartTimes
-from serving.engines.vllm_engine import EngineSettings, VLLMEngine
-
+from cluster.runtime.leases import ReplicaSlot
+from cluster.runtime.reservation import Reservation, reserve
 from orchestrator.runtime.actor import Orchestrator
-from orchestrator.service.config import ChorusConfig
-from cluster.errors import DeployError
 from orchestrator.runtime.gateway import Gateway
+from orchestrator.service.config import ChorusConfig
+from serving.engines.base import Engine
+from serving.engines.vllm_engine import EngineSettings, VLLMEngine
+from serving.host.model_host import ModelHost, StartTimes
 
 NAMESPACE = "chorus"
 ORCHESTRATOR = "chorus.orchestrator"
@@ -54,7 +54,10 @@ EngineChoice = Callable[[ChorusConfig, ReplicaSlot], tuple[type[Engine], dict[st
 
 
 @dataclass
-class Deployment:
+class LiveDeployment:
+    """A running chorus: the reservation, the live actor handles of its ModelHosts, Orchestrator and
+    Gateway, and the URL it serves on. `shutdown()` takes it all down."""
+
     config: ChorusConfig
     reservation: Reservation
     hosts: dict[str, list[Any]] = field(default_factory=dict)
@@ -82,7 +85,7 @@ class Deployment:
 def _quietly(fn: Callable[[], Any]) -> None:
     try:
         fn()
-    except Exception:  # best effort while tearing down: the actor is killed right after
+    except Exception:  # noqa: BLE001 - best effort while tearing down: the actor is killed right after
         pass
 
 
@@ -95,7 +98,7 @@ def deploy(
     progress: Progress = lambda _: None,
     timeout_s: float = 900.0,
     namespace: str = NAMESPACE,
-) -> Deployment:
+) -> LiveDeployment:
     """Start everything `config` describes on the connected Ray cluster.
 
     Engines sharing a GPU start in separate waves (vLLM sizes its KV cache from free memory at
@@ -110,7 +113,7 @@ def deploy(
     reservation = reserve(
         config.models, config.placement, timeout_s=min(120.0, timeout_s), lifetime="detached" if detached else None
     )
-    dep = Deployment(config=config, reservation=reservation)
+    dep = LiveDeployment(config=config, reservation=reservation)
     remote_host = ray.remote(ModelHost)
     made: dict[tuple[str, int], tuple[Any, ReplicaSlot]] = {}
     try:
@@ -120,7 +123,7 @@ def deploy(
         scheduled = time.time()
         for slot in reservation.slots:
             engine_cls, engine_kwargs = engine(config, slot)
-            handle = remote_host.options(
+            handle: Any = remote_host.options(
                 **slot.options, name=host_name(slot.model, slot.replica), namespace=namespace, **lifetime
             ).remote(config.model(slot.model), slot.replica, engine_cls, engine_kwargs, gpus=slot.gpus)
             made[(slot.model, slot.replica)] = (handle, slot)
@@ -188,7 +191,7 @@ def _await_starts(
         slot = started[ready[0]]
         try:
             times: StartTimes = ray.get(ready[0])
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any start failure becomes the DeployError naming the replica
             cause = getattr(exc, "cause", None) or exc
             raise DeployError(f"model '{slot.model}' replica {slot.replica} failed to start: {cause}") from None
         marks = [("scheduled", scheduled), ("process up", times.process_up), *times.phases.items(), ("ready", times.ready)]
@@ -209,7 +212,7 @@ def teardown_named() -> list[str]:
             continue
         handle = ray.get_actor(info["name"], namespace=NAMESPACE)
         if info["name"].startswith("chorus.host."):
-            _quietly(lambda: ray.get(handle.shutdown.remote(), timeout=60))
+            _quietly(lambda: ray.get(handle.shutdown.remote(), timeout=60))  # noqa: B023 - called at once
         ray.kill(handle)
         killed.append(info["name"])
     return killed

@@ -13,9 +13,9 @@ from typing import Any
 
 import uvicorn
 
+from orchestrator.api.app import build_app
 from orchestrator.runtime.actor import RayBackend
 from orchestrator.service.config import ServerSpec
-from orchestrator.api.app import build_app
 
 
 class Gateway:

@@ -11,13 +11,12 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
+from cluster.errors import EngineError, PromptTooLong
 from cluster.inventory import parse_cpu_list
 from cluster.spec import ModelSpec
-
 from serving.engines.base import EngineHealth
-from cluster.errors import EngineError, PromptTooLong
 from serving.types import GenerationRequest, Result, StreamChunk, TokenLogprob, Usage
 
 
@@ -96,7 +95,7 @@ class VLLMEngine:
     def _prompt_ids(self, request: GenerationRequest) -> list[int]:
         messages = [m.model_dump() for m in request.messages]
         text = self._tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        ids = self._tokenizer.encode(text, add_special_tokens=False)
+        ids: list[int] = self._tokenizer.encode(text, add_special_tokens=False)
         room = self.spec.max_model_len - len(ids)
         if room < 1:
             raise PromptTooLong(
@@ -154,13 +153,14 @@ class VLLMEngine:
         return out
 
     def _decode(self, token_id: int) -> str:
-        return self._tokenizer.decode([token_id])
+        text: str = self._tokenizer.decode([token_id])
+        return text
 
     async def generate(self, request: GenerationRequest) -> Result:
         stream, prompt_len = self._submit(request, delta=False)
         final = None
         try:
-            async for final in stream:
+            async for final in stream:  # noqa: B007 - the last output is the result
                 pass
         except (ValueError, RuntimeError) as exc:
             raise EngineError(f"'{self.spec.name}' failed the request: {exc}") from exc
@@ -202,7 +202,7 @@ class VLLMEngine:
             return EngineHealth(ok=False, detail=f"engine dead: {self._llm.dead_error}")
         try:
             await self._llm.check_health()
-        except Exception as exc:  # health reports faults, it does not raise them
+        except Exception as exc:  # noqa: BLE001 - health reports faults, it does not raise them
             return EngineHealth(ok=False, detail=str(exc))
         return EngineHealth(ok=True)
 
@@ -212,5 +212,5 @@ class VLLMEngine:
             self._llm = None
 
 
-def _finish(reason: str | None) -> str:
-    return {"length": "length", "abort": "abort"}.get(reason or "stop", "stop")
+def _finish(reason: str | None) -> Literal["stop", "length", "abort"]:
+    return "length" if reason == "length" else "abort" if reason == "abort" else "stop"

@@ -16,9 +16,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from cluster.spec import ModelSpec
-
-from serving.host.admission import Admission
 from serving.engines.base import Engine
+from serving.host.admission import Admission
 from serving.types import GenerationRequest, Result, StreamChunk
 
 THROUGHPUT_WINDOW_S = 30.0

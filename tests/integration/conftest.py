@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import ray
 
+from orchestrator.runtime.deploy import NAMESPACE, LiveDeployment, deploy
 from orchestrator.service.config import ChorusConfig, load_config
-from orchestrator.runtime.deploy import NAMESPACE, Deployment, deploy
 
 ROOT = Path(__file__).resolve().parents[2]
 FAKE_GPUS = 4
@@ -24,7 +24,7 @@ FAKE_GPUS = 4
 @dataclass(frozen=True)
 class ChorusServer:
     config: ChorusConfig
-    deployment: Deployment
+    deployment: LiveDeployment
     base_url: str
     address: str
 

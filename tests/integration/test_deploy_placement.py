@@ -7,11 +7,11 @@ from __future__ import annotations
 import pytest
 import ray
 
-from orchestrator.service.config import parse_config
-from orchestrator.runtime.deploy import deploy, find_orchestrator
 from orchestrator.core.schema import ChatRequest
-from tests.fakes.scripted_engine import ScriptedEngine
+from orchestrator.runtime.deploy import deploy, find_orchestrator
+from orchestrator.service.config import parse_config
 from serving.types import Message
+from tests.fakes.scripted_engine import ScriptedEngine
 
 pytestmark = pytest.mark.integration
 NAMESPACE = "chorus-placement-test"

@@ -22,8 +22,8 @@ from orchestrator.patterns import (
     VoteDecision,
     parse_decision,
 )
-from orchestrator.patterns.kit.tally import tally_keys
 from orchestrator.patterns.kit.judging import parse_score
+from orchestrator.patterns.kit.tally import tally_keys
 
 pytestmark = pytest.mark.integration
 
@@ -241,8 +241,8 @@ def test_every_pattern_kind_is_configured(config):
 def test_patterns_answer_through_the_ray_actor_too(chorus_server):
     import ray
 
-    from orchestrator.runtime.deploy import find_orchestrator
     from orchestrator.core.schema import ChatRequest
+    from orchestrator.runtime.deploy import find_orchestrator
     from serving.types import Message
 
     req = ChatRequest(model="fanout", messages=[Message(**QUESTION[0])])

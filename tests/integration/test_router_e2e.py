@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import ray
 
-from orchestrator.runtime.deploy import find_orchestrator
 from orchestrator.core.schema import ChatRequest
 from orchestrator.patterns import RouterDecision, decision_of
+from orchestrator.runtime.deploy import find_orchestrator
 from serving.types import Message
 
 pytestmark = pytest.mark.integration

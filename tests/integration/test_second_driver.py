@@ -15,7 +15,7 @@ pytestmark = pytest.mark.integration
 
 def run(args: list[str], timeout: float = 180) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "CHORUS_HOME": "/nonexistent-chorus-home"}  # use --address, not a recorded run
-    return subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=env)
+    return subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=env, check=False)
 
 
 def test_client_api_from_another_driver(chorus_server):

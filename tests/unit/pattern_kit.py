@@ -10,11 +10,9 @@ from typing import Any, TypeVar
 from orchestrator.core.decisions import DecisionBase
 from orchestrator.core.schema import ChatRequest, Reply
 from orchestrator.patterns import decision_of
-
 from orchestrator.service.chorus import Chorus
-from tests.fakes.scripted_engine import Script, ScriptedEngine
 from serving.types import GenerationRequest, Message
-
+from tests.fakes.scripted_engine import Script, ScriptedEngine
 from tests.unit.fixtures import scripted_chorus
 
 

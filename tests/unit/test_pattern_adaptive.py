@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from cluster.errors import BudgetExceeded, ConfigError, EngineError
 from orchestrator.core.budget import Budget
-from cluster.errors import BudgetExceeded, ConfigError
-from orchestrator.patterns.kit.assembly import build_patterns
 from orchestrator.core.schema import ChatRequest
-from cluster.errors import EngineError
-from serving.types import Choice, Message
-
 from orchestrator.patterns import AdaptiveDecision, ConsensusDecision, CouncilDecision, SingleDecision, parse_decision
+from orchestrator.patterns.kit.assembly import build_patterns
+from serving.types import Choice, Message
 from tests.unit.pattern_kit import build, decision
 
 PATTERNS = {
@@ -126,7 +124,7 @@ def spec_map(patterns):
 
     data = {
         "models": [{"name": "m", "source": "x"}],
-        "roles": {r: "m" for r in ["classifier", "generalist", "reasoner", "coder", "synthesizer"]},
+        "roles": dict.fromkeys(["classifier", "generalist", "reasoner", "coder", "synthesizer"], "m"),
         "patterns": patterns,
     }
     return parse_config(data, "c.yaml").patterns
@@ -134,7 +132,7 @@ def spec_map(patterns):
 
 def test_naming_an_unknown_pattern_is_a_config_error():
     # The config loader checks the names already, before anything is built.
-    with pytest.raises(ConfigError, match="patterns.auto: names pattern 'nope', which is not under patterns:"):
+    with pytest.raises(ConfigError, match=r"patterns\.auto: names pattern 'nope', which is not under patterns:"):
         build_patterns(spec_map({**PATTERNS, "auto": {**PATTERNS["auto"], "fallback": "nope"}}))
 
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from orchestrator.patterns.kit.judging import SCORE, parse_score
 from cluster.errors import EngineError
-
 from orchestrator.patterns import BestOfNDecision
+from orchestrator.patterns.kit.judging import SCORE, parse_score
 from tests.unit.pattern_kit import InFlight, ask, build, decision, last
 
 MEMBERS = ["generalist", "coder", "reasoner"]

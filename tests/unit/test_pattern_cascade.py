@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.service.config import parse_config
+from cluster.errors import ConfigError, EngineError, PatternFailed
 from orchestrator.core.budget import Budget
-from cluster.errors import ConfigError, PatternFailed
 from orchestrator.core.schema import ChatRequest
-from cluster.errors import EngineError
-from serving.types import Choice, Message
-
 from orchestrator.patterns import CascadeDecision
+from orchestrator.service.config import parse_config
+from serving.types import Choice, Message
 from tests.unit.pattern_kit import ask, build, decision, last
 
 TIERS = ["generalist", "reasoner", "coder"]

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+from cluster.errors import EngineError
 from orchestrator.core.budget import Budget
 from orchestrator.core.schema import ChatRequest
-from cluster.errors import EngineError
-from serving.types import Message
-
 from orchestrator.patterns import ConsensusDecision
+from serving.types import Message
 from tests.unit.pattern_kit import ask, build, decision, last
 
 MEMBERS = ["generalist", "coder", "judge"]

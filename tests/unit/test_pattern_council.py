@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from cluster.errors import EngineError
-
 from orchestrator.patterns import CouncilDecision
 from tests.unit.pattern_kit import InFlight, TopicEmbedder, ask, build, decision, last
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cluster.errors import PatternFailed
-from cluster.errors import EngineError
-
+from cluster.errors import EngineError, PatternFailed
 from orchestrator.patterns import FanoutDecision
 from tests.unit.pattern_kit import InFlight, ask, build, decision
 

@@ -6,12 +6,10 @@ import json
 
 import pytest
 
-from cluster.errors import PatternFailed
-from orchestrator.patterns.kit.task_graph import Plan, PlanError, order, parse_plan, plan_schema
-from cluster.errors import EngineError
-from serving.types import JsonSchema
-
+from cluster.errors import EngineError, PatternFailed
 from orchestrator.patterns import PlannerExecutorDecision
+from orchestrator.patterns.kit.task_graph import Plan, PlanError, order, parse_plan, plan_schema
+from serving.types import JsonSchema
 from tests.unit.pattern_kit import InFlight, ask, build, decision, last
 
 SPEC = {
@@ -172,8 +170,8 @@ def test_the_plan_grammar_admits_only_acyclic_plans():
 
 
 async def test_running_out_of_budget_mid_plan_ends_the_request_without_hanging():
-    from orchestrator.core.budget import Budget
     from cluster.errors import BudgetExceeded
+    from orchestrator.core.budget import Budget
     from orchestrator.core.schema import ChatRequest
     from serving.types import Message
 

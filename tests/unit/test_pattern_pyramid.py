@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.service.config import parse_config
+from cluster.errors import ConfigError, EngineError, PatternFailed
 from orchestrator.core.budget import Budget
-from cluster.errors import ConfigError, PatternFailed
 from orchestrator.core.schema import ChatRequest
-from cluster.errors import EngineError
-from serving.types import Message
-
 from orchestrator.patterns import PyramidDecision
+from orchestrator.service.config import parse_config
+from serving.types import Message
 from tests.unit.pattern_kit import InFlight, TopicEmbedder, ask, build, decision, last
 
 LAYERS = [["generalist", "coder", "reasoner"], ["judge", "planner"], ["synthesizer"]]

@@ -6,11 +6,9 @@ import json
 
 import pytest
 
-from cluster.errors import PatternFailed
-from cluster.errors import EngineError
-from serving.types import JsonSchema
-
+from cluster.errors import EngineError, PatternFailed
 from orchestrator.patterns import SupervisorWorkerDecision
+from serving.types import JsonSchema
 from tests.unit.pattern_kit import InFlight, ask, build, decision, last
 
 ASSIGN = json.dumps({"assignments": [{"worker": "researcher", "task": "facts"}, {"worker": "coder", "task": "code"}]})

@@ -6,12 +6,10 @@ import re
 
 import pytest
 
-from orchestrator.service.config import parse_config
-from cluster.errors import ConfigError, PatternFailed
-from cluster.errors import EngineError
-from serving.types import Choice
-
+from cluster.errors import ConfigError, EngineError, PatternFailed
 from orchestrator.patterns import VoteDecision
+from orchestrator.service.config import parse_config
+from serving.types import Choice
 from tests.unit.pattern_kit import InFlight, TopicEmbedder, ask, build, decision
 
 ROLES = ["generalist", "reasoner", "coder"]
@@ -121,7 +119,7 @@ async def test_members_run_concurrently():
 def test_spec_errors_name_the_field_and_the_fix(fields, message):
     data = {
         "models": [{"name": "m", "source": "x"}],
-        "roles": {r: "m" for r in [*ROLES, "judge"]},
+        "roles": dict.fromkeys([*ROLES, "judge"], "m"),
         "patterns": vote(**fields),
     }
     with pytest.raises(ConfigError, match=re.escape(message)) as info:
@@ -130,8 +128,8 @@ def test_spec_errors_name_the_field_and_the_fix(fields, message):
 
 
 async def test_a_budget_smaller_than_the_members_is_a_budget_error():
-    from orchestrator.core.budget import Budget
     from cluster.errors import BudgetExceeded
+    from orchestrator.core.budget import Budget
     from orchestrator.core.schema import ChatRequest
     from serving.types import Message
 

@@ -6,13 +6,11 @@ import math
 
 import pytest
 
-from cluster.errors import UnknownModelError
-from orchestrator.patterns.router import label_confidence
+from cluster.errors import EngineError, UnknownModelError
 from orchestrator.core.schema import ChatRequest
-from cluster.errors import EngineError
-from serving.types import Message, TokenLogprob
-
 from orchestrator.patterns import RouterDecision
+from orchestrator.patterns.router import label_confidence
+from serving.types import Message, TokenLogprob
 from tests.unit.fixtures import scripted_chorus
 from tests.unit.pattern_kit import decision
 

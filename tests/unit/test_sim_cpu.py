@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
+from serving.sim.clock import VirtualClockLoop
 from serving.sim.cpu import CpuLanes
-from serving.sim.engine import VirtualClockLoop
 
 
 def _finish_times(lanes: int, charges: list[float]) -> tuple[list[float], CpuLanes]:

@@ -12,14 +12,13 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from serving.types import Choice, Message
-
 from orchestrator.core.decisions import FailedMember
 from orchestrator.patterns.kit import prompts
-from orchestrator.patterns.kit.tally import Extract, Tally, extract, tally_keys, tally_semantic
 from orchestrator.patterns.kit.base import BuildEnv, PatternRequest, PatternSpecBase
 from orchestrator.patterns.kit.embedding import Embedder, MiniLMEmbedder
 from orchestrator.patterns.kit.members import MemberAnswer, MemberRef, ask_all, require_answers
+from orchestrator.patterns.kit.tally import Extract, Tally, extract, tally_keys, tally_semantic
+from serving.types import Choice, Message
 
 if TYPE_CHECKING:
     from orchestrator.core.context import Context

@@ -10,11 +10,10 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field
 
-from serving.types import Regex
-
+from cluster.errors import StepFailed
 from orchestrator.patterns.kit import prompts
 from orchestrator.patterns.kit.members import MemberAnswer, MemberRef
-from cluster.errors import StepFailed
+from serving.types import Regex
 
 if TYPE_CHECKING:
     from orchestrator.core.context import Context

@@ -12,10 +12,9 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from serving.types import Constraint, Message
-
 from cluster.errors import PatternFailed, StepFailed
 from orchestrator.core.decisions import FailedMember
+from serving.types import Constraint, Message
 
 if TYPE_CHECKING:
     from orchestrator.core.context import Context
