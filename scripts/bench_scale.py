@@ -102,8 +102,9 @@ EXTRA_PATTERNS: dict[str, dict[str, Any]] = {
 
 # CPU spent per model call outside the engines, in ms (measured on this project's 2-core EPYC;
 # docs/simulated-engine.md "CPU charged per model call" gives the method and the sources).
-ORCHESTRATOR_MS = 4.7  # the orchestrator process per model call (issue 14's profile; bench_capacity.py)
-HOST_MS = 5.0  # the engine's front end per call: chorus's ModelHost, or a vLLM API server (same work)
+ORCHESTRATOR_MS = 1.92  # the Orchestrator actor per model call under load (bench_capacity.py, concurrency 32)
+HOST_MS = 5.0  # the engine's front end per call (AsyncLLM's input and output processing, one hop): chorus's
+# ModelHost with a real engine (issue 14's profile), charged the same to a vLLM API server
 CLIENT_MS = 1.5  # a mixture-of-agents client (httpx.AsyncClient, JSON in and out) per call: --measure-client
 
 
