@@ -16,8 +16,8 @@ from typing import Any
 import ray
 
 from cluster.errors import DeployError
-from cluster.inventory import local_cpus
-from cluster.placement.cpus import CpuNode, plan_cpus, with_cpus
+from cluster.inventory import from_nvml
+from cluster.placement.cpus import nodes_of, plan_cpus, with_cpus
 from cluster.runtime.leases import ReplicaSlot
 from cluster.runtime.reservation import Reservation, reserve
 from orchestrator.runtime.actor import Orchestrator
@@ -164,7 +164,7 @@ def with_planned_cpus(config: ChorusConfig, progress: Progress = lambda _: None)
     """`config` with a CPU set for every replica whose placement has none, on a one-node cluster.
 
     Without one, vLLM-CPU binds every engine to the same core. The plan uses this machine's
-    cores (cluster.placement.cpus); on a multi-node cluster only `chorus plan`'s explicit
+    cores and its GPUs' NUMA affinity (cluster.placement.cpus); on a multi-node cluster only `chorus plan`'s explicit
     `cpus:` apply, since the driver cannot see the other nodes' cores.
     """
     missing = [m.name for m in config.models if config.placement_of(m.name).cpus is None]
@@ -172,7 +172,8 @@ def with_planned_cpus(config: ChorusConfig, progress: Progress = lambda _: None)
     if not missing or len(alive) != 1:
         return config
     placement = {m.name: config.placement_of(m.name) for m in config.models}
-    planned = with_cpus(placement, plan_cpus([m.name for m in config.models], placement, [CpuNode(0, local_cpus())]))
+    # This machine's cores, and its GPUs' NUMA cores where NVML reports them (none on a CPU machine).
+    planned = with_cpus(placement, plan_cpus([m.name for m in config.models], placement, nodes_of(from_nvml())))
     merged = {m: (planned[m] if m in missing else p) for m, p in placement.items()}
     progress("engine cores: " + ", ".join(f"{m} {'|'.join(merged[m].cpus or [])}" for m in missing))
     return config.model_copy(update={"placement": merged})
