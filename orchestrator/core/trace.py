@@ -41,6 +41,7 @@ class Totals(BaseModel):
 class Trace(BaseModel):
     pattern: str = Field(description="The pattern (or hosted model) the request named.")
     kind: str
+    request_id: str | None = Field(None, description="The request's id (HTTP x-request-id), also in the logs.")
     steps: list[Step] = Field(default_factory=list)
     decisions: dict[str, Any] = Field(
         default_factory=dict, description="What the pattern chose and why: route, agreement, escalation, early stop…"
