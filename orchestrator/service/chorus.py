@@ -1,6 +1,6 @@
 """`Chorus`: resolves a request's `model` to a pattern or a hosted model, runs it, returns a `Reply`.
 
-Transport-free: the Ray actor (orchestrator.runtime.actor), the HTTP app and the tests all drive it.
+Transport-free: the Serve deployment (orchestrator.runtime.serve_app), the HTTP app and the tests all drive it.
 """
 
 from __future__ import annotations
