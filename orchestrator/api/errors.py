@@ -149,7 +149,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
         # Keep the exception's headers: a 405 carries `Allow`.
-        return error_response(exc.status_code, str(exc.detail), kind, headers=exc.headers)
+        return error_response(exc.status_code, str(exc.detail), kind, headers=dict(exc.headers or {}))
 
     @app.exception_handler(Exception)
     async def fault(_: Request, exc: Exception) -> JSONResponse:

@@ -92,8 +92,8 @@ def deploy(
     dep = Deployment(config=config, reservation=hostset.reservation, hosts=hostset.hosts, _hostset=hostset)
     try:
         # Without HTTP, Serve still needs a proxy setting; keep it on loopback, on a free port.
-        port = start_serve(config.server if http else ServerSpec(port=0))
-        port = port if http else None
+        serve_port = start_serve(config.server if http else ServerSpec(port=0))
+        port = serve_port if http else None
         dep.app = app_name(namespace)
         progress(f"starting {config.server.num_replicas if config.server.autoscaling is None else 'autoscaled'} orchestrator replica(s)")
         dep.orchestrator = serve.run(

@@ -94,7 +94,7 @@ def start_hosts(
         lifetime="detached" if detached else None,
     )
     hostset = HostSet(reservation=reservation)
-    remote_host = ray.remote(ModelHost)
+    remote_host: Any = ray.remote(ModelHost)
     made: dict[tuple[str, int], Any] = {}
     try:
         for n, wave in enumerate(reservation.waves, 1):
@@ -170,8 +170,9 @@ async def ensure_hosts(config: ChorusConfig, namespace: str = NAMESPACE) -> None
     """Have the config's ModelHosts running (started once, by the named FleetKeeper, if absent)."""
     if hosts_running(config, namespace):
         return
+    keeper_cls: Any = ray.remote(FleetKeeper)
     keeper = (
-        ray.remote(FleetKeeper)
+        keeper_cls
         .options(name=KEEPER, namespace=namespace, lifetime="detached", get_if_exists=True, num_cpus=0, max_concurrency=1)
         .remote(config, namespace)
     )

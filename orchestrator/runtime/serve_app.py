@@ -75,7 +75,10 @@ def fleet_over_hosts(config: ChorusConfig, namespace: str) -> Fleet:
 class Orchestrator:
     """One replica of the request tier (wrapped by `serve.deployment` + `serve.ingress` below)."""
 
-    async def __init__(self, config: ChorusConfig, namespace: str = NAMESPACE, start_hosts: bool = False) -> None:
+    # Serve awaits an async constructor: the replica is ready once its hosts are found and warm.
+    async def __init__(  # type: ignore[misc]
+        self, config: ChorusConfig, namespace: str = NAMESPACE, start_hosts: bool = False
+    ) -> None:
         configure_logging(json_lines=config.server.json_logs)
         if start_hosts:
             await ensure_hosts(config, namespace)
