@@ -117,7 +117,7 @@ def test_metrics_on_the_api_port_have_chorus_and_vllm_series(chorus_server):
     httpx.post(chorus_server.base_url + "/chat/completions", json={**BODY, "model": "router"}, timeout=120)
     root = chorus_server.base_url.removesuffix("/v1")
     wanted = ("ray_chorus_requests_total", "ray_chorus_request_latency_seconds_bucket", "ray_chorus_model_calls_total",
-              "ray_chorus_host_running", "ray_vllm:")
+              "ray_chorus_host_running", "ray_vllm_num_requests_running")
     seen: dict[str, bool] = {}
 
     def scraped() -> bool:
