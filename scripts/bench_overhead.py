@@ -77,6 +77,7 @@ async def run(rounds: int, paths: list[str]) -> dict:
         orch = find_orchestrator()
         host = dep.hosts["tiny"][0]
         direct = direct_ingress_url() if "http_direct" in paths else dep.url
+        print(f"  proxy {dep.url}   replica {direct}", flush=True)
         async with httpx.AsyncClient(base_url=dep.url, timeout=60) as http, httpx.AsyncClient(
             base_url=direct, timeout=60
         ) as http_direct:
