@@ -84,6 +84,7 @@ def build_app(
         api_keys=list(server.api_keys if api_keys is None else api_keys),
         protect_docs=server.protect_docs,
         echo_request_id=echo_request_id,
+        body_timeout_s=server.body_timeout_s,
     )
     if server.cors_origins:  # added last, so it runs first: preflights need no key
         app.add_middleware(

@@ -5,6 +5,9 @@
 - API keys: `Authorization: Bearer <key>` (the scheme in any case), compared in constant time
   against every configured key; `/health` (liveness) never needs one; the docs do unless
   `server.protect_docs` is off.
+- The body must arrive within `server.body_timeout_s`, else 503 with Retry-After: Serve's proxy
+  may re-send a request whose replica died to another replica without its body, which would
+  otherwise wait for it forever.
 - The body limit holds while reading: a declared Content-Length over the limit is refused before
   a byte is read, a malformed or negative one is a 400, and a chunked upload with no length is
   cut off with 413 as soon as it passes the limit (so a huge upload cannot hold a replica).
@@ -12,8 +15,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -74,8 +79,10 @@ class Guard:
         api_keys: Sequence[str] = (),
         protect_docs: bool = True,
         echo_request_id: bool = True,
+        body_timeout_s: float = 10.0,
     ) -> None:
         self.app = app
+        self.body_timeout_s = body_timeout_s
         self.max_bytes = max_request_bytes
         self.keys = [k.encode() for k in api_keys]
         self.protect_docs = protect_docs
@@ -122,7 +129,16 @@ class Guard:
         if scope["method"] in BODYLESS and length is None and "transfer-encoding" not in headers:
             await self.app(scope, receive, send)
             return
-        body = await self._read_body(receive)
+        try:
+            body = await self._read_body(receive)
+        except TimeoutError:
+            await error_response(
+                503,
+                f"the request body did not arrive within {self.body_timeout_s:g} s; retry the request",
+                "service_unavailable",
+                headers={"Retry-After": "1", "Connection": "close"},
+            )(scope, receive, send)
+            return
         if body is None:
             await self._too_large(scope, receive, send, "request body")
             return
@@ -132,8 +148,9 @@ class Guard:
         """The whole body, or None as soon as it passes the limit (the rest is never read)."""
         chunks: list[bytes] = []
         size = 0
+        deadline = time.monotonic() + self.body_timeout_s
         while True:
-            message = await receive()
+            message = await asyncio.wait_for(receive(), timeout=max(0.0, deadline - time.monotonic()))
             if message["type"] == "http.disconnect":
                 break
             chunk = message.get("body", b"")

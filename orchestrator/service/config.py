@@ -64,6 +64,9 @@ class ServerSpec(Strict):
         default_factory=list, description="Origins allowed by CORS (e.g. https://app.example.com); empty turns CORS off."
     )
     max_request_bytes: int = Field(1 << 20, ge=1024, le=1 << 30, description="Larger request bodies get HTTP 413.")
+    body_timeout_s: float = Field(
+        10.0, gt=0, le=3600, description="A request body not fully received after this long gets HTTP 503 (retry)."
+    )
     request_timeout_s: float = Field(
         600.0, gt=0, le=86_400, description="A request still running after this long gets HTTP 504."
     )

@@ -179,3 +179,21 @@ async def test_a_client_that_leaves_does_not_leak_slots():
         await task
     replica = chorus.fleet.replicas["generalist"][0]
     assert (await replica.load()).running == 0
+
+
+async def test_a_body_that_never_arrives_is_503_with_retry_after():
+    """What a request re-sent by Serve's proxy without its body would meet."""
+    chorus, _ = scripted_chorus({"generalist": lambda req: "x"}, PATTERNS)
+    app = build_app(chorus, ServerSpec(body_timeout_s=0.1))
+    sent: list[dict] = []
+    scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions", "headers": [(b"content-type", b"application/json")],
+             "query_string": b"", "http_version": "1.1", "scheme": "http", "server": ("t", 80), "client": ("c", 1), "root_path": ""}
+
+    async def receive():
+        await asyncio.Event().wait()  # the body never comes
+
+    async def send(message):
+        sent.append(message)
+
+    await asyncio.wait_for(app(scope, receive, send), timeout=5)
+    assert sent[0]["status"] == 503 and (b"retry-after", b"1") in sent[0]["headers"]
