@@ -75,7 +75,12 @@ def test_killing_one_of_two_replicas_loses_at_most_its_requests_in_flight(chorus
         kill_at["t"], kill_at["inflight"] = time.monotonic(), inflight
     ray.kill(ray.get_actor(before[0], namespace="serve"), no_restart=True)
     killed = time.monotonic()
-    wait_until(lambda: running_replicas() == 2 and before[0] not in replicas(), 180, "Serve restarting the replica")
+    # Serve's status may still count the dead replica for a moment: wait for a new replica's actor too.
+    wait_until(
+        lambda: len(replicas()) == 2 and before[0] not in replicas() and running_replicas() == 2,
+        180,
+        "Serve restarting the replica",
+    )
     restarted = time.monotonic()
     wait_until(lambda: sum(1 for t, s, _ in results if t > restarted and s == 200) >= 16, 120, "answers after the restart")
     stop.set()
@@ -85,7 +90,7 @@ def test_killing_one_of_two_replicas_loses_at_most_its_requests_in_flight(chorus
     failed = [(s, b) for _, s, b in results if s != 200]
     # Only requests that were already in flight when the replica died may fail.
     started_after_kill = [(t0, t1, s) for t0, t1, s in spans if s != 200 and t0 > killed]
-    print(f"kill: in flight {kill_at['inflight']}; failed {[(s, b[:80]) for s, b in failed]}; "
+    print(f"\nkill: in flight {kill_at['inflight']}; failed {[(s, b[:80]) for s, b in failed]}; "
           f"failed but started after the kill: {started_after_kill}")
     assert len(failed) <= kill_at["inflight"] <= 8, failed
     assert not started_after_kill, started_after_kill
