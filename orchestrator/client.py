@@ -19,14 +19,13 @@ from typing import Any
 import ray
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 
-from serving.types import Message
-
-from orchestrator.core.budget import Budget
-from orchestrator.runtime.deploy import NAMESPACE, find_orchestrator
 from cluster.errors import DeadlineExceeded, NotRunning, OverloadedError
-from orchestrator.runtime.handles import translated
+from orchestrator.core.budget import Budget
 from orchestrator.core.schema import CatalogEntry, ChatRequest, FleetStatus, Reply
+from orchestrator.runtime.deploy import NAMESPACE, find_orchestrator
+from orchestrator.runtime.handles import translated
 from orchestrator.runtime.state import read_state
+from serving.types import Message
 
 WHAT = "the chorus orchestrator"
 

@@ -29,7 +29,6 @@ import time
 from pathlib import Path
 
 import httpx
-
 from benchlib import chorus_deployment, pyplot, summary, tiny_model, write
 
 PROXY_PATHS = ["engine", "host", "orchestrator", "http"]

@@ -11,10 +11,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from serving.types import Message
-
 from orchestrator.core.budget import Budget
 from orchestrator.core.schema import ChatRequest, Reply
+from serving.types import Message
 
 
 class TextPart(BaseModel):

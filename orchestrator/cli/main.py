@@ -19,9 +19,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-
-from orchestrator.cli import plan_command, serve_config
 from cluster.errors import ChorusError
+from orchestrator.cli import plan_command, serve_config
 from orchestrator.runtime.state import RunState, clear_state, log_path, read_state, write_state
 
 
@@ -81,8 +80,8 @@ def _up_local(args: argparse.Namespace) -> int:
 def _up_joined(args: argparse.Namespace) -> int:
     """Deploy detached actors on an existing cluster and return."""
     from orchestrator.client import ray_connect
-    from orchestrator.service.config import load_config
     from orchestrator.runtime.deploy import deploy
+    from orchestrator.service.config import load_config
 
     ray_connect(args.address)
     dep = deploy(load_config(args.config), detached=True, progress=lambda s: print(s, flush=True))

@@ -20,13 +20,11 @@ from pathlib import Path
 import yaml
 
 from cluster import inventory as inv
-from cluster.errors import ClusterError
+from cluster.errors import ClusterError, ConfigError
 from cluster.placement.planner import DEFAULT_CEILING, deployments, plan
 from cluster.placement.report import render_config, render_table
 from cluster.placement.validate import check
-
 from orchestrator.service.config import load_config
-from cluster.errors import ConfigError
 
 
 def add_parser(subparsers) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 import ray
 
 from cluster.errors import DeployError
-from cluster.runtime.reservation import Reservation, ReplicaSlot, reserve
+from cluster.runtime.reservation import ReplicaSlot, Reservation, reserve
 from orchestrator.service.config import ChorusConfig
 from serving.engines.base import Engine
 from serving.engines.vllm_engine import EngineSettings, VLLMEngine

@@ -10,7 +10,7 @@ from collections import defaultdict
 import httpx
 import pytest
 
-from cluster.errors import OverloadedError
+from cluster.errors import OverloadedError, UnknownModelError
 from orchestrator.api.logs import JsonLines, RequestIdFilter, current_request_id
 from orchestrator.core.schema import ChatRequest
 from orchestrator.runtime.metrics import Metered
@@ -79,7 +79,7 @@ async def test_metered_counts_requests_tokens_calls_by_pattern_and_status():
     assert m.requests.values[ok] == 1
     assert m.completion_tokens.values[(("kind", "single"), ("model", "single"))] == 2
     assert m.model_calls.values[(("model", "generalist"), ("outcome", "ok"), ("pattern", "single"))] == 1
-    with pytest.raises(Exception):
+    with pytest.raises(UnknownModelError):
         await metered.chat(_req("no-such-model"))
     # An unknown name is counted under one bounded label, with its HTTP status.
     assert m.requests.values[(("kind", "unknown"), ("model", "unknown"), ("status", "404"))] == 1
