@@ -9,6 +9,7 @@ application is `chorus` (or `chorus-<namespace>` for another namespace), its ing
 
 from __future__ import annotations
 
+import logging
 import socket
 import time
 from dataclasses import dataclass, field
@@ -22,6 +23,8 @@ from cluster.runtime.reservation import Reservation
 from orchestrator.runtime.hosts import NAMESPACE, EngineChoice, HostSet, Progress, start_hosts, vllm_engine_for
 from orchestrator.runtime.serve_app import app_name, build_app_for
 from orchestrator.service.config import ChorusConfig, ServerSpec
+
+log = logging.getLogger("chorus.deploy")
 
 __all__ = ["NAMESPACE", "LiveDeployment", "deploy", "find_orchestrator", "teardown_named", "vllm_engine_for"]
 
@@ -135,8 +138,8 @@ def teardown_named(namespace: str = NAMESPACE) -> list[str]:
         if info["name"].startswith("chorus.host."):
             try:
                 ray.get(handle.shutdown.remote(), timeout=60)
-            except Exception:  # noqa: BLE001 - best effort: the actor is killed right after
-                pass
+            except Exception:
+                log.warning("ModelHost %s did not shut its engine down cleanly", info["name"], exc_info=True)
         ray.kill(handle)
         killed.append(info["name"])
     return killed
