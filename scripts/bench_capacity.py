@@ -3,7 +3,7 @@
     flock /tmp/chorus-heavy.lock timeout 900 env PYTHONPATH=$PWD .venv/bin/python scripts/bench_capacity.py
 
 An instant engine (answers at once, no model) is deployed through chorus's real request tier
-(today: the Gateway and Orchestrator Ray actors over ModelHost actors), so everything measured
+(the Serve application: proxy and Orchestrator ingress replicas, over ModelHost actors), so everything measured
 is chorus's own cost. In one run, interleaved:
 * latency at concurrency 1: a no-op Ray actor round trip (the floor of one hop), the host called
   directly (one hop), the orchestrator running `single` (driver → orchestrator → host), and
@@ -90,10 +90,11 @@ async def timed(n: int, concurrency: int, one: Callable[[], Awaitable[Any]]) -> 
 
 async def run(rounds: int, calls: int, concurrency: int) -> dict[str, Any]:
     import ray
+    from ray import serve
 
     from orchestrator.core.schema import ChatRequest
-    from orchestrator.runtime.actor import Orchestrator
     from orchestrator.runtime.deploy import NAMESPACE, deploy
+    from orchestrator.runtime.serve_app import build_app_for
     from orchestrator.service.config import parse_config
     from serving.types import Message, Sampling
 
@@ -138,7 +139,8 @@ async def run(rounds: int, calls: int, concurrency: int) -> dict[str, Any]:
             latency = {p: summary([x * 1000 for x in v]) for p, v in lat.items()}
 
             # Capacity: one replica, CPU per call of every process on the path.
-            titles = {"orchestrator": "ray::Orchestrator", "host": "ray::ModelHost", "gateway": "ray::Gateway"}
+            titles = {"orchestrator": "ray::ServeReplica:chorus:Orchestrator", "host": "ray::ModelHost",
+                      "gateway": "ray::ProxyActor"}
             before = {k: cpu_of(t) for k, t in titles.items()}
             wall, _ = await timed(calls, concurrency, paths["orchestrator"])
             after = {k: cpu_of(t) for k, t in titles.items()}
@@ -150,22 +152,19 @@ async def run(rounds: int, calls: int, concurrency: int) -> dict[str, Any]:
             over_http = {"calls_per_s": calls / wall_http,
                          "cpu_ms_per_call": {k: 1000 * (after[k] - before[k]) / calls for k in titles}}
 
-            # Two replicas: a second orchestrator over the same hosts; the driver alternates.
-            second = ray.remote(Orchestrator).options(num_cpus=0, max_concurrency=10_000).remote(
-                config, {"instant": [(host, 0.0)]})
-            await second.warm.remote()
-            both = [orch, second]
-            turn = iter(range(10**9))
-            wall2, _ = await timed(calls, concurrency, lambda: both[next(turn) % 2].chat.remote(chat))
+            # Two replicas: the same application redeployed with server.num_replicas 2 (Serve
+            # spreads the handle's calls over them).
+            two = config.model_copy(update={"server": config.server.model_copy(update={"num_replicas": 2})})
+            orch2 = serve.run(build_app_for(two, NAMESPACE), name=dep.app, route_prefix="/")
+            wall2, _ = await timed(calls, concurrency, lambda: orch2.chat.remote(chat))
             two_replicas = {"calls_per_s": calls / wall2}
-            ray.kill(second)
     finally:
         dep.shutdown()
         ray.shutdown()
     added = latency["orchestrator"]["p50"] - latency["host"]["p50"]
     return {
         "engine": "instant (no model)",
-        "request_tier": "Gateway + Orchestrator Ray actors (the Serve application had not landed)",
+        "request_tier": "the Serve application (ingress Orchestrator deployment) over ModelHost actors",
         "latency_ms_concurrency_1": latency,
         "added_by_orchestrator_p50_ms": added,
         "target_orchestrator_ms": latency["noop actor"]["p50"] + 1.0,

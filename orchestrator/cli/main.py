@@ -1,16 +1,18 @@
 """The `chorus` command.
 
-    chorus up -c CONFIG [--address ADDR]   start (or join) Ray, place the models, serve HTTP
+    chorus up -c CONFIG [--address ADDR]   start (or join) Ray, place the models, deploy the Serve app
     chorus ask [-m NAME] QUESTION          run a pattern or a hosted model; print answer + trace
     chorus status                          models, replicas, health, load
     chorus down                            stop what `chorus up` started
     chorus plan --gpus auto|SPEC -c CONFIG place a fleet on GPUs (see `chorus plan -h`)
+    chorus serve-config -c CONFIG          a Serve config file for `serve deploy` / KubeRay
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -18,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cluster.errors import ChorusError
-from orchestrator.cli import plan_command
+from orchestrator.cli import plan_command, serve_config
 from orchestrator.runtime.state import RunState, clear_state, log_path, read_state, write_state
 
 
@@ -248,6 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     down.set_defaults(func=cmd_down)
 
     plan_command.add_parser(sub)
+    serve_config.add_parser(sub)
     return parser
 
 
@@ -260,6 +263,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # a one-line report here; the traceback goes to the log, not the terminal
+        log = log_path()
+        log.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(log)
+        logger = logging.getLogger("chorus.cli")
+        logger.addHandler(handler)
+        logger.error("chorus %s failed", args.command, exc_info=exc)
+        logger.removeHandler(handler)
+        print(f"chorus {args.command}: {type(exc).__name__}: {_first_line(exc)} (details in {log})", file=sys.stderr)
+        return 1
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else "no message"
 
 
 if __name__ == "__main__":

@@ -64,6 +64,7 @@ class Trace(BaseModel):
     )
     pattern: str = Field(description="The pattern (or hosted model) the request named.")
     kind: str = Field(description="The pattern's kind, or 'model' for a hosted model.")
+    request_id: str | None = Field(None, description="The request's id (HTTP x-request-id), also in the logs.")
     steps: list[Step] = Field(default_factory=list, description="One per model call, in the order they started.")
     decision: SerializeAsAny[DecisionBase] | None = Field(
         default=None,

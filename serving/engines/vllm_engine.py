@@ -28,6 +28,9 @@ class EngineSettings:
     gpu_memory_utilization: float | None = None
     tensor_parallel_size: int = 1
     cpus: str | None = None  # cores the plan gives this engine ("1", "0-3"); None: vLLM's default
+    # Export vLLM's own engine stats (queue, KV cache, TTFT…) through Ray's metrics; only where
+    # the engine runs in a Ray worker (ModelHost actors).
+    ray_metrics: bool = False
 
 
 class VLLMEngine:
@@ -83,8 +86,15 @@ class VLLMEngine:
                 os.sched_setaffinity(0, parse_cpu_list(self.settings.cpus))  # its GPU's NUMA cores
             else:
                 os.environ["VLLM_CPU_OMP_THREADS_BIND"] = self.settings.cpus  # the worker's OpenMP threads
+        loggers: list[Any] | None = None
+        if self.settings.ray_metrics:
+            # vLLM's Ray stat logger: with a custom logger vLLM turns stats on without its
+            # default console and prometheus_client loggers.
+            from vllm.v1.metrics.ray_wrappers import RayPrometheusStatLogger
+
+            loggers = [RayPrometheusStatLogger]
         try:
-            self._llm = AsyncLLM.from_engine_args(self.engine_args())
+            self._llm = AsyncLLM.from_engine_args(self.engine_args(), stat_loggers=loggers)
         except Exception as exc:  # surface as a plain, picklable error with the model named
             raise EngineError(f"engine for '{self.spec.name}' ({self.spec.source}) failed to start: {exc}") from exc
         self._tokenizer = self._llm.get_tokenizer()

@@ -62,7 +62,7 @@ def test_engines_sharing_a_gpu_start_in_different_waves(placed):
 
 def test_answers_are_costed_by_gpu_share(placed):
     orch = find_orchestrator(NAMESPACE)
-    reply = ray.get(orch.chat.remote(ChatRequest(model="both", messages=[Message(role="user", content="hi")])), timeout=60)
+    reply = orch.chat.remote(ChatRequest(model="both", messages=[Message(role="user", content="hi")])).result(timeout_s=60)
     by_model = {s.model: s for s in reply.trace.steps}
     for model, share in (("small", 0.4), ("large", 0.5)):
         step = by_model[model]

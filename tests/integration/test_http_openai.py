@@ -108,7 +108,9 @@ def test_a_prompt_longer_than_the_context_is_400(openai_client):
 
 
 def test_health_reports_every_replica(chorus_server):
-    r = httpx.get(chorus_server.base_url.removesuffix("/v1") + "/health", timeout=30)
+    root = chorus_server.base_url.removesuffix("/v1")
+    assert httpx.get(root + "/health", timeout=30).json() == {"status": "ok"}
+    r = httpx.get(root + "/health/replicas", timeout=30)
     assert r.status_code == 200
     hosts = r.json()["hosts"]
     assert {(h["model"], h["replica"]) for h in hosts} == {("tiny", 0), ("tiny-b", 0), ("smol", 0)}

@@ -239,14 +239,14 @@ def test_every_pattern_kind_is_configured(config):
 
 
 def test_patterns_answer_through_the_ray_actor_too(chorus_server):
-    import ray
 
     from orchestrator.core.schema import ChatRequest
     from orchestrator.runtime.deploy import find_orchestrator
     from serving.types import Message
 
     req = ChatRequest(model="fanout", messages=[Message(**QUESTION[0])])
-    a, b = ray.get([find_orchestrator().chat.remote(req), find_orchestrator().chat.remote(req)], timeout=120)
+    orch = find_orchestrator()
+    a, b = [r.result(timeout_s=120) for r in (orch.chat.remote(req), orch.chat.remote(req))]
     assert a.trace.kind == "fanout" and a.trace.totals.model_calls == 3
     assert a.text == b.text  # greedy decoding: the same answers, whichever path they took
 

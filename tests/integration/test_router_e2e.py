@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import ray
 
 from orchestrator.core.schema import ChatRequest
 from orchestrator.patterns import RouterDecision, decision_of
@@ -16,7 +15,7 @@ pytestmark = pytest.mark.integration
 def test_router_routes_by_a_label_from_the_list(chorus_server):
     orch = find_orchestrator()
     req = ChatRequest(model="router", messages=[Message(role="user", content="Write a Python function that adds two numbers.")])
-    reply = ray.get(orch.chat.remote(req), timeout=120)
+    reply = orch.chat.remote(req).result(timeout_s=120)
     route = decision_of(reply.trace)
     assert isinstance(route, RouterDecision)
     spec = chorus_server.config.patterns["router"]
@@ -41,5 +40,5 @@ def test_router_routes_by_a_label_from_the_list(chorus_server):
 def test_router_is_deterministic_under_greedy_decoding(chorus_server):
     orch = find_orchestrator()
     req = ChatRequest(model="router", messages=[Message(role="user", content="What is 12 times 7?")])
-    a, b = ray.get([orch.chat.remote(req), orch.chat.remote(req)], timeout=120)
+    a, b = [r.result(timeout_s=120) for r in (orch.chat.remote(req), orch.chat.remote(req))]
     assert a.text == b.text and a.trace.decision == b.trace.decision

@@ -123,13 +123,17 @@ async def test_models_and_health():
     async with httpx.AsyncClient(transport=t, base_url="http://chorus") as http:
         models = (await http.get("/v1/models")).json()
         health = await http.get("/health")
+        details = await http.get("/health/replicas")
     assert {m["id"]: m["chorus"]["kind"] for m in models["data"]} == {"single": "pattern", "generalist": "model"}
-    assert health.status_code == 200 and health.json()["hosts"][0]["model"] == "generalist"
+    assert health.status_code == 200 and health.json() == {"status": "ok"}  # liveness, no details
+    assert details.status_code == 200 and details.json()["hosts"][0]["model"] == "generalist"
 
 
-async def test_health_is_503_when_a_replica_is_down():
+async def test_replica_details_are_503_when_a_replica_is_down_and_liveness_stays_200():
     _, engines, t = make()
     engines["generalist"].started = False
     async with httpx.AsyncClient(transport=t, base_url="http://chorus") as http:
-        r = await http.get("/health")
+        r = await http.get("/health/replicas")
+        live = await http.get("/health")
     assert r.status_code == 503 and r.json()["ok"] is False
+    assert live.status_code == 200
