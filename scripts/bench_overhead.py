@@ -48,7 +48,8 @@ def direct_ingress_url() -> str:
     targets = [t for g in groups if str(g.protocol).endswith("HTTP") for t in g.targets]
     if not targets:
         raise RuntimeError("no direct-ingress target: is RAY_SERVE_ENABLE_DIRECT_INGRESS=1 set for the cluster?")
-    return f"http://{targets[0].ip}:{targets[0].port}/v1"
+    # Serve reports the node's address; the replica binds http_options.host (loopback here).
+    return f"http://127.0.0.1:{targets[0].port}/v1"
 
 
 async def run(rounds: int, paths: list[str]) -> dict:
