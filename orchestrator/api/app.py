@@ -18,7 +18,9 @@ from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from orchestrator.api.disconnect import unless_disconnected
 
 from orchestrator.api.errors import error_body, error_response, install_error_handlers
 from orchestrator.api.protocol import ChatCompletionRequest, chunk_json, completion_json, usage_json
@@ -77,10 +79,12 @@ def build_app(backend: Backend, server: ServerSpec = ServerSpec()) -> FastAPI:
         }
 
     @app.post("/v1/chat/completions")
-    async def chat_completions(body: ChatCompletionRequest) -> Any:
+    async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
         req = body.to_request()
         if not body.stream:
-            reply = await app.state.backend.chat(req)
+            reply = await unless_disconnected(request, app.state.backend.chat(req))
+            if reply is None:  # the client left; its engine work was cancelled
+                return Response(status_code=499)
             return JSONResponse(completion_json(reply))
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         events = app.state.backend.stream(req)

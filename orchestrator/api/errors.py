@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cluster.errors import (
     ChorusError,
+    DeadlineExceeded,
     EngineError,
     OverloadedError,
     RequestError,
@@ -34,6 +35,7 @@ STATUS: dict[type[ChorusError], tuple[int, str]] = {
     RequestError: (400, "invalid_request_error"),
     OverloadedError: (429, "rate_limit_error"),
     UnavailableError: (503, "service_unavailable"),
+    DeadlineExceeded: (504, "timeout_error"),
     EngineError: (500, "server_error"),
     StepFailed: (500, "server_error"),
     ChorusError: (500, "server_error"),

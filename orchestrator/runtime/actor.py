@@ -8,8 +8,10 @@ from typing import Any
 from cluster.errors import UnavailableError
 from orchestrator.core.schema import CatalogEntry, ChatRequest, Delta, FleetStatus, Reply
 from orchestrator.routing.fleet import Fleet
+from orchestrator.routing.health import HealthBoard
 from orchestrator.runtime.handles import call, stream
-from orchestrator.runtime.ray_replica import RayReplica
+from orchestrator.runtime.ray_replica import ray_replicas
+from orchestrator.runtime.supervisor import Supervisor
 from orchestrator.service.chorus import Chorus
 from orchestrator.service.config import ChorusConfig
 
@@ -20,38 +22,36 @@ class Orchestrator:
     """Runs patterns over the ModelHost actors. Named, so any driver can find it."""
 
     def __init__(self, config: ChorusConfig, hosts: dict[str, list[tuple[Any, float]]]) -> None:
-        fleet = Fleet(
-            {
-                model: [
-                    RayReplica(
-                        handle,
-                        index,
-                        gpus,
-                        capacity=config.model(model).max_num_seqs,
-                        max_queue=config.model(model).max_queue,
-                        model=model,
-                    )
-                    for index, (handle, gpus) in enumerate(replicas)
-                ]
-                for model, replicas in hosts.items()
-            }
-        )
+        capacity = {m.name: (m.max_num_seqs, m.max_queue) for m in config.models}
+        fleet = Fleet(ray_replicas(hosts, capacity), health=HealthBoard(config.healing))
+        # Probes the hosts and restarts broken engines; started with the actor's event loop.
+        self.supervisor = Supervisor(fleet.replicas, fleet.health)  # type: ignore[arg-type]
         self.chorus = Chorus(config, fleet)
 
     async def chat(self, req: ChatRequest) -> Reply:
+        self.supervisor.ensure_running()
         return await self.chorus.chat(req)
 
     async def stream(self, req: ChatRequest) -> AsyncIterator[Delta | Reply]:
+        self.supervisor.ensure_running()
         async for event in self.chorus.stream(req):
             yield event
+
+    async def drain(self, timeout_s: float) -> int:
+        """Refuse new requests, wait for running ones (up to `timeout_s`), stop supervising."""
+        left = await self.chorus.drain(timeout_s)
+        await self.supervisor.stop()
+        return left
 
     async def catalog(self) -> list[CatalogEntry]:
         return await self.chorus.catalog()
 
     async def warm(self) -> None:
+        self.supervisor.ensure_running()
         await self.chorus.warm()
 
     async def status(self) -> FleetStatus:
+        self.supervisor.ensure_running()
         return await self.chorus.status()
 
     def config(self) -> ChorusConfig:

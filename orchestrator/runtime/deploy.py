@@ -29,6 +29,7 @@ ORCHESTRATOR = "chorus.orchestrator"
 GATEWAY = "chorus.gateway"
 
 Progress = Callable[[str], None]
+DRAIN_TIMEOUT_S = 30.0  # `chorus down --address` on a shared cluster (no config at hand)
 
 
 
@@ -59,7 +60,11 @@ class Deployment:
     url: str | None = None
 
     def shutdown(self) -> None:
-        """Stops the server, the engines (and their processes) and frees the GPUs. Idempotent."""
+        """Drains (new requests get 503 while running ones finish, up to the config's
+        `healing.drain_timeout_s`), then stops the server, the engines (and their processes)
+        and frees the GPUs. Idempotent."""
+        if self.orchestrator is not None:
+            drain(self.orchestrator, self.config.healing.drain_timeout_s)
         if self.gateway is not None:
             _quietly(lambda: ray.get(self.gateway.stop.remote(), timeout=30))
             ray.kill(self.gateway)
@@ -73,6 +78,18 @@ class Deployment:
             ray.kill(h)
         self.hosts = {}
         self.reservation.release()
+
+
+def drain(orchestrator: Any, timeout_s: float) -> None:
+    """Let the orchestrator's running requests finish (up to `timeout_s`) while it refuses new ones."""
+    _quietly(lambda: ray.get(orchestrator.drain.remote(timeout_s), timeout=timeout_s + 10))
+
+
+def host_options(config: ChorusConfig) -> dict[str, Any]:
+    """Ray restarts a dead ModelHost in its placement bundle, a bounded number of times; a call
+    in flight when it died is never re-run by Ray (chorus retries it on another replica, only
+    if no token had reached the caller)."""
+    return {"max_restarts": config.healing.max_restarts, "max_task_retries": 0}
 
 
 def _quietly(fn: Callable[[], Any]) -> None:
@@ -113,7 +130,11 @@ def deploy(
             for slot in wave:
                 engine_cls, engine_kwargs = engine(config, slot)
                 handle = remote_host.options(
-                    **slot.options, name=host_name(slot.model, slot.replica), namespace=namespace, **lifetime
+                    **slot.options,
+                    **host_options(config),
+                    name=host_name(slot.model, slot.replica),
+                    namespace=namespace,
+                    **lifetime,
                 ).remote(config.model(slot.model), slot.replica, engine_cls, engine_kwargs, gpus=slot.gpus)
                 made[(slot.model, slot.replica)] = (handle, slot)
                 dep.hosts.setdefault(slot.model, []).append(handle)  # so a failure tears it down
@@ -172,6 +193,9 @@ def find_orchestrator(namespace: str = NAMESPACE) -> Any:
 def teardown_named() -> list[str]:
     """Kill every chorus actor in the namespace (for `chorus down` on a shared cluster)."""
     killed = []
+    names = {info["name"] for info in ray.util.list_named_actors(all_namespaces=True) if info.get("namespace") == NAMESPACE}
+    if ORCHESTRATOR in names:  # drain first: running requests finish, new ones get 503
+        drain(ray.get_actor(ORCHESTRATOR, namespace=NAMESPACE), DRAIN_TIMEOUT_S)
     for info in ray.util.list_named_actors(all_namespaces=True):
         if info.get("namespace") != NAMESPACE:
             continue

@@ -1,10 +1,12 @@
-"""`RayReplica`: a `ModelHost` actor as a replica of the fleet."""
+"""`RayReplica`: a `ModelHost` actor as a replica of the fleet, and what the supervisor does to it."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
+
+import ray
 
 from orchestrator.runtime.handles import call, stream
 from serving.host.model_host import HostStatus
@@ -35,3 +37,31 @@ class RayReplica:
     async def status(self) -> HostStatus:
         status: HostStatus = await call(self.handle.status, what=self.what)
         return status
+
+    # --- supervision ----------------------------------------------------------------------
+
+    async def probe(self, timeout_s: float) -> HostStatus:
+        status: HostStatus = await call(self.handle.probe, timeout_s, what=self.what)
+        return status
+
+    async def start(self) -> None:
+        await call(self.handle.start, what=self.what)
+
+    def restart(self) -> None:
+        """Kill the host's process; Ray starts a new one in the same placement bundle
+        (`max_restarts` bounds how often), whose engine the supervisor then starts."""
+        ray.kill(self.handle, no_restart=False)
+
+
+def ray_replicas(
+    hosts: dict[str, list[tuple[Any, float]]], capacity: dict[str, tuple[int, int | None]]
+) -> dict[str, list[RayReplica]]:
+    """ModelHost handles (with the GPUs each holds) as the fleet's replicas; `capacity` gives each
+    model's (max_num_seqs, max_queue)."""
+    return {
+        model: [
+            RayReplica(handle, index, gpus, capacity=capacity[model][0], max_queue=capacity[model][1], model=model)
+            for index, (handle, gpus) in enumerate(replicas)
+        ]
+        for model, replicas in hosts.items()
+    }

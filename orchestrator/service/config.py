@@ -18,6 +18,7 @@ from orchestrator.core.budget import Budget
 from cluster.errors import ConfigError
 from orchestrator.patterns import PatternSpec
 from orchestrator.patterns.kit.assembly import check_references
+from orchestrator.routing.health import HealingSpec
 
 
 class ServerSpec(Strict):
@@ -40,6 +41,10 @@ class ChorusConfig(Strict):
         Sampling(), description="Defaults for every model call; a request's own fields override them."
     )
     budget: Budget = Field(Budget(), description="Default per-request budget.")
+    timeout_s: float = Field(
+        600.0, gt=0.0, le=86_400.0, description="Default per-request deadline; past it the request is aborted (504)."
+    )
+    healing: HealingSpec = Field(HealingSpec(), description="Health probes, restarts and drain of model replicas.")
     server: ServerSpec = ServerSpec()
 
     @model_validator(mode="after")

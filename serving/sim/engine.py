@@ -287,6 +287,9 @@ class SimulatedEngine:
             if not seq.future.done():
                 self._abort(seq)
 
+    def running(self) -> int:
+        return len(self._waiting) + len(self._running)
+
     async def health(self) -> EngineHealth:
         ok = self._task is not None and not self._task.done()
         return EngineHealth(ok=ok, detail="" if ok else "not started")
