@@ -110,6 +110,12 @@ class Context:
             step.latency_s = time.perf_counter() - t0
             step.error = f"{type(exc).__name__}: {exc}"
             raise StepFailed(f"step '{name}' ({role} on {model}) failed: {step.error}") from exc
+        except asyncio.CancelledError:
+            # The pattern stopped early, the deadline passed or the caller left; the engine
+            # request was aborted.
+            step.latency_s = time.perf_counter() - t0
+            step.error = "cancelled"
+            raise
         except BaseException as exc:
             step.latency_s = time.perf_counter() - t0
             step.error = f"{type(exc).__name__}: {exc}"

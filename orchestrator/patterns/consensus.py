@@ -1,8 +1,10 @@
 """`consensus`: a vote; when agreement is below `threshold`, a stronger role decides instead.
 
 The escalation role sees the question and the members' answers as numbered references (unless
-`show_answers: false`). Decisions: `vote`, `agreement`, `escalated` (False, or the reason and role),
-`escalation_skipped` (below threshold but no budget left for the escalation).
+`show_answers: false`). With `early_stop` (the default) it stops asking once the answers in hand
+decide the vote and cancels the members still running. Decisions: `vote`, `agreement`,
+`escalated` (False, or the reason and role), `escalation_skipped` (below threshold but no budget
+left for the escalation), `stopped_members` (members cancelled by the early stop).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from orchestrator.patterns.kit.base import Answer, BuildEnv, PatternRequest
 from orchestrator.patterns.kit.embedding import Embedder
 from orchestrator.patterns.kit.spending import can_afford
 from orchestrator.patterns.vote import BallotSpec, poll_and_tally
-from orchestrator.patterns.kit.ballot import embedder_for
+from orchestrator.patterns.kit.ballot import decided, embedder_for
 
 
 class ConsensusSpec(BallotSpec):
@@ -28,6 +30,11 @@ class ConsensusSpec(BallotSpec):
     )
     escalate_to: str = Field("reasoner", description="Stronger role that answers when members disagree.")
     show_answers: bool = Field(True, description="Give the escalation role the members' answers as references.")
+    early_stop: bool = Field(
+        True,
+        description="Stop once the answers in hand carry the vote whatever the rest say; the members still "
+        "running are cancelled and their engine requests aborted (not with extract: semantic).",
+    )
 
     def roles(self) -> set[str]:
         return {*self.members, self.escalate_to}
@@ -46,7 +53,8 @@ class ConsensusPattern:
 
     async def run(self, request: PatternRequest, ctx: Context) -> Answer:
         spec = self.spec
-        answers, tally = await poll_and_tally(spec, self.embedder, request, ctx, "the consensus")
+        settled = decided(spec, spec.members, spec.threshold) if spec.early_stop else None
+        answers, tally = await poll_and_tally(spec, self.embedder, request, ctx, "the consensus", settled)
         if tally.winner is not None and tally.agreement >= spec.threshold:
             ctx.note("escalated", False)
             won = answers[tally.winner]

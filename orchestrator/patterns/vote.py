@@ -17,7 +17,7 @@ from cluster.errors import PatternFailed
 from orchestrator.patterns.kit.tally import Tally
 from orchestrator.patterns.kit.base import Answer, BuildEnv, PatternRequest, PatternSpecBase
 from orchestrator.patterns.kit.embedding import Embedder
-from orchestrator.patterns.kit.members import MemberAnswer, ask_all, require_answers
+from orchestrator.patterns.kit.members import MemberAnswer, Settled, ask_all, ask_until, require_answers
 from orchestrator.patterns.kit.ballot import AgreementFields, decide, embedder_for, tally_note
 
 
@@ -51,17 +51,26 @@ class VoteSpec(BallotSpec):
 
 
 async def poll_and_tally(
-    spec: BallotSpec, embedder: Embedder | None, request: PatternRequest, ctx: Context, what: str
+    spec: BallotSpec,
+    embedder: Embedder | None,
+    request: PatternRequest,
+    ctx: Context,
+    what: str,
+    settled: Settled | None = None,
 ) -> tuple[list[MemberAnswer], Tally]:
-    """Ask every member, tally their answers, note the tally; shared with consensus and council."""
-    poll = await ask_all(
-        ctx,
-        spec.members,
-        spec.member_messages(request.messages),
-        name="member",
-        constraint=spec.member_constraint(),
-        temperature=spec.temperature,
-    )
+    """Ask every member (or, with `settled`, until the answers so far decide the vote), tally
+    their answers, note the tally; shared with consensus and council."""
+    messages = spec.member_messages(request.messages)
+    if settled is not None:
+        poll = await ask_until(
+            ctx, spec.members, messages, settled, name="member",
+            constraint=spec.member_constraint(), temperature=spec.temperature,
+        )
+    else:
+        poll = await ask_all(
+            ctx, spec.members, messages, name="member",
+            constraint=spec.member_constraint(), temperature=spec.temperature,
+        )
     answers = require_answers(poll, what)
     tally = await decide(spec, answers, embedder)
     ctx.note("vote", tally_note(tally, answers))

@@ -4,7 +4,7 @@ member answers into a `Tally` under those settings (see `agreement` for the rule
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -80,6 +80,25 @@ async def decide(fields: AgreementFields, answers: Sequence[MemberAnswer], embed
         return tally_semantic(vectors, weights, fields.similarity)
     keys = [extract(fields.extract, a.text, fields.labels) for a in answers]
     return tally_keys(keys, weights)
+
+
+def decided(fields: AgreementFields, members: Sequence[str], threshold: float) -> Callable[[Sequence[MemberAnswer]], bool]:
+    """Whether the answers so far already carry the vote at `threshold` whatever the members
+    still out answer: one key's weight reaches `threshold` × the weight of all members (so its
+    agreement stays at or above it). Semantic voting clusters whole sets, so it never settles early."""
+    total = sum(fields.weights.get(r, 1.0) for r in members)
+
+    def settled(answers: Sequence[MemberAnswer]) -> bool:
+        if fields.extract == "semantic" or not answers:
+            return False
+        weight: dict[str, float] = {}
+        for a in answers:
+            key = extract(fields.extract, a.text, fields.labels)
+            if key is not None:
+                weight[key] = weight.get(key, 0.0) + fields.weights.get(a.role, 1.0)
+        return bool(weight) and max(weight.values()) >= threshold * total - 1e-9
+
+    return settled
 
 
 def tally_note(tally: Tally, answers: Sequence[MemberAnswer]) -> dict[str, object]:
