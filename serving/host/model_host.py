@@ -114,6 +114,7 @@ class ModelHost:
         self.failed = 0
         self._tokens: collections.deque[tuple[float, int]] = collections.deque()
         self._start: asyncio.Task[None] | None = None
+        self._probing = 0  # probes inside the engine (left out of the running count)
 
     @property
     def started(self) -> bool:
@@ -206,6 +207,7 @@ class ModelHost:
         if not status.ok:
             return status
         t0 = time.perf_counter()
+        self._probing += 1
         try:
             async with asyncio.timeout(timeout_s):
                 await self.engine.generate(PROBE_REQUEST)
@@ -213,6 +215,8 @@ class ModelHost:
             return self._status(False, f"a one-token probe took longer than {timeout_s:g} s")
         except Exception as exc:  # a failing probe is a health finding, reported, not raised
             return self._status(False, f"probe failed: {_reason(exc)}")
+        finally:
+            self._probing -= 1
         return self._status(True, "", probe_s=time.perf_counter() - t0)
 
     def _status(self, ok: bool, detail: str, probe_s: float | None = None) -> HostStatus:
@@ -224,7 +228,7 @@ class ModelHost:
             ok=ok,
             detail=detail,
             engine=self.state,
-            engine_running=self.engine.running() if self.started else 0,
+            engine_running=max(0, self.engine.running() - self._probing) if self.started else 0,
             probe_s=probe_s,
             running=self.admission.inside,
             waiting=self.admission.waiting,
