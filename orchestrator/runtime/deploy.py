@@ -23,6 +23,7 @@ from orchestrator.runtime.actor import Orchestrator
 from orchestrator.service.config import ChorusConfig
 from cluster.errors import DeployError
 from orchestrator.runtime.gateway import Gateway
+from orchestrator.runtime.ray_replica import CALLER_ENV
 
 NAMESPACE = "chorus"
 ORCHESTRATOR = "chorus.orchestrator"
@@ -149,7 +150,14 @@ def deploy(
         dep.hosts = {m: [h for h, _ in pairs] for m, pairs in hosts.items()}
         dep.orchestrator = (
             ray.remote(Orchestrator)
-            .options(name=ORCHESTRATOR, namespace=namespace, num_cpus=0, max_concurrency=10_000, **lifetime)
+            .options(
+                name=ORCHESTRATOR,
+                namespace=namespace,
+                num_cpus=0,
+                max_concurrency=10_000,
+                runtime_env={"env_vars": CALLER_ENV},  # notice a dead ModelHost fast
+                **lifetime,
+            )
             .remote(config, {m: [(h, s.gpus) for h, s in pairs] for m, pairs in hosts.items()})
         )
         ray.get(dep.orchestrator.warm.remote(), timeout=max(1.0, deadline - time.monotonic()))

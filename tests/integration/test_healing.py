@@ -73,11 +73,14 @@ def kill(dep: Deployment, model: str, replica: int) -> None:
 
 
 def test_consensus_early_stop_aborts_the_member_it_no_longer_needs(faults):
-    r = post(faults, "consensus", max_tokens=400, timeout=120)
+    question = [{"role": "user", "content": "What is the capital of France?"}]
+    body = {"model": "consensus", "messages": question, "max_tokens": 900}
+    r = httpx.post(f"{faults.url}/chat/completions", json=body, timeout=120)
     assert r.status_code == 200, r.text
     decisions = r.json()["chorus"]["trace"]["decisions"]
-    assert decisions["stopped_members"] == ["member[2]"]  # the SmolLM2 member
-    assert within(1.0, lambda: engine_running(faults, "smol") == 0) is not None
+    # SmolLM2's answer (weight 2 of 5) carried the vote; the tiny member was still generating.
+    assert "member[2]" in decisions.get("stopped_members", []), decisions
+    assert within(1.0, lambda: engine_running(faults, "tiny") == 0) is not None
 
 
 def test_a_dropped_stream_aborts_its_engine_request(faults):
