@@ -11,7 +11,7 @@ with Retry-After), naming the model and what its replicas are doing.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -27,14 +27,14 @@ ATTEMPTS = 2  # the first try and one retry on another replica
 
 @dataclass
 class Fleet:
-    replicas: dict[str, list[Replica]]
+    replicas: Mapping[str, Sequence[Replica]]
     balancer: Balancer = field(default_factory=Balancer)
     health: HealthBoard = field(default_factory=HealthBoard)
 
     def models(self) -> list[str]:
         return sorted(self.replicas)
 
-    def _replicas(self, model: str) -> list[Replica]:
+    def _replicas(self, model: str) -> Sequence[Replica]:
         try:
             return self.replicas[model]
         except KeyError:
@@ -80,7 +80,7 @@ class Fleet:
                 if len(tried) >= ATTEMPTS:
                     raise
 
-    async def stream(self, model: str, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
+    async def stream(self, model: str, request: GenerationRequest) -> AsyncGenerator[StreamChunk, None]:
         tried: set[int] = set()
         while True:
             replica = self.pick(model, request, frozenset(tried))

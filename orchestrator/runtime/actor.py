@@ -22,10 +22,11 @@ class Orchestrator:
     """Runs patterns over the ModelHost actors. Named, so any driver can find it."""
 
     def __init__(self, config: ChorusConfig, hosts: dict[str, list[tuple[Any, float]]]) -> None:
-        capacity = {m.name: (m.max_num_seqs, m.max_queue) for m in config.models}
-        fleet = Fleet(ray_replicas(hosts, capacity), health=HealthBoard(config.healing))
+        capacity: dict[str, tuple[int, int | None]] = {m.name: (m.max_num_seqs, m.max_queue) for m in config.models}
+        replicas = ray_replicas(hosts, capacity)
+        fleet = Fleet(replicas, health=HealthBoard(config.healing))
         # Probes the hosts and restarts broken engines; started with the actor's event loop.
-        self.supervisor = Supervisor(fleet.replicas, fleet.health)  # type: ignore[arg-type]
+        self.supervisor = Supervisor(replicas, fleet.health)
         self.chorus = Chorus(config, fleet)
 
     async def chat(self, req: ChatRequest) -> Reply:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,7 +60,7 @@ class RayReplica:
 
 
 def ray_replicas(
-    hosts: dict[str, list[tuple[Any, float]]], capacity: dict[str, tuple[int, int | None]]
+    hosts: Mapping[str, Sequence[tuple[Any, float]]], capacity: Mapping[str, tuple[int, int | None]]
 ) -> dict[str, list[RayReplica]]:
     """ModelHost handles (with the GPUs each holds) as the fleet's replicas; `capacity` gives each
     model's (max_num_seqs, max_queue)."""

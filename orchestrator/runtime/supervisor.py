@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from cluster.errors import ChorusError
-from orchestrator.routing.health import HealthBoard
+from orchestrator.routing.health import HealthBoard, State
 from serving.host.model_host import HostStatus
 
 log = logging.getLogger("chorus.supervisor")
@@ -50,6 +50,7 @@ class Supervised(Protocol):
 
 class Supervisor:
     def __init__(self, replicas: Mapping[str, Sequence[Supervised]], board: HealthBoard) -> None:
+        """`replicas` are the fleet's (the same objects); `board` is the fleet's health board."""
         self.replicas = replicas
         self.board = board
         self.spec = board.spec
@@ -177,7 +178,7 @@ class Supervisor:
     def _maybe_start(self, key: Key, replica: Supervised, why: str) -> None:
         model, index = key
         h = self.board.of(model, index)
-        state = "starting" if h.restarts == 0 else "restarting"
+        state: State = "starting" if h.restarts == 0 else "restarting"
         if key in self._starting:
             self.board.set(model, index, state, why)
             return
