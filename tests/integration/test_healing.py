@@ -177,3 +177,19 @@ def test_killing_the_only_replica_is_503_with_retry_after_then_it_serves_again(f
     assert r.status_code == 503 and time.monotonic() - t1 < 1.0  # still refused at once while it restarts
     back = within(120.0, lambda: post(faults, "solo").status_code == 200, every=0.5)
     assert back is not None, health(faults)[("solo", 0)]
+
+
+def test_drain_refuses_new_requests_and_lets_the_running_one_finish(faults):
+    """Last in the module: the deployment admits nothing afterwards."""
+    result: dict[str, httpx.Response] = {}
+    running = threading.Thread(target=lambda: result.setdefault("r", post(faults, "tiny", max_tokens=600, timeout=120)))
+    running.start()
+    assert within(10.0, lambda: engine_running(faults, "tiny") == 1) is not None
+    drained = faults.orchestrator.drain.remote(60.0)
+    assert within(5.0, lambda: post(faults, "tiny").status_code == 503) is not None
+    refused = post(faults, "tiny")
+    assert refused.status_code == 503 and "shutting down" in refused.json()["error"]["message"]
+    assert int(refused.headers["retry-after"]) >= 1
+    running.join(timeout=120)
+    assert result["r"].status_code == 200  # the request inside finished
+    assert ray.get(drained, timeout=60) == 0

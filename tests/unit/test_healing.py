@@ -284,3 +284,40 @@ async def test_drain_refuses_new_requests_and_lets_running_ones_finish():
     with pytest.raises(Draining):
         await chorus.chat(ask("single"))
     assert (await running).text == "done" and await drained == 0
+
+
+async def test_a_plain_request_whose_client_left_is_cancelled():
+    from starlette.requests import Request
+
+    from orchestrator.api.disconnect import unless_disconnected
+
+    left = asyncio.Event()
+
+    async def receive() -> dict[str, str]:
+        await left.wait()
+        return {"type": "http.disconnect"}
+
+    request = Request({"type": "http", "method": "POST", "headers": []}, receive)
+    cancelled = asyncio.Event()
+
+    async def work() -> str:
+        try:
+            await asyncio.sleep(5)  # stands in for a long model call
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return "done"
+
+    task = asyncio.create_task(unless_disconnected(request, work()))
+    await asyncio.sleep(0.01)
+    left.set()
+    assert await asyncio.wait_for(task, 1.0) is None and cancelled.is_set()
+
+    async def stays() -> dict[str, str]:
+        await asyncio.Event().wait()  # a client that never leaves
+        return {"type": "http.disconnect"}
+
+    async def quick() -> str:
+        return "done"
+
+    assert await unless_disconnected(Request({"type": "http", "method": "POST", "headers": []}, stays), quick()) == "done"
