@@ -45,6 +45,7 @@ class Client:
         temperature: float | None = None,
         budget: Budget | None = None,
         priority: int = 0,
+        timeout_s: float | None = None,
     ) -> ChatRequest:
         return ChatRequest(
             model=model,
@@ -53,13 +54,16 @@ class Client:
             temperature=temperature,
             budget=budget,
             priority=priority,
+            timeout_s=timeout_s,
         )
 
     def ask(self, model: str, messages: str | Sequence[Message | dict[str, str]], *, timeout_s: float = 600, **kw: Any) -> Reply:
-        """Run a pattern (or a hosted model) and wait for its reply. Raises chorus's own errors."""
-        reply: Reply = call_blocking(
-            self.handle.chat, self.request(model, messages, **kw), what=WHAT, timeout_s=timeout_s, lost=NotRunning
-        )
+        """Run a pattern (or a hosted model) and wait for its reply. Raises chorus's own errors.
+
+        `timeout_s` is also the request's deadline: chorus aborts it (DeadlineExceeded) rather
+        than keep engines busy for a caller that stopped waiting."""
+        request = self.request(model, messages, timeout_s=timeout_s, **kw)
+        reply: Reply = call_blocking(self.handle.chat, request, what=WHAT, timeout_s=timeout_s + 5, lost=NotRunning)
         return reply
 
     async def ask_async(self, model: str, messages: str | Sequence[Message | dict[str, str]], **kw: Any) -> Reply:
