@@ -321,3 +321,29 @@ async def test_a_plain_request_whose_client_left_is_cancelled():
         return "done"
 
     assert await unless_disconnected(Request({"type": "http", "method": "POST", "headers": []}, stays), quick()) == "done"
+
+
+async def test_gather_cancels_the_calls_still_running_when_one_ends_the_request():
+    from orchestrator.core.context import Context
+    from orchestrator.core.trace import Trace
+
+    cancelled = asyncio.Event()
+
+    class Dispatcher:
+        async def generate(self, model: str, request: GenerationRequest) -> tuple[Result, FakeReplica]:
+            if model == "gone":
+                raise NoHealthyReplica("gone", "replica 0 restarting")
+            try:
+                await asyncio.sleep(5)  # stands in for a long model call
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise
+            return Result(text="late"), FakeReplica(0)
+
+    ctx = Context(Dispatcher(), {"a": "slow", "b": "gone"}, Trace(pattern="p", kind="fanout"))
+    msgs = [Message(role="user", content="?")]
+    t0 = time.perf_counter()
+    with pytest.raises(NoHealthyReplica):
+        await ctx.gather(ctx.call("a", msgs, name="a"), ctx.call("b", msgs, name="b"))
+    assert time.perf_counter() - t0 < 1.0 and cancelled.is_set()
+    assert [s.error for s in ctx.trace.steps][0] == "cancelled"
