@@ -23,6 +23,7 @@ from orchestrator.routing.replicas import Replica
 from serving.types import GenerationRequest, Result, StreamChunk
 
 ATTEMPTS = 2  # the first try and one retry on another replica
+STATUS_TIMEOUT_S = 2.0  # /health answers promptly even when a replica does not
 
 
 @dataclass
@@ -100,10 +101,14 @@ class Fleet:
     async def status(self, timeout_s: float | None = None) -> list[ReplicaStatus]:
         """Every replica's status and health state; one that cannot answer (in `timeout_s`)
         is reported down, not raised."""
-        timeout_s = timeout_s or self.health.spec.probe_timeout_s
+        timeout_s = timeout_s or min(STATUS_TIMEOUT_S, self.health.spec.probe_timeout_s)
 
         async def one(model: str, replica: Replica) -> ReplicaStatus:
             h = self.health.of(model, replica.index)
+            if h.lost_since is not None:  # its process is down: a call would wait for its restart
+                return ReplicaStatus(
+                    model=model, replica=replica.index, ok=False, state=h.state, detail=h.detail, restarts=h.restarts
+                )
             try:
                 async with asyncio.timeout(timeout_s):
                     status = await replica.status()
