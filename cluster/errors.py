@@ -21,7 +21,8 @@ tree to HTTP statuses in `orchestrator.api.errors`).
     │   ├── NotRunning         no chorus is reachable at the given address
     │   ├── NoHealthyReplica   every replica of a model is down or restarting (names the model)
     │   └── Draining           chorus is shutting down and admits no new request
-    ├── DeadlineExceeded       the request ran past its `timeout_s`; its engine work was aborted → 504
+    ├── DeadlineExceeded       the request ran past its `timeout_s` (default `server.request_timeout_s`);
+    │                          its engine work was aborted                              → 504
     ├── EngineError            an engine fault: the engine failed, its replica died or timed out.
     │   │                      A pattern's member call that hits one is a failed member.
     │   └── ReplicaLost        the replica's process died or restarted, or its engine is not
@@ -185,7 +186,7 @@ class DeadlineExceeded(ChorusError):
         self.timeout_s, self.what = timeout_s, what
 
     def __str__(self) -> str:
-        return f"{self.what} did not finish within its deadline of {self.timeout_s:g} s (chorus option timeout_s)"
+        return f"{self.what} did not finish within its deadline of {self.timeout_s:g} s (chorus option timeout_s, default server.request_timeout_s)"
 
 
 class EngineError(ChorusError):

@@ -53,7 +53,10 @@ class ChatRequest(BaseModel):
     budget: Budget | None = None
     priority: int = Field(0, description="Lower is served first: interactive 0, batch jobs 10.")
     timeout_s: float | None = Field(
-        None, gt=0.0, le=86_400.0, description="Deadline: past it the request is aborted (504); None: the config's."
+        None, gt=0.0, le=86_400.0, description="Deadline: past it the request is aborted (504); None: server.request_timeout_s."
+    )
+    request_id: str | None = Field(
+        None, description="The caller's id (HTTP x-request-id); prefixes the engine request ids and is in the trace."
     )
 
 

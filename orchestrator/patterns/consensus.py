@@ -1,10 +1,10 @@
 """`consensus`: a vote; when agreement is below `threshold`, a stronger role decides instead.
 
 The escalation role sees the question and the members' answers as numbered references (unless
-`show_answers: false`). With `early_stop` (the default) it stops asking once the answers in hand
-decide the vote and cancels the members still running. Decisions: `vote`, `agreement`,
-`escalated` (False, or the reason and role), `escalation_skipped` (below threshold but no budget
-left for the escalation), `stopped_members` (members cancelled by the early stop).
+`show_answers: false`). Below the threshold with no budget left for the escalation, the plurality
+answer is returned and the decision says the escalation was skipped. With `early_stop` (the
+default) it stops asking once the answers in hand decide the vote and cancels the members still
+running (their engine requests aborted). Decision: `ConsensusDecision`.
 """
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ from typing import Literal
 
 from pydantic import Field
 
-from orchestrator.patterns.kit import prompts
 from orchestrator.core.context import Context
+from orchestrator.core.decisions import PatternDecisionBase
+from orchestrator.patterns.kit import prompts
+from orchestrator.patterns.kit.ballot import BallotSpec, TallyRecord, decided, embedder_for, poll_and_tally
 from orchestrator.patterns.kit.base import Answer, BuildEnv, PatternRequest
 from orchestrator.patterns.kit.embedding import Embedder
 from orchestrator.patterns.kit.spending import can_afford
-from orchestrator.patterns.vote import BallotSpec, poll_and_tally
-from orchestrator.patterns.kit.ballot import decided, embedder_for
 
 
 class ConsensusSpec(BallotSpec):
@@ -46,6 +46,26 @@ class ConsensusSpec(BallotSpec):
         return ConsensusPattern(self, embedder_for(self, env))
 
 
+class ConsensusDecision(PatternDecisionBase):
+    """The members' vote and whether a stronger role answered instead (`escalated`)."""
+
+    kind: Literal["consensus"] = "consensus"
+    tally: TallyRecord = Field(description="The members' count: winner, agreement, tie, groups.")
+    threshold: float = Field(description="The agreement the vote needed (the spec's threshold).")
+    escalated_to: str | None = Field(
+        default=None, description="The role that answered instead of the vote; null if none."
+    )
+    escalation_skipped: bool = Field(
+        default=False, description="Agreement was below the threshold but the budget left no call to escalate."
+    )
+    why: str = Field(default="", description="Why the vote was not accepted, in words; '' when it was.")
+    stopped_members: list[str] = Field(
+        default_factory=list,
+        description="Member steps ('member[2]') cancelled, their engine requests aborted, because the answers "
+        "already in carried the vote (`early_stop`); `early_stop` is true when any were.",
+    )
+
+
 @dataclass(frozen=True)
 class ConsensusPattern:
     spec: ConsensusSpec
@@ -54,19 +74,27 @@ class ConsensusPattern:
     async def run(self, request: PatternRequest, ctx: Context) -> Answer:
         spec = self.spec
         settled = decided(spec, spec.members, spec.threshold) if spec.early_stop else None
-        answers, tally = await poll_and_tally(spec, self.embedder, request, ctx, "the consensus", settled)
+        count = await poll_and_tally(spec, self.embedder, request, ctx, "the consensus", settled)
+        answers, tally = count.answers, count.tally
+        decision = ctx.decide(
+            ConsensusDecision(
+                tally=count.record(),
+                threshold=spec.threshold,
+                failed_members=count.failed,
+                early_stop=bool(count.stopped),
+                stopped_members=count.stopped,
+            )
+        )
         if tally.winner is not None and tally.agreement >= spec.threshold:
-            ctx.note("escalated", False)
             won = answers[tally.winner]
             return Answer(text=won.text, finish_reason=won.finish_reason)
-        why = f"agreement {tally.agreement:.2f} below threshold {spec.threshold:.2f}"
+        decision.why = f"agreement {tally.agreement:.2f} below threshold {spec.threshold:.2f}"
         if not can_afford(ctx, 1):
             # Out of budget: the plurality answer is still an answer; say it was not confirmed.
-            ctx.note("escalated", False)
-            ctx.note("escalation_skipped", {"reason": why, "skipped": "budget"})
+            decision.escalation_skipped = True
             won = answers[tally.winner if tally.winner is not None else 0]
             return Answer(text=won.text, finish_reason=won.finish_reason)
-        ctx.note("escalated", {"reason": why, "role": spec.escalate_to})
+        decision.escalated, decision.escalated_to = True, spec.escalate_to
         if spec.show_answers:
             messages = prompts.references_messages(prompts.ESCALATE_SYSTEM, request.question, [a.text for a in answers])
         else:

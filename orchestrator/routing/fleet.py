@@ -11,7 +11,7 @@ with Retry-After), naming the model and what its replicas are doing.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -51,12 +51,27 @@ class Fleet:
             )
         return self.balancer.choose(model, healthy, request)  # type: ignore[return-value]
 
-    def saturated(self, model: str) -> bool:
-        """True when every replica's batch and wait queue are full: a new request would only wait."""
-        return all(
-            r.max_queue is not None and self.balancer.load(model, r) >= r.capacity + r.max_queue
-            for r in self._replicas(model)
-        )
+    async def saturated(self, models: Iterable[str]) -> list[str]:
+        """The models whose every replica has a full batch and a full wait queue.
+
+        Asked of the replicas themselves (their admission is the one truth when several
+        orchestrators share them), all at once; a replica that cannot answer does not count as full.
+        """
+        pairs = [(m, r) for m in sorted(set(models)) for r in self._replicas(m) if r.max_queue is not None]
+        if not pairs:
+            return []
+        loads = await asyncio.gather(*(r.load() for _, r in pairs), return_exceptions=True)
+        room: dict[str, bool] = {m: False for m, _ in pairs}
+        for (model, _), load in zip(pairs, loads):
+            if isinstance(load, BaseException):
+                if not isinstance(load, ChorusError):
+                    raise load
+                room[model] = True  # unreachable: let the call itself find out
+            elif not load.full:
+                room[model] = True
+        # A model with any replica that has no queue bound is never refused up front.
+        bounded = {m for m in models if all(r.max_queue is not None for r in self._replicas(m))}
+        return sorted(m for m, ok in room.items() if not ok and m in bounded)
 
     @asynccontextmanager
     async def _dispatch(self, model: str, replica: Replica) -> AsyncIterator[Replica]:
@@ -64,7 +79,7 @@ class Fleet:
         try:
             yield replica
         except ReplicaLost as exc:
-            self.health.lost(model, replica.index, str(exc))
+            self.health.call_lost(model, replica.index, str(exc))
             raise
         finally:
             self.balancer.end(model, replica)

@@ -10,6 +10,11 @@ A replica is in one of four states:
 
 Only healthy replicas get calls. The board changes on two kinds of evidence: the supervisor's
 probes (`orchestrator.runtime.supervisor`) and, at once, a call that found its replica lost.
+
+On Ray there is one supervisor (a named actor) owning the authoritative board; each
+orchestrator replica keeps a copy that it refreshes from it (`adopt`) every few hundred ms. A
+loss an orchestrator replica sees itself marks its copy at once and is queued (`take_losses`) to
+be reported with the next refresh; until then, the refresh leaves that replica's entry alone.
 `detail` is always one line (never a traceback, never an actor id, pid or address): it reaches
 `/health`, `chorus status` and 503 bodies.
 """
@@ -18,7 +23,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from pydantic import Field
@@ -66,6 +71,15 @@ class ReplicaHealth:
 Now = Callable[[], float]
 
 
+@dataclass(frozen=True)
+class Loss:
+    """A call found replica `index` of `model` lost (reported to the supervisor)."""
+
+    model: str
+    index: int
+    detail: str
+
+
 @dataclass
 class HealthBoard:
     """The health of every replica of every model, keyed by (model, replica index)."""
@@ -73,6 +87,20 @@ class HealthBoard:
     spec: HealingSpec = field(default_factory=HealingSpec)
     now: Now = time.monotonic
     replicas: dict[tuple[str, int], ReplicaHealth] = field(default_factory=dict)
+    losses: list[Loss] = field(default_factory=list)  # seen here, not yet reported
+
+    def take_losses(self) -> list[Loss]:
+        """The losses seen since the last call, to report to the supervisor."""
+        taken, self.losses = self.losses, []
+        return taken
+
+    def adopt(self, replicas: dict[tuple[str, int], ReplicaHealth], unreported: Iterable[Loss] = ()) -> None:
+        """Take the supervisor's board as this one; a replica with a loss not yet reported to it
+        (in `self.losses` or `unreported`) keeps its local entry."""
+        keep = {(x.model, x.index) for x in (*self.losses, *unreported)}
+        for key, h in replicas.items():
+            if key not in keep:
+                self.replicas[key] = replace(h)
 
     def of(self, model: str, index: int) -> ReplicaHealth:
         key = (model, index)
@@ -106,6 +134,12 @@ class HealthBoard:
         else:
             self.set(model, index, "restarting", detail)
 
+    def call_lost(self, model: str, index: int, detail: str) -> None:
+        """A call of this process found the replica lost: mark it, and queue the report for the
+        supervisor (`take_losses`)."""
+        self.losses.append(Loss(model, index, detail))
+        self.lost(model, index, detail)
+
     def answered(self, model: str, index: int) -> None:
         self.of(model, index).lost_since = None
 
@@ -130,4 +164,4 @@ class HealthBoard:
         """The wait before start attempt `attempt` (1-based) after failed ones."""
         if attempt <= 1:
             return 0.0
-        return min(self.spec.backoff_max_s, self.spec.backoff_s * 2 ** (attempt - 2))
+        return min(self.spec.backoff_max_s, self.spec.backoff_s * 2.0 ** (attempt - 2))

@@ -9,14 +9,16 @@ from typing import Any
 import ray
 
 from orchestrator.runtime.handles import call, stream
+from orchestrator.service.config import ChorusConfig
+from serving.host.admission import Load
+from serving.host.model_host import HostStatus
+from serving.types import GenerationRequest, Result, StreamChunk
 
 # For the process that calls ModelHosts (the orchestrator): when a host's process dies, Ray
 # fails the calls to it only after waiting up to this long for the death's cause (default 1 s).
 # 100 ms lets the fleet route around a dead replica, or answer 503, well within a second
 # (measured: a call sent right after a SIGKILL failed after 1.34 s by default, 0.32 s with it).
 CALLER_ENV = {"RAY_timeout_ms_task_wait_for_death_info": "100"}
-from serving.host.model_host import HostStatus
-from serving.types import GenerationRequest, Result, StreamChunk
 
 
 @dataclass
@@ -40,6 +42,10 @@ class RayReplica:
         async for chunk in stream(self.handle.stream, request, what=self.what):
             yield chunk
 
+    async def load(self) -> Load:
+        load: Load = await call(self.handle.load, what=self.what)
+        return load
+
     async def status(self) -> HostStatus:
         status: HostStatus = await call(self.handle.status, what=self.what)
         return status
@@ -59,15 +65,18 @@ class RayReplica:
         ray.kill(self.handle, no_restart=False)
 
 
-def ray_replicas(
-    hosts: Mapping[str, Sequence[tuple[Any, float]]], capacity: Mapping[str, tuple[int, int | None]]
-) -> dict[str, list[RayReplica]]:
-    """ModelHost handles (with the GPUs each holds) as the fleet's replicas; `capacity` gives each
-    model's (max_num_seqs, max_queue)."""
+def gpus_of(config: ChorusConfig, model: str) -> float:
+    """GPUs one replica of `model` holds (its share × tensor parallel size): GPU-seconds' factor."""
+    p = config.placement_of(model)
+    return p.gpu_share * p.tensor_parallel_size if p.on_gpu else 0.0
+
+
+def replicas_of(config: ChorusConfig, hosts: Mapping[str, Sequence[Any]]) -> dict[str, list[RayReplica]]:
+    """The ModelHost handles of each model (by replica index) as the fleet's replicas."""
     return {
-        model: [
-            RayReplica(handle, index, gpus, capacity=capacity[model][0], max_queue=capacity[model][1], model=model)
-            for index, (handle, gpus) in enumerate(replicas)
+        m.name: [
+            RayReplica(handle, index, gpus_of(config, m.name), capacity=m.max_num_seqs, max_queue=m.max_queue, model=m.name)
+            for index, handle in enumerate(hosts[m.name])
         ]
-        for model, replicas in hosts.items()
+        for m in config.models
     }

@@ -1,6 +1,6 @@
 """Graceful drain: stop admitting requests, let the running ones finish up to a deadline.
 
-`chorus down` closes the gate first: new requests get `Draining` (HTTP 503 with Retry-After)
+`chorus down` closes the gate of every orchestrator replica first: new requests get `Draining` (HTTP 503 with Retry-After)
 while those already inside run to their end, or until the drain deadline; then engines stop.
 """
 
@@ -32,6 +32,10 @@ class Gate:
             self.inside -= 1
             if self.inside == 0:
                 self._idle.set()
+
+    def close(self) -> None:
+        """Admit nothing more; the requests inside run on."""
+        self.closed = True
 
     async def drain(self, timeout_s: float) -> int:
         """Close the gate and wait up to `timeout_s` for the requests inside; returns how many

@@ -17,10 +17,11 @@ import pytest
 import ray
 
 from orchestrator.core.schema import ChatRequest
-from orchestrator.runtime.deploy import Deployment, deploy
+from orchestrator.patterns import parse_decision
+from orchestrator.patterns.consensus import ConsensusDecision
+from orchestrator.runtime.deploy import LiveDeployment, deploy
 from orchestrator.service.config import load_config
 from serving.types import Message
-
 from tests.integration.conftest import ROOT
 
 pytestmark = pytest.mark.integration
@@ -30,17 +31,17 @@ USER = [{"role": "user", "content": "Tell me a long story."}]
 
 
 @pytest.fixture(scope="module")
-def faults(ray_cluster: str) -> Iterator[Deployment]:
+def faults(ray_cluster: str) -> Iterator[LiveDeployment]:
     dep = deploy(load_config(ROOT / "configs" / "cpu-faults.yaml"), progress=print, timeout_s=600, namespace=NAMESPACE)
     yield dep
     dep.shutdown()
 
 
-def host_status(dep: Deployment, model: str, replica: int) -> Any:
+def host_status(dep: LiveDeployment, model: str, replica: int) -> Any:
     return ray.get(dep.hosts[model][replica].status.remote(), timeout=30)
 
 
-def engine_running(dep: Deployment, model: str) -> int:
+def engine_running(dep: LiveDeployment, model: str) -> int:
     return sum(host_status(dep, model, r).engine_running for r in range(len(dep.hosts[model])))
 
 
@@ -54,17 +55,17 @@ def within(seconds: float, check: Callable[[], bool], every: float = 0.05) -> fl
     return None
 
 
-def health(dep: Deployment) -> dict[tuple[str, int], dict[str, Any]]:
-    body = httpx.get(str(dep.url).removesuffix("/v1") + "/health", timeout=30).json()
+def health(dep: LiveDeployment) -> dict[tuple[str, int], dict[str, Any]]:
+    body = httpx.get(str(dep.url).removesuffix("/v1") + "/health/replicas", timeout=30).json()
     return {(h["model"], h["replica"]): h for h in body["hosts"]}
 
 
-def post(dep: Deployment, model: str, max_tokens: int = 16, timeout: float = 60) -> httpx.Response:
+def post(dep: LiveDeployment, model: str, max_tokens: int = 16, timeout: float = 60) -> httpx.Response:
     body = {"model": model, "messages": USER, "max_tokens": max_tokens}
     return httpx.post(f"{dep.url}/chat/completions", json=body, timeout=timeout)
 
 
-def kill(dep: Deployment, model: str, replica: int) -> None:
+def kill(dep: LiveDeployment, model: str, replica: int) -> None:
     pid = ray.get(dep.hosts[model][replica].process_id.remote(), timeout=30)
     os.kill(pid, signal.SIGKILL)
 
@@ -77,9 +78,10 @@ def test_consensus_early_stop_aborts_the_member_it_no_longer_needs(faults):
     body = {"model": "consensus", "messages": question, "max_tokens": 900}
     r = httpx.post(f"{faults.url}/chat/completions", json=body, timeout=120)
     assert r.status_code == 200, r.text
-    decisions = r.json()["chorus"]["trace"]["decisions"]
+    decision = parse_decision(r.json()["chorus"]["trace"]["decision"])
     # SmolLM2's answer (weight 2 of 5) carried the vote; the tiny member was still generating.
-    assert "member[2]" in decisions.get("stopped_members", []), decisions
+    assert isinstance(decision, ConsensusDecision)
+    assert "member[2]" in decision.stopped_members and decision.early_stop, decision
     assert within(1.0, lambda: engine_running(faults, "tiny") == 0) is not None
 
 
@@ -95,11 +97,11 @@ def test_a_dropped_stream_aborts_its_engine_request(faults):
     assert took is not None, f"engine still running {time.monotonic() - closed:.2f}s after the client left"
 
 
-def test_a_cancelled_ray_call_aborts_its_engine_request(faults):
+def test_a_cancelled_handle_call_aborts_its_engine_request(faults):
     req = ChatRequest(model="tiny", messages=[Message(role="user", content="Go on.")], max_tokens=900)
-    ref = faults.orchestrator.chat.remote(req)
+    response = faults.orchestrator.chat.remote(req)  # a Serve handle call
     assert within(10.0, lambda: engine_running(faults, "tiny") == 1) is not None
-    ray.cancel(ref)
+    response.cancel()
     assert within(1.0, lambda: engine_running(faults, "tiny") == 0) is not None
 
 
@@ -117,7 +119,7 @@ def test_a_request_past_its_deadline_is_504_and_aborted(faults):
 class ClosedLoop:
     """`workers` clients, each sending the next request when its last one returned."""
 
-    dep: Deployment
+    dep: LiveDeployment
     workers: int = 4
     ok: int = 0
     errors: list[tuple[float, int, str]] = field(default_factory=list)
@@ -185,11 +187,14 @@ def test_drain_refuses_new_requests_and_lets_the_running_one_finish(faults):
     running = threading.Thread(target=lambda: result.setdefault("r", post(faults, "tiny", max_tokens=600, timeout=120)))
     running.start()
     assert within(10.0, lambda: engine_running(faults, "tiny") == 1) is not None
-    drained = faults.orchestrator.drain.remote(60.0)
+    drained: dict[str, int] = {}
+    draining = threading.Thread(target=lambda: drained.setdefault("left", faults.drain(60.0)))
+    draining.start()
     assert within(5.0, lambda: post(faults, "tiny").status_code == 503) is not None
     refused = post(faults, "tiny")
     assert refused.status_code == 503 and "shutting down" in refused.json()["error"]["message"]
     assert int(refused.headers["retry-after"]) >= 1
     running.join(timeout=120)
     assert result["r"].status_code == 200  # the request inside finished
-    assert ray.get(drained, timeout=60) == 0
+    draining.join(timeout=60)
+    assert drained["left"] == 0

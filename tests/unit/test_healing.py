@@ -15,9 +15,10 @@ from cluster.errors import DeadlineExceeded, Draining, NoHealthyReplica, Replica
 from cluster.spec import ModelSpec
 from orchestrator.api.app import build_app
 from orchestrator.core.schema import ChatRequest
+from orchestrator.patterns import decision_of
+from orchestrator.patterns.consensus import ConsensusDecision
 from orchestrator.routing.fleet import Fleet
 from orchestrator.routing.health import HealingSpec, HealthBoard
-from orchestrator.routing.replicas import LocalReplica
 from orchestrator.runtime.supervisor import Supervisor
 from serving.host.model_host import HostStatus, ModelHost
 from serving.types import GenerationRequest, Message, Result, StreamChunk
@@ -270,7 +271,9 @@ async def test_consensus_stops_early_and_cancels_the_member_it_no_longer_needs()
     t0 = time.perf_counter()
     reply = await chorus.chat(ask("c"))
     assert time.perf_counter() - t0 < 1.0
-    assert reply.text == "#### 7" and reply.trace.decisions["stopped_members"] == ["member[2]"]
+    decision = decision_of(reply.trace)
+    assert isinstance(decision, ConsensusDecision)
+    assert reply.text == "#### 7" and decision.stopped_members == ["member[2]"] and decision.early_stop
     assert engines["judge"].aborted == 1 and engines["judge"].running() == 0
     assert [s.error for s in reply.trace.steps if s.error] == ["cancelled"]
 
@@ -346,4 +349,4 @@ async def test_gather_cancels_the_calls_still_running_when_one_ends_the_request(
     with pytest.raises(NoHealthyReplica):
         await ctx.gather(ctx.call("a", msgs, name="a"), ctx.call("b", msgs, name="b"))
     assert time.perf_counter() - t0 < 1.0 and cancelled.is_set()
-    assert [s.error for s in ctx.trace.steps][0] == "cancelled"
+    assert ctx.trace.steps[0].error == "cancelled"
