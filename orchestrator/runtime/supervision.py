@@ -100,6 +100,9 @@ def start_supervisor(
         namespace=namespace,
         num_cpus=0,
         max_concurrency=1000,
+        # A restarted supervisor rebuilds its board from its first probes (one tick); the
+        # replicas' handles reach the new process.
+        max_restarts=-1,
         runtime_env={"env_vars": CALLER_ENV},  # notice a dead ModelHost fast
         **lifetime,
     ).remote(config, dict(hosts))
