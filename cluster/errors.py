@@ -18,10 +18,15 @@ tree to HTTP statuses in `orchestrator.api.errors`).
     ├── OverloadedError        every replica of a needed model is full; retry after    → 429
     │   └── QueueFull          one replica's wait queue is at its bound
     ├── UnavailableError       nothing can serve the request now; retry after          → 503
-    │   └── NotRunning         no chorus is reachable at the given address
-    ├── DeadlineExceeded       the request ran past `server.request_timeout_s`            → 504
+    │   ├── NotRunning         no chorus is reachable at the given address
+    │   ├── NoHealthyReplica   every replica of a model is down or restarting (names the model)
+    │   └── Draining           chorus is shutting down and admits no new request
+    ├── DeadlineExceeded       the request ran past its `timeout_s` (default `server.request_timeout_s`);
+    │                          its engine work was aborted                              → 504
     ├── EngineError            an engine fault: the engine failed, its replica died or timed out.
-    │                          A pattern's member call that hits one is a failed member.
+    │   │                      A pattern's member call that hits one is a failed member.
+    │   └── ReplicaLost        the replica's process died or restarted, or its engine is not
+    │                          serving; no token reached the caller, so another replica may retry it
     └── StepFailed             a model call failed and the pattern could not do without it → 500
         └── PatternFailed      the pattern could not produce an answer at all          → 500
 
@@ -156,12 +161,40 @@ class NotRunning(UnavailableError):
     """No chorus is reachable at the given address."""
 
 
+class NoHealthyReplica(UnavailableError):
+    """Every replica of `model` is down, starting or restarting; retry after `retry_after_s`."""
+
+    def __init__(self, model: str, detail: str = "", retry_after_s: float = 5.0) -> None:
+        super().__init__(model, retry_after_s)
+        self.args = (model, detail, retry_after_s)
+        self.model, self.detail = model, detail
+
+    def __str__(self) -> str:
+        why = f" ({self.detail})" if self.detail else ""
+        return f"model '{self.model}' has no healthy replica right now{why}; retry after {self.retry_after_s:g} s"
+
+
+class Draining(UnavailableError):
+    """chorus is shutting down: running requests finish, new ones are refused."""
+
+
 class DeadlineExceeded(ChorusError):
-    """The request did not finish within the server's request timeout."""
+    """The request ran past its deadline (`timeout_s`); what it had started was aborted."""
+
+    def __init__(self, timeout_s: float, what: str = "the request") -> None:
+        super().__init__(timeout_s, what)
+        self.timeout_s, self.what = timeout_s, what
+
+    def __str__(self) -> str:
+        return f"{self.what} did not finish within its deadline of {self.timeout_s:g} s (chorus option timeout_s, default server.request_timeout_s)"
 
 
 class EngineError(ChorusError):
     """An engine fault: it failed a request or could not start, its replica died, or it timed out."""
+
+
+class ReplicaLost(EngineError):
+    """The call's replica died, restarted or is not serving, before any token reached the caller."""
 
 
 class StepFailed(ChorusError):

@@ -53,6 +53,7 @@ class Client:
         temperature: float | None = None,
         budget: Budget | None = None,
         priority: int = 0,
+        timeout_s: float | None = None,
     ) -> ChatRequest:
         return ChatRequest(
             model=model,
@@ -61,12 +62,18 @@ class Client:
             temperature=temperature,
             budget=budget,
             priority=priority,
+            timeout_s=timeout_s,
         )
 
     def ask(self, model: str, messages: str | Sequence[Message | dict[str, str]], *, timeout_s: float = 600, **kw: Any) -> Reply:
-        """Run a pattern (or a hosted model) and wait for its reply. Raises chorus's own errors."""
-        with _served():
-            reply: Reply = self.handle.chat.remote(self.request(model, messages, **kw)).result(timeout_s=timeout_s)
+        """Run a pattern (or a hosted model) and wait for its reply. Raises chorus's own errors.
+
+        `timeout_s` is also the request's deadline: chorus aborts it (DeadlineExceeded) rather
+        than keep engines busy for a caller that stopped waiting."""
+        request = self.request(model, messages, timeout_s=timeout_s, **kw)
+        # A little longer than the deadline, so chorus's own DeadlineExceeded is what arrives.
+        with _served(timeout_s + 5):
+            reply: Reply = self.handle.chat.remote(request).result(timeout_s=timeout_s + 5)
         return reply
 
     async def ask_async(self, model: str, messages: str | Sequence[Message | dict[str, str]], **kw: Any) -> Reply:
@@ -86,13 +93,14 @@ class Client:
 
 
 @contextmanager
-def _served() -> Iterator[None]:
-    """Serve's and Ray's failures as chorus's errors (the replica's own errors pass as they are)."""
+def _served(timeout_s: float = 60) -> Iterator[None]:
+    """Serve's and Ray's failures as chorus's errors (the replica's own errors pass as they are);
+    `timeout_s` is the wait the caller gave the call."""
     try:
         with translated(WHAT, NotRunning):
             yield
     except TimeoutError:
-        raise DeadlineExceeded(f"{WHAT} did not answer in time") from None
+        raise DeadlineExceeded(timeout_s, WHAT) from None
     except BackPressureError as exc:
         raise OverloadedError(f"{WHAT} is at capacity; retry shortly", retry_after_s=exc.retry_after_s or 1.0) from None
     except DeploymentUnavailableError:

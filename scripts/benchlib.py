@@ -10,7 +10,7 @@ import datetime as dt
 import json
 import platform
 import statistics
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,9 @@ def tiny_model(name: str, **engine: Any) -> dict[str, Any]:
 
 
 @contextmanager
-def chorus_deployment(data: dict[str, Any], *, http: bool = True) -> Iterator[Any]:
+def chorus_deployment(
+    data: dict[str, Any], *, http: bool = True, progress: Callable[[str], None] | None = None
+) -> Iterator[Any]:
     """A local Ray and `data` (a config mapping) deployed on it, torn down afterwards."""
     import ray
 
@@ -42,7 +44,7 @@ def chorus_deployment(data: dict[str, Any], *, http: bool = True) -> Iterator[An
 
     config = parse_config(data, "<bench>", ROOT)
     ray.init(address="local", num_cpus=8, namespace=NAMESPACE, include_dashboard=False, log_to_driver=False, logging_level="error")
-    dep = deploy(config, http=http, progress=lambda s: print(f"  [deploy] {s}", flush=True))
+    dep = deploy(config, http=http, progress=progress or (lambda s: print(f"  [deploy] {s}", flush=True)))
     try:
         yield dep
     finally:

@@ -8,25 +8,25 @@
 
 Every error, from any layer, leaves in OpenAI's shape `{"error": {"message", "type", "param",
 "code"}}`: 4xx for the caller's mistakes, 429 with Retry-After for overload, 503 when nothing can
-serve, 504 past the request timeout. All exception handlers are registered in
+serve, 504 past the request's deadline (`timeout_s`, enforced by the backend, which aborts the
+engine work it started). All exception handlers are registered in
 `orchestrator.api.errors`; the checks before any route (request id, keys, body limit) are
 `orchestrator.api.guard.Guard`. The same app runs in-process (tests) and in each Ray Serve replica.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
-from cluster.errors import DeadlineExceeded
+from orchestrator.api.disconnect import unless_disconnected
 from orchestrator.api.errors import OpenAIJSONResponse, document_errors, error_body, install_error_handlers
 from orchestrator.api.guard import Guard
 from orchestrator.api.logs import REQUEST_ID_HEADER
@@ -34,7 +34,6 @@ from orchestrator.api.protocol import ChatCompletionRequest, chunk_json, complet
 from orchestrator.core.schema import CatalogEntry, ChatRequest, Delta, FleetStatus, Reply
 from orchestrator.service.config import ServerSpec
 
-T = TypeVar("T")
 MetricsText = Callable[[], Awaitable[str]]
 
 
@@ -46,22 +45,6 @@ class Backend(Protocol):
     async def catalog(self) -> list[CatalogEntry]: ...
 
     async def status(self) -> FleetStatus: ...
-
-
-class Deadline:
-    """The request timeout, shared by every await of one request."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self.at = time.monotonic() + seconds
-
-    async def run(self, awaitable: Awaitable[T]) -> T:
-        try:
-            return await asyncio.wait_for(awaitable, timeout=max(0.0, self.at - time.monotonic()))
-        except TimeoutError:
-            if time.monotonic() < self.at:
-                raise  # a timeout of the callee's own, not ours
-            raise DeadlineExceeded(f"the request did not finish within {self.seconds:g} s") from None
 
 
 def build_app(
@@ -135,18 +118,22 @@ def build_app(
         responses={200: {"content": {"application/json": {}, "text/event-stream": {}}}},
     )
     async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
-        req = body.to_request().model_copy(update={"request_id": request.state.request_id})
-        deadline = Deadline(server.request_timeout_s)
+        # The request's own deadline, else the server's; the backend enforces it (one mechanism
+        # for HTTP and Python callers) and aborts the engine work when it passes.
+        timeout_s = body.chorus.timeout_s or server.request_timeout_s
+        req = body.to_request().model_copy(update={"request_id": request.state.request_id, "timeout_s": timeout_s})
         if not body.stream:
-            reply = await deadline.run(app.state.backend.chat(req))
+            reply = await unless_disconnected(request, app.state.backend.chat(req))
+            if reply is None:  # the client left; its engine work was cancelled
+                return Response(status_code=499)
             return OpenAIJSONResponse(completion_json(reply))
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         events = app.state.backend.stream(req)
         # Pull the first event before answering so an unknown model or a full queue is a
         # proper 4xx rather than an error inside a 200 stream.
-        first = await deadline.run(anext(events))
+        first = await anext(events)
         return StreamingResponse(
-            _sse(req.model, first, events, include_usage, deadline), media_type="text/event-stream"
+            _sse(req.model, first, events, include_usage), media_type="text/event-stream"
         )
 
     return app
@@ -173,7 +160,6 @@ async def _sse(
     first: Delta | Reply,
     events: AsyncIterator[Delta | Reply],
     include_usage: bool,
-    deadline: Deadline,
 ) -> AsyncIterator[str]:
     chunk_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
 
@@ -194,7 +180,7 @@ async def _sse(
                     usage = chunk_json(chunk_id, created, model, {})
                     usage["choices"], usage["usage"] = [], usage_json(event)
                     yield data(usage)
-            event = await deadline.run(anext(events, None))
+            event = await anext(events, None)
     except Exception as exc:  # noqa: BLE001 - error_body logs what is not chorus's; the stream has started: report in-band, never hang the client
         yield data(error_body(exc))
     yield "data: [DONE]\n\n"

@@ -68,7 +68,7 @@ ERROR_STATUSES: dict[int, str] = {
     413: "The request body exceeds `server.max_request_bytes`.",
     429: "Every replica of a needed model is saturated; see Retry-After.",
     503: "Nothing can serve the request now (e.g. the orchestrator restarted); see Retry-After.",
-    504: "The request ran past `server.request_timeout_s`.",
+    504: "The request ran past its deadline (`timeout_s`, default `server.request_timeout_s`).",
 }
 
 

@@ -44,6 +44,9 @@ class ChorusOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
     budget: Budget | None = None
     priority: int = Field(0, ge=-100, le=100)
+    timeout_s: float | None = Field(
+        None, gt=0.0, le=86_400.0, description="Deadline in seconds; past it chorus aborts the request (504)."
+    )
 
 
 class ChatCompletionRequest(BaseModel):
@@ -97,6 +100,7 @@ class ChatCompletionRequest(BaseModel):
             stop=stop,
             budget=self.chorus.budget,
             priority=max(self.chorus.priority, priority_floor),
+            timeout_s=self.chorus.timeout_s,
         )
 
 

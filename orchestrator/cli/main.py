@@ -152,13 +152,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     status = client.status()
     if state and state.url:
         print(f"HTTP: {state.url}   config: {state.config}")
-    rows = [("model", "rep", "health", "running", "waiting", "done", "failed", "tok/s", "GPUs", "GPU ids")]
+    rows = [("model", "rep", "state", "restarts", "running", "waiting", "done", "failed", "tok/s", "GPUs", "GPU ids")]
     for h in status.hosts:
         rows.append(
             (
                 h.model,
                 str(h.replica),
-                "ok" if h.ok else f"DOWN {h.detail}",
+                "healthy" if h.ok else f"{h.state.upper()}: {h.detail}",
+                str(h.restarts),
                 f"{h.running}/{h.capacity}",
                 str(h.waiting),
                 str(h.completed),

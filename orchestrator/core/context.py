@@ -118,6 +118,12 @@ class Context:
             step.latency_s = time.perf_counter() - t0
             step.error = f"{type(exc).__name__}: {exc}"
             raise StepFailed(f"step '{name}' ({role} on {model}) failed: {step.error}") from exc
+        except asyncio.CancelledError:
+            # The pattern stopped early, the deadline passed or the caller left; the engine
+            # request was aborted.
+            step.latency_s = time.perf_counter() - t0
+            step.error = "cancelled"
+            raise
         except BaseException as exc:
             step.latency_s = time.perf_counter() - t0
             step.error = f"{type(exc).__name__}: {exc}"
@@ -145,10 +151,20 @@ class Context:
         """Run independent calls concurrently (so the engines batch them).
 
         A failed call comes back as its `StepFailed` in place, so a pattern can answer from the
-        others; budget errors and bugs propagate.
+        others; budget errors, unavailable models and bugs propagate at once, and the calls
+        still running are cancelled (their engine requests aborted): nobody will read them.
         """
-        results = await asyncio.gather(*calls, return_exceptions=True)
-        for r in results:
-            if isinstance(r, BaseException) and not isinstance(r, StepFailed):
-                raise r
-        return results  # type: ignore[return-value]
+        tasks = [asyncio.ensure_future(c) for c in calls]
+        try:
+            pending = set(tasks)
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    error = task.exception()
+                    if error is not None and not isinstance(error, StepFailed):
+                        raise error
+        finally:
+            for task in tasks:
+                task.cancel()  # a no-op for finished ones
+            await asyncio.gather(*tasks, return_exceptions=True)
+        return [t.exception() or t.result() for t in tasks]  # type: ignore[misc]

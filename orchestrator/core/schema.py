@@ -33,6 +33,11 @@ class ReplicaStatus(BaseModel):
     gpus: float = 0.0
     gpu_ids: list[str] = []
     node_id: str = ""
+    state: Literal["healthy", "starting", "restarting", "failed"] = "healthy"
+    restarts: int = 0
+    engine: str = ""  # the engine's own state: idle, starting, ready, failed
+    engine_running: int = 0
+    probe_s: float | None = None
 
 
 class ChatRequest(BaseModel):
@@ -47,6 +52,9 @@ class ChatRequest(BaseModel):
     stop: list[str] | None = None
     budget: Budget | None = None
     priority: int = Field(0, description="Lower is served first: interactive 0, batch jobs 10.")
+    timeout_s: float | None = Field(
+        None, gt=0.0, le=86_400.0, description="Deadline: past it the request is aborted (504); None: server.request_timeout_s."
+    )
     request_id: str | None = Field(
         None, description="The caller's id (HTTP x-request-id); prefixes the engine request ids and is in the trace."
     )

@@ -2,7 +2,9 @@
 
 The escalation role sees the question and the members' answers as numbered references (unless
 `show_answers: false`). Below the threshold with no budget left for the escalation, the plurality
-answer is returned and the decision says the escalation was skipped. Decision: `ConsensusDecision`.
+answer is returned and the decision says the escalation was skipped. With `early_stop` (the
+default) it stops asking once the answers in hand decide the vote and cancels the members still
+running (their engine requests aborted). Decision: `ConsensusDecision`.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pydantic import Field
 from orchestrator.core.context import Context
 from orchestrator.core.decisions import PatternDecisionBase
 from orchestrator.patterns.kit import prompts
-from orchestrator.patterns.kit.ballot import BallotSpec, TallyRecord, embedder_for, poll_and_tally
+from orchestrator.patterns.kit.ballot import BallotSpec, TallyRecord, decided, embedder_for, poll_and_tally
 from orchestrator.patterns.kit.base import Answer, BuildEnv, PatternRequest
 from orchestrator.patterns.kit.embedding import Embedder
 from orchestrator.patterns.kit.spending import can_afford
@@ -28,6 +30,11 @@ class ConsensusSpec(BallotSpec):
     )
     escalate_to: str = Field("reasoner", description="Stronger role that answers when members disagree.")
     show_answers: bool = Field(True, description="Give the escalation role the members' answers as references.")
+    early_stop: bool = Field(
+        True,
+        description="Stop once the answers in hand carry the vote whatever the rest say; the members still "
+        "running are cancelled and their engine requests aborted (not with extract: semantic).",
+    )
 
     def roles(self) -> set[str]:
         return {*self.members, self.escalate_to}
@@ -52,6 +59,11 @@ class ConsensusDecision(PatternDecisionBase):
         default=False, description="Agreement was below the threshold but the budget left no call to escalate."
     )
     why: str = Field(default="", description="Why the vote was not accepted, in words; '' when it was.")
+    stopped_members: list[str] = Field(
+        default_factory=list,
+        description="Member steps ('member[2]') cancelled, their engine requests aborted, because the answers "
+        "already in carried the vote (`early_stop`); `early_stop` is true when any were.",
+    )
 
 
 @dataclass(frozen=True)
@@ -61,10 +73,17 @@ class ConsensusPattern:
 
     async def run(self, request: PatternRequest, ctx: Context) -> Answer:
         spec = self.spec
-        count = await poll_and_tally(spec, self.embedder, request, ctx, "the consensus")
+        settled = decided(spec, spec.members, spec.threshold) if spec.early_stop else None
+        count = await poll_and_tally(spec, self.embedder, request, ctx, "the consensus", settled)
         answers, tally = count.answers, count.tally
         decision = ctx.decide(
-            ConsensusDecision(tally=count.record(), threshold=spec.threshold, failed_members=count.failed)
+            ConsensusDecision(
+                tally=count.record(),
+                threshold=spec.threshold,
+                failed_members=count.failed,
+                early_stop=bool(count.stopped),
+                stopped_members=count.stopped,
+            )
         )
         if tally.winner is not None and tally.agreement >= spec.threshold:
             won = answers[tally.winner]

@@ -1,35 +1,55 @@
-"""The hosted models as the orchestrator sees them: replicas per model, dispatched by the Balancer."""
+"""The hosted models as the orchestrator sees them: replicas per model, dispatched by the Balancer
+to healthy replicas only.
+
+A call whose replica was lost before any token reached the caller (`ReplicaLost`: the process
+died, or its engine is not serving) is tried once more on another healthy replica of the same
+model; the lost replica leaves the routable set at once, before the supervisor's next probe.
+When no replica of the model is healthy the call fails at once with `NoHealthyReplica` (HTTP 503
+with Retry-After), naming the model and what its replicas are doing.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-from cluster.errors import ChorusError, UnknownModelError
+from cluster.errors import ChorusError, NoHealthyReplica, ReplicaLost, UnknownModelError
 from orchestrator.core.schema import ReplicaStatus
 from orchestrator.routing.balancer import Balancer
+from orchestrator.routing.health import HealthBoard
 from orchestrator.routing.replicas import Replica
 from serving.types import GenerationRequest, Result, StreamChunk
+
+ATTEMPTS = 2  # the first try and one retry on another replica
+STATUS_TIMEOUT_S = 2.0  # /health answers promptly even when a replica does not
 
 
 @dataclass
 class Fleet:
-    replicas: dict[str, list[Replica]]
+    replicas: Mapping[str, Sequence[Replica]]
     balancer: Balancer = field(default_factory=Balancer)
+    health: HealthBoard = field(default_factory=HealthBoard)
 
     def models(self) -> list[str]:
         return sorted(self.replicas)
 
-    def _replicas(self, model: str) -> list[Replica]:
+    def _replicas(self, model: str) -> Sequence[Replica]:
         try:
             return self.replicas[model]
         except KeyError:
             raise UnknownModelError(model, self.models()) from None
 
-    def pick(self, model: str, request: GenerationRequest | None = None) -> Replica:
-        return self.balancer.choose(model, self._replicas(model), request)  # type: ignore[return-value]
+    def pick(self, model: str, request: GenerationRequest | None = None, exclude: frozenset[int] = frozenset()) -> Replica:
+        every = self._replicas(model)
+        healthy = [r for r in every if r.index not in exclude and self.health.routable(model, r.index)]
+        if not healthy:
+            indices = [r.index for r in every]
+            raise NoHealthyReplica(
+                model, self.health.summary(model, indices), retry_after_s=self.health.retry_after_s(model, indices)
+            )
+        return self.balancer.choose(model, healthy, request)  # type: ignore[return-value]
 
     async def saturated(self, models: Iterable[str]) -> list[str]:
         """The models whose every replica has a full batch and a full wait queue.
@@ -54,32 +74,69 @@ class Fleet:
         return sorted(m for m, ok in room.items() if not ok and m in bounded)
 
     @asynccontextmanager
-    async def _dispatch(self, model: str, request: GenerationRequest) -> AsyncIterator[Replica]:
-        replica = self.pick(model, request)
+    async def _dispatch(self, model: str, replica: Replica) -> AsyncIterator[Replica]:
         self.balancer.begin(model, replica)
         try:
             yield replica
+        except ReplicaLost as exc:
+            self.health.call_lost(model, replica.index, str(exc))
+            raise
         finally:
             self.balancer.end(model, replica)
 
     async def generate(self, model: str, request: GenerationRequest) -> tuple[Result, Replica]:
-        async with self._dispatch(model, request) as replica:
-            return await replica.generate(request), replica
+        tried: set[int] = set()
+        while True:
+            replica = self.pick(model, request, frozenset(tried))
+            try:
+                async with self._dispatch(model, replica):
+                    return await replica.generate(request), replica
+            except ReplicaLost:
+                tried.add(replica.index)
+                if len(tried) >= ATTEMPTS:
+                    raise
 
-    async def stream(self, model: str, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
-        async with self._dispatch(model, request) as replica:
-            async for chunk in replica.stream(request):
-                yield chunk
+    async def stream(self, model: str, request: GenerationRequest) -> AsyncGenerator[StreamChunk, None]:
+        tried: set[int] = set()
+        while True:
+            replica = self.pick(model, request, frozenset(tried))
+            sent = False
+            try:
+                async with self._dispatch(model, replica):
+                    async for chunk in replica.stream(request):
+                        sent = True
+                        yield chunk
+                    return
+            except ReplicaLost:
+                tried.add(replica.index)
+                # Once a token reached the caller, a retry would repeat it: fail instead.
+                if sent or len(tried) >= ATTEMPTS:
+                    raise
 
-    async def status(self) -> list[ReplicaStatus]:
-        """Every replica's status; a replica that cannot answer is reported down, not raised."""
+    async def status(self, timeout_s: float | None = None) -> list[ReplicaStatus]:
+        """Every replica's status and health state; one that cannot answer (in `timeout_s`)
+        is reported down, not raised."""
+        timeout_s = timeout_s or min(STATUS_TIMEOUT_S, self.health.spec.probe_timeout_s)
 
         async def one(model: str, replica: Replica) -> ReplicaStatus:
+            h = self.health.of(model, replica.index)
+            if h.lost_since is not None:  # its process is down: a call would wait for its restart
+                return ReplicaStatus(
+                    model=model, replica=replica.index, ok=False, state=h.state, detail=h.detail, restarts=h.restarts
+                )
             try:
-                status = await replica.status()
-            except ChorusError as exc:  # an unreachable replica is a status, not an error
-                return ReplicaStatus(model=model, replica=replica.index, ok=False, detail=str(exc))
-            return ReplicaStatus.model_validate(status.model_dump() | {"model": model})
+                async with asyncio.timeout(timeout_s):
+                    status = await replica.status()
+            except (ChorusError, TimeoutError) as exc:  # an unreachable replica is a status, not an error
+                detail = h.detail or (str(exc) if isinstance(exc, ChorusError) else "did not answer in time")
+                state = h.state if h.state != "healthy" else "restarting"
+                return ReplicaStatus(
+                    model=model, replica=replica.index, ok=False, state=state, detail=detail, restarts=h.restarts
+                )
+            fields = status.model_dump() | {"model": model, "state": h.state, "restarts": h.restarts}
+            if h.state != "healthy":
+                fields |= {"ok": False, "detail": h.detail or status.detail}
+            return ReplicaStatus.model_validate(fields)
 
         pairs = [(m, r) for m in self.models() for r in self.replicas[m]]
         return list(await asyncio.gather(*(one(m, r) for m, r in pairs)))

@@ -30,11 +30,14 @@ from orchestrator.runtime.hosts import (
     with_planned_cpus,
 )
 from orchestrator.runtime.serve_app import app_name, build_app_for
+from orchestrator.runtime.supervision import SUPERVISOR, drain_all, stop_supervisor
 from orchestrator.service.config import ChorusConfig, ServerSpec
 
 log = logging.getLogger("chorus.deploy")
 
 __all__ = ["NAMESPACE", "LiveDeployment", "deploy", "find_orchestrator", "teardown_named", "vllm_engine_for"]
+
+DRAIN_TIMEOUT_S = 30.0  # `chorus down --address` on a shared cluster (no config at hand)
 
 
 @dataclass
@@ -45,11 +48,21 @@ class LiveDeployment:
     app: str | None = None
     orchestrator: Any = None  # the Serve handle of the ingress deployment
     url: str | None = None
+    namespace: str = NAMESPACE
     _hostset: HostSet | None = None
 
+    def drain(self, timeout_s: float) -> int:
+        """Every orchestrator replica refuses new requests (503 with Retry-After) while the
+        running ones finish, up to `timeout_s`; how many were still running then."""
+        return drain_all(self.namespace, timeout_s)
+
     def shutdown(self) -> None:
-        """Deletes the Serve application, stops the engines and frees the GPUs. Idempotent."""
+        """Drains (up to the config's `healing.drain_timeout_s`), deletes the Serve application,
+        stops the supervisor and the engines and frees the GPUs. Idempotent."""
         if self.app is not None:
+            left = self.drain(self.config.healing.drain_timeout_s)
+            if left:
+                log.warning("%d request(s) still running after the drain; stopping anyway", left)
             serve.delete(self.app)
             self.app, self.orchestrator = None, None
         if self._hostset is not None:
@@ -101,7 +114,9 @@ def deploy(
     hostset = start_hosts(
         config, engine=engine, detached=detached, progress=progress, deadline=deadline, namespace=namespace
     )
-    dep = LiveDeployment(config=config, reservation=hostset.reservation, hosts=hostset.hosts, _hostset=hostset)
+    dep = LiveDeployment(
+        config=config, reservation=hostset.reservation, hosts=hostset.hosts, namespace=namespace, _hostset=hostset
+    )
     try:
         # Without HTTP, Serve still needs a proxy setting; keep it on loopback, on a free port.
         serve_port = start_serve(config.server if http else ServerSpec(port=0))
@@ -138,10 +153,16 @@ def teardown_named(namespace: str = NAMESPACE) -> list[str]:
     killed = []
     name = app_name(namespace)
     if name in serve.status().applications:
+        drain_all(namespace, DRAIN_TIMEOUT_S)  # running requests finish, new ones get 503
         serve.delete(name)
         killed.append(f"serve application {name}")
+    try:  # before the hosts, so it restarts no engine while they stop
+        stop_supervisor(ray.get_actor(SUPERVISOR, namespace=namespace))
+        killed.append(SUPERVISOR)
+    except ValueError:
+        pass  # no supervisor in this namespace
     for info in ray.util.list_named_actors(all_namespaces=True):
-        if info.get("namespace") != namespace or not info["name"].startswith("chorus."):
+        if info.get("namespace") != namespace or not info["name"].startswith("chorus.") or info["name"] == SUPERVISOR:
             continue
         handle = ray.get_actor(info["name"], namespace=namespace)
         if info["name"].startswith("chorus.host."):

@@ -3,7 +3,8 @@
 ModelHosts stay plain Ray actors in chorus's placement groups, named `chorus.host.<model>.<i>`
 in the chorus namespace so every orchestrator replica (and any driver) finds them.
 
-`start_hosts` is what `chorus up` runs from its driver. `ensure_hosts` is what an orchestrator
+`start_hosts` is what `chorus up` runs from its driver; it also starts the one supervisor
+(`chorus.supervisor`, `orchestrator.runtime.supervision`) that probes and restarts the engines. `ensure_hosts` is what an orchestrator
 replica runs when the application was deployed with `serve deploy` and the hosts are absent: one
 named `FleetKeeper` actor starts them exactly once however many replicas ask at the same time.
 """
@@ -23,6 +24,7 @@ from cluster.inventory import from_nvml
 from cluster.placement.cpus import nodes_of, plan_cpus, with_cpus
 from cluster.runtime.leases import ReplicaSlot
 from cluster.runtime.reservation import Reservation, reserve
+from orchestrator.runtime.supervision import start_supervisor, stop_supervisor
 from orchestrator.service.config import ChorusConfig
 from serving.engines.base import Engine
 from serving.engines.vllm_engine import EngineSettings, VLLMEngine
@@ -59,15 +61,27 @@ class HostSet:
 
     reservation: Reservation
     hosts: dict[str, list[Any]] = field(default_factory=dict)
+    supervisor: Any = None  # the named SupervisorActor over these hosts
 
     def shutdown(self) -> None:
-        """Stops the engines (and their processes) and frees the GPUs. Idempotent."""
+        """Stops the supervisor (so nothing restarts an engine being stopped), the engines (and
+        their processes) and frees the GPUs. Idempotent."""
+        if self.supervisor is not None:
+            stop_supervisor(self.supervisor)
+            self.supervisor = None
         handles = [h for replicas in self.hosts.values() for h in replicas]
         _quietly(lambda: ray.get([h.shutdown.remote() for h in handles], timeout=60))
         for h in handles:
             ray.kill(h)
         self.hosts = {}
         self.reservation.release()
+
+
+def host_options(config: ChorusConfig) -> dict[str, Any]:
+    """Ray restarts a dead ModelHost in its placement bundle, a bounded number of times; a call
+    in flight when it died is never re-run by Ray (chorus retries it on another replica, only
+    if no token had reached the caller)."""
+    return {"max_restarts": config.healing.max_restarts, "max_task_retries": 0}
 
 
 def _quietly(fn: Callable[[], Any]) -> None:
@@ -107,7 +121,11 @@ def start_hosts(
         for slot in reservation.slots:
             engine_cls, engine_kwargs = engine(config, slot)
             handle = remote_host.options(
-                **slot.options, name=host_name(slot.model, slot.replica), namespace=namespace, **lifetime
+                **slot.options,
+                **host_options(config),
+                name=host_name(slot.model, slot.replica),
+                namespace=namespace,
+                **lifetime,
             ).remote(config.model(slot.model), slot.replica, engine_cls, engine_kwargs, gpus=slot.gpus)
             made[(slot.model, slot.replica)] = handle
             hostset.hosts.setdefault(slot.model, []).append(handle)  # so a failure tears it down
@@ -117,13 +135,15 @@ def start_hosts(
             names = ", ".join(f"{s.model}[{s.replica}]" for s in wave)
             progress(f"wave {n}/{len(reservation.waves)}: starting {names}")
             _await_starts(started, deadline, progress, began, scheduled)
+        # Waves may start a model's replicas out of order; list them by replica index.
+        hostset.hosts = {
+            m.name: [made[(m.name, r)] for r in range(config.placement_of(m.name).replicas)] for m in config.models
+        }
+        progress("starting the supervisor")
+        hostset.supervisor = start_supervisor(config, hostset.hosts, namespace, detached=detached)
     except BaseException:
         hostset.shutdown()
         raise
-    # Waves may start a model's replicas out of order; list them by replica index.
-    hostset.hosts = {
-        m.name: [made[(m.name, r)] for r in range(config.placement_of(m.name).replicas)] for m in config.models
-    }
     return hostset
 
 

@@ -1,7 +1,8 @@
 """The request tier as a Ray Serve application: the `Orchestrator` deployment.
 
 Each replica is stateless: it finds the ModelHost actors by name (`chorus.host.<model>.<i>` in the
-chorus namespace), builds its own `Chorus` over them and serves the OpenAI API (FastAPI ingress)
+chorus namespace), routes by the health board of the one supervisor (`chorus.supervisor`,
+`orchestrator.runtime.supervision`), builds its own `Chorus` over them and serves the OpenAI API (FastAPI ingress)
 and the Python client's handle calls (`chat`, `stream`, `catalog`, `status`). Any replica serves
 any request; Serve starts, health-checks, restarts and scales them.
 
@@ -29,9 +30,11 @@ from orchestrator.api.guard import resolve_api_keys
 from orchestrator.api.logs import configure_logging, current_request_id
 from orchestrator.core.schema import CatalogEntry, ChatRequest, Delta, FleetStatus, Reply
 from orchestrator.routing.fleet import Fleet
+from orchestrator.routing.health import HealthBoard
 from orchestrator.runtime.hosts import ensure_hosts, host_name
 from orchestrator.runtime.metrics import Metered, RayMetrics, metrics_text_source, node_metrics_url, watch_hosts
-from orchestrator.runtime.ray_replica import RayReplica
+from orchestrator.runtime.ray_replica import CALLER_ENV, replicas_of
+from orchestrator.runtime.supervision import SUPERVISOR, BoardSync
 from orchestrator.service.chorus import Chorus
 from orchestrator.service.config import ChorusConfig, load_config
 
@@ -47,29 +50,14 @@ def app_name(namespace: str = NAMESPACE) -> str:
     return "chorus" if namespace == NAMESPACE else f"chorus-{namespace}"
 
 
-def gpus_of(config: ChorusConfig, model: str) -> float:
-    """GPUs one replica of `model` holds (its share × tensor parallel size): GPU-seconds' factor."""
-    p = config.placement_of(model)
-    return p.gpu_share * p.tensor_parallel_size if p.on_gpu else 0.0
-
-
 def fleet_over_hosts(config: ChorusConfig, namespace: str) -> Fleet:
-    return Fleet(
-        {
-            m.name: [
-                RayReplica(
-                    ray.get_actor(host_name(m.name, r), namespace=namespace),
-                    r,
-                    gpus_of(config, m.name),
-                    capacity=m.max_num_seqs,
-                    max_queue=m.max_queue,
-                    model=m.name,
-                )
-                for r in range(config.placement_of(m.name).replicas)
-            ]
-            for m in config.models
-        }
-    )
+    """Each replica's own fleet over the named ModelHosts; it routes by a copy of the supervisor's
+    health board (`BoardSync`)."""
+    hosts = {
+        m.name: [ray.get_actor(host_name(m.name, r), namespace=namespace) for r in range(config.placement_of(m.name).replicas)]
+        for m in config.models
+    }
+    return Fleet(replicas_of(config, hosts), health=HealthBoard(config.healing))
 
 
 class Orchestrator:
@@ -89,13 +77,24 @@ class Orchestrator:
                 f"the ModelHosts of this config are not running in Ray namespace '{namespace}'; "
                 "start them with `chorus up`, or deploy the builder from `chorus serve-config`"
             ) from None
+        try:
+            supervisor = ray.get_actor(SUPERVISOR, namespace=namespace)
+        except ValueError:
+            raise DeployError(
+                f"the chorus supervisor is not running in Ray namespace '{namespace}'; restart chorus with `chorus up`"
+            ) from None
         self.config = config
         self.chorus = Chorus(config, fleet)
+        # Route by the one supervisor's health board, refreshed every few hundred ms.
+        self.sync = BoardSync(supervisor, fleet.health, self.chorus.gate, ray.get_runtime_context().get_actor_id() or DEPLOYMENT)
+        await self.sync.once()
         await self.chorus.warm()
         metrics = RayMetrics()
         self.backend = Metered(self.chorus, metrics, self._kind_of)
         self._metrics_text = metrics_text_source(node_metrics_url())
-        self._watch = asyncio.get_running_loop().create_task(watch_hosts(fleet, metrics, HOST_METRICS_PERIOD_S))
+        loop = asyncio.get_running_loop()
+        self._watch = loop.create_task(watch_hosts(fleet, metrics, HOST_METRICS_PERIOD_S))
+        self._sync = loop.create_task(self.sync.run(), name="chorus-board-sync")
 
     def _kind_of(self, name: str) -> str | None:
         if name in self.chorus.patterns:
@@ -133,9 +132,12 @@ class Orchestrator:
         return await self.backend.status()
 
     async def check_health(self) -> None:
-        """Serve's health check: the replica's event loop answers and its host watcher lives."""
+        """Serve's health check: the replica's event loop answers and its host watcher and its
+        health-board sync live."""
         if self._watch.done():
             raise RuntimeError("the ModelHost watcher stopped")
+        if self._sync.done():
+            raise RuntimeError("the health-board sync stopped")
 
 
 OrchestratorDeployment = serve.deployment(name=DEPLOYMENT)(serve.ingress()(Orchestrator))
@@ -146,7 +148,8 @@ def deployment_options(config: ChorusConfig) -> dict[str, Any]:
     options: dict[str, Any] = {
         "max_ongoing_requests": s.max_ongoing_requests,
         # Replicas mostly wait on the engines; they must not take the CPUs the engines need.
-        "ray_actor_options": {"num_cpus": 0},
+        # CALLER_ENV: a call to a ModelHost whose process died fails fast, so the fleet retries it.
+        "ray_actor_options": {"num_cpus": 0, "runtime_env": {"env_vars": CALLER_ENV}},
         "logging_config": {"encoding": "JSON" if s.json_logs else "TEXT"},
     }
     if s.autoscaling is not None:

@@ -6,12 +6,20 @@ Transport-free: the Serve deployment (orchestrator.runtime.serve_app), the HTTP 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-from cluster.errors import ChorusError, OverloadedError, PatternFailed, StepFailed, UnknownModelError
+from cluster.errors import (
+    ChorusError,
+    DeadlineExceeded,
+    OverloadedError,
+    PatternFailed,
+    StepFailed,
+    UnknownModelError,
+)
 from orchestrator.core.context import Context
 from orchestrator.core.schema import CatalogEntry, ChatRequest, Delta, FleetStatus, Reply
 from orchestrator.core.trace import Step, Trace
@@ -21,6 +29,7 @@ from orchestrator.patterns.kit.embedding import Embedder, MiniLMEmbedder
 from orchestrator.patterns.single import SinglePattern, SingleSpec
 from orchestrator.routing.fleet import Fleet
 from orchestrator.service.config import ChorusConfig
+from orchestrator.service.drain import Gate
 from serving.types import GenerationRequest, Sampling, Usage
 
 
@@ -34,6 +43,14 @@ class Chorus:
         self.patterns: dict[str, tuple[str, Pattern]] = {
             name: (spec.kind, built[name]) for name, spec in config.patterns.items()
         }
+        self.gate = Gate()  # closed by drain(): running requests finish, new ones get 503
+
+    async def drain(self, timeout_s: float) -> int:
+        """Stop admitting; wait up to `timeout_s` for running requests; how many were left."""
+        return await self.gate.drain(timeout_s)
+
+    def _timeout_s(self, req: ChatRequest) -> float:
+        return req.timeout_s or self.config.server.request_timeout_s
 
     async def catalog(self) -> list[CatalogEntry]:
         return self._catalog()
@@ -91,6 +108,20 @@ class Chorus:
         return self.config.sampling.model_copy(update=update)
 
     async def chat(self, req: ChatRequest) -> Reply:
+        """Run the request under its deadline: past it, everything it started is cancelled
+        (and so aborted in the engines) and it fails with DeadlineExceeded (HTTP 504)."""
+        with self.gate.admit():
+            timeout_s = self._timeout_s(req)
+            deadline = asyncio.timeout(timeout_s)
+            try:
+                async with deadline:
+                    return await self._chat(req)
+            except TimeoutError:
+                if deadline.expired():
+                    raise DeadlineExceeded(timeout_s, f"'{req.model}'") from None
+                raise
+
+    async def _chat(self, req: ChatRequest) -> Reply:
         kind, pattern, roles = self._resolve(req.model)
         await self.admit(req.model)
         trace = Trace(pattern=req.model, kind=kind, request_id=req.request_id)
@@ -120,6 +151,11 @@ class Chorus:
             yield Delta(text=reply.text)
             yield reply
             return
+        with self.gate.admit():
+            async for event in self._stream_model(req):
+                yield event
+
+    async def _stream_model(self, req: ChatRequest) -> AsyncIterator[Delta | Reply]:
         await self.admit(req.model)
         t0 = time.perf_counter()
         request = GenerationRequest(
@@ -129,13 +165,27 @@ class Chorus:
             request_id=f"{req.request_id}-0-{uuid.uuid4().hex[:8]}" if req.request_id else None,
         )
         text, finish, usage = [], "stop", Usage()
+        timeout_s = self._timeout_s(req)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
         try:
-            async for chunk in self.fleet.stream(req.model, request):
-                if chunk.delta:
-                    text.append(chunk.delta)
-                    yield Delta(text=chunk.delta)
-                if chunk.finish_reason is not None:
-                    finish, usage = chunk.finish_reason, chunk.usage or Usage()
+            # Closing the stream early (the client left) closes the fleet's stream at once,
+            # which cancels the remote call and aborts the engine request.
+            async with contextlib.aclosing(self.fleet.stream(req.model, request)) as chunks:
+                while True:
+                    # Each wait is bounded by what is left of the deadline; a timed-out wait
+                    # cancels the stream the same way.
+                    try:
+                        chunk = await asyncio.wait_for(anext(chunks), max(0.0, deadline - loop.time()))
+                    except StopAsyncIteration:
+                        break
+                    except TimeoutError:
+                        raise DeadlineExceeded(timeout_s, f"'{req.model}'") from None
+                    if chunk.delta:
+                        text.append(chunk.delta)
+                        yield Delta(text=chunk.delta)
+                    if chunk.finish_reason is not None:
+                        finish, usage = chunk.finish_reason, chunk.usage or Usage()
         except ChorusError:
             raise
         except Exception as exc:  # engine faults mid-stream become a typed failure

@@ -16,6 +16,7 @@ from cluster.spec import ModelSpec, PlacementSpec, Strict
 from orchestrator.core.budget import Budget
 from orchestrator.patterns import PatternSpec
 from orchestrator.patterns.kit.assembly import check_references
+from orchestrator.routing.health import HealingSpec
 from serving.types import Sampling
 
 
@@ -67,7 +68,11 @@ class ServerSpec(Strict):
         10.0, gt=0, le=3600, description="A request body not fully received after this long gets HTTP 503 (retry)."
     )
     request_timeout_s: float = Field(
-        600.0, gt=0, le=86_400, description="A request still running after this long gets HTTP 504."
+        600.0,
+        gt=0,
+        le=86_400,
+        description="Default deadline of a request (its own `timeout_s` overrides it): past it the request's "
+        "engine work is aborted and it gets HTTP 504.",
     )
     json_logs: bool = Field(False, description="Write the orchestrator's logs as JSON lines (with request ids).")
 
@@ -90,6 +95,7 @@ class ChorusConfig(Strict):
         Sampling(), description="Defaults for every model call; a request's own fields override them."
     )
     budget: Budget = Field(Budget(), description="Default per-request budget.")
+    healing: HealingSpec = Field(HealingSpec(), description="Health probes, restarts and drain of model replicas.")
     server: ServerSpec = ServerSpec()
 
     @model_validator(mode="after")

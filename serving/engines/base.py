@@ -32,4 +32,9 @@ class Engine(Protocol):
 
     async def health(self) -> EngineHealth: ...
 
+    def running(self) -> int:
+        """Requests the engine holds now (scheduled or waiting inside it); 0 when idle.
+
+        Cancelling a `generate` or `stream` must abort the engine's request, so this drops."""
+
     async def shutdown(self) -> None: ...

@@ -205,6 +205,11 @@ class VLLMEngine:
         except (ValueError, RuntimeError) as exc:
             raise EngineError(f"'{self.spec.name}' failed the request: {exc}") from exc
 
+    def running(self) -> int:
+        # AsyncLLM aborts a request whose generate() is cancelled (a caller that left), so
+        # this count is what the engine is really still working on.
+        return 0 if self._llm is None else int(self._llm.output_processor.get_num_unfinished_requests())
+
     async def health(self) -> EngineHealth:
         if self._llm is None:
             return EngineHealth(ok=False, detail="not started")

@@ -4,23 +4,40 @@ The host admits requests in priority order up to the engine's batch capacity, ti
 (queue vs. run), splits the engine's busy time among the requests sharing it (the basis of
 GPU-seconds accounting) and reports health, load and throughput. It is a plain class; the
 deploy code wraps it with `ray.remote` and the placement's resources.
+
+Healing: the engine has a life of its own (`EngineState`): `idle` until `start()`, `starting`,
+`ready`, or `failed` with the reason. `start()` is idempotent (concurrent callers share one
+start), so whoever supervises the host may call it after Ray restarted the actor. A call that
+arrives while the engine is not `ready` fails at once with `ReplicaLost` (nothing was generated,
+so the fleet may send it to another replica). A cancelled call (its caller left, its deadline
+passed, a pattern stopped early) cancels the engine's generate, which aborts the engine request.
+`probe()` is the supervisor's health check: engine health plus one real one-token generation
+under a deadline, outside admission so a busy replica still answers it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import os
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from cluster.errors import EngineError, ReplicaLost
 from cluster.spec import ModelSpec
 from serving.engines.base import Engine
 from serving.host.admission import Admission, Load
-from serving.types import GenerationRequest, Result, StreamChunk
+from serving.types import GenerationRequest, Message, Result, Sampling, StreamChunk
 
 THROUGHPUT_WINDOW_S = 30.0
+PROBE_REQUEST = GenerationRequest(
+    messages=[Message(role="user", content="ping")], sampling=Sampling(max_tokens=1), priority=-100
+)
+
+EngineState = Literal["idle", "starting", "ready", "failed"]
 
 
 class HostStatus(BaseModel):
@@ -37,6 +54,10 @@ class HostStatus(BaseModel):
     gpus: float = 0.0
     gpu_ids: list[str] = []
     node_id: str = ""
+    engine: EngineState = "idle"
+    engine_running: int = 0  # requests inside the engine itself (0 once aborted work is gone)
+    restarted: bool = False  # this actor process is a restart by Ray after its predecessor died
+    probe_s: float | None = None  # how long the probe's one-token generation took
 
 
 class StartTimes(BaseModel):
@@ -96,18 +117,47 @@ class ModelHost:
         self.engine: Engine = engine_cls(spec, **(engine_kwargs or {}))  # type: ignore[call-arg]
         self.admission = Admission(spec.max_num_seqs, spec.max_queue)
         self.clock = BusyClock()
-        self.started = False
+        self.state: EngineState = "idle"
+        self.last_error = ""
         self.completed = 0
         self.failed = 0
         self._tokens: collections.deque[tuple[float, int]] = collections.deque()
+        self._start: asyncio.Task[None] | None = None
+        self._probing = 0  # probes inside the engine (left out of the running count)
+
+    @property
+    def started(self) -> bool:
+        return self.state == "ready"
 
     async def start(self) -> StartTimes:
+        """Start the engine, once: a second caller waits for the same start. A failed start
+        can be tried again (after a back-off the supervisor decides). Returns when each phase
+        happened (the `chorus up` timeline)."""
         begun = time.time()
-        await self.engine.start()
-        self.started = True
+        if self.state != "ready":
+            if self._start is None or self._start.done():
+                self._start = asyncio.create_task(self._start_engine())
+            await asyncio.shield(self._start)
         # Engines that time their own start (VLLMEngine) expose `phases`; others report none.
         phases = dict(getattr(self.engine, "phases", {}))
         return StartTimes(process_up=self._born, engine_start=begun, ready=time.time(), phases=phases)
+
+    async def _start_engine(self) -> None:
+        self.state = "starting"
+        try:
+            await self.engine.start()
+        except Exception as exc:  # noqa: BLE001 - any start failure is the host's state, raised as EngineError
+            self.state, self.last_error = "failed", _reason(exc)
+            raise EngineError(f"'{self.spec.name}' replica {self.replica}: {self.last_error}") from None
+        self.state, self.last_error = "ready", ""
+
+    def _serving(self) -> None:
+        if self.state != "ready":
+            raise ReplicaLost(f"replica {self.replica} of model '{self.spec.name}' is not serving (engine {self.state})")
+
+    def process_id(self) -> int:
+        """The host's process id (fault-injection tests and benchmarks kill it; never in an error)."""
+        return os.getpid()
 
     def _done(self, tokens: int) -> None:
         now = time.perf_counter()
@@ -117,12 +167,15 @@ class ModelHost:
             self._tokens.popleft()
 
     async def generate(self, request: GenerationRequest) -> Result:
+        self._serving()
         arrived = time.perf_counter()
         async with self.admission.slot(request.priority):
             entered = time.perf_counter()
             mark = self.clock.enter()
             try:
                 result = await self.engine.generate(request)
+            except asyncio.CancelledError:
+                raise  # the caller left: the engine aborted the request; not a fault
             except BaseException:
                 self.failed += 1
                 raise
@@ -135,6 +188,7 @@ class ModelHost:
         )
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
+        self._serving()
         async with self.admission.slot(request.priority):
             mark = self.clock.enter()
             tokens = 0
@@ -143,6 +197,8 @@ class ModelHost:
                     if chunk.usage is not None:
                         tokens = chunk.usage.completion_tokens
                     yield chunk
+            except (asyncio.CancelledError, GeneratorExit):
+                raise  # the caller left: the engine aborted the request; not a fault
             except BaseException:
                 self.failed += 1
                 raise
@@ -155,14 +211,42 @@ class ModelHost:
         return self.admission.load()
 
     async def status(self) -> HostStatus:
-        health = await self.engine.health() if self.started else None
+        if self.started:
+            health = await self.engine.health()
+            ok, detail = health.ok, health.detail
+        else:
+            ok, detail = False, self.last_error or f"engine {self.state}"
+        return self._status(ok, detail)
+
+    async def probe(self, timeout_s: float) -> HostStatus:
+        """The status, with `ok` only if the engine also generated one token within `timeout_s`."""
+        status = await self.status()
+        if not status.ok:
+            return status
+        t0 = time.perf_counter()
+        self._probing += 1
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self.engine.generate(PROBE_REQUEST)
+        except TimeoutError:
+            return self._status(False, f"a one-token probe took longer than {timeout_s:g} s")
+        except Exception as exc:  # noqa: BLE001 - a failing probe is a health finding, reported, not raised
+            return self._status(False, f"probe failed: {_reason(exc)}")
+        finally:
+            self._probing -= 1
+        return self._status(True, "", probe_s=time.perf_counter() - t0)
+
+    def _status(self, ok: bool, detail: str, probe_s: float | None = None) -> HostStatus:
         window = [t for t in self._tokens if t[0] >= time.perf_counter() - THROUGHPUT_WINDOW_S]
         placement = _ray_placement()
         return HostStatus(
             model=self.spec.name,
             replica=self.replica,
-            ok=bool(health and health.ok),
-            detail=health.detail if health else "starting",
+            ok=ok,
+            detail=detail,
+            engine=self.state,
+            engine_running=max(0, self.engine.running() - self._probing) if self.started else 0,
+            probe_s=probe_s,
             running=self.admission.inside,
             waiting=self.admission.waiting,
             capacity=self.admission.capacity,
@@ -175,18 +259,27 @@ class ModelHost:
 
     async def shutdown(self) -> None:
         await self.engine.shutdown()
-        self.started = False
+        self.state = "idle"
+
+
+def _reason(exc: BaseException) -> str:
+    """One line for a status or an error body: the type and the first line, never a traceback."""
+    first = (str(exc).strip().splitlines() or [""])[0][:300]
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 def _ray_placement() -> dict[str, Any]:
-    """GPU ids and node this actor holds, when it runs under Ray."""
+    """GPU ids and node this actor holds, and whether Ray restarted it, when it runs under Ray."""
     try:
         import ray
 
         if not ray.is_initialized():
             return {}
         ctx = ray.get_runtime_context()
-        return {"gpu_ids": [str(g) for g in ray.get_gpu_ids()], "node_id": ctx.get_node_id()}
+        placement: dict[str, Any] = {"gpu_ids": [str(g) for g in ray.get_gpu_ids()], "node_id": ctx.get_node_id()}
+        if ctx.get_actor_id() is not None:
+            placement["restarted"] = bool(ctx.was_current_actor_reconstructed)
+        return placement
     except ImportError:
         return {}
 

@@ -166,6 +166,9 @@ class SimulatedEngine:
             if not seq.future.done():
                 self.scheduler.abort(seq)
 
+    def running(self) -> int:
+        return self.scheduler.held()
+
     async def health(self) -> EngineHealth:
         ok = self._task is not None and not self._task.done()
         return EngineHealth(ok=ok, detail="" if ok else "not started")

@@ -77,6 +77,10 @@ class BatchScheduler:
 
     # ---- what the engine facade calls ----------------------------------------------------
 
+    def held(self) -> int:
+        """Sequences waiting or running (an aborted one is gone at once)."""
+        return len(self._waiting) + len(self._running)
+
     def submit(self, seq: SimSequence) -> None:
         self._waiting.append(seq)
         self.poke()

@@ -26,14 +26,23 @@ class ScriptedEngine:
         self.confidence = confidence  # probability reported for a constrained choice
         self.calls: list[GenerationRequest] = []
         self.started = False
+        self.inside = 0  # requests in generate() now
+        self.aborted = 0  # requests cancelled inside generate()
 
     async def start(self) -> None:
         self.started = True
 
     async def generate(self, request: GenerationRequest) -> Result:
         self.calls.append(request)
-        if self.delay_s:
-            await asyncio.sleep(self.delay_s)  # stands in for engine compute, not a wait for readiness
+        self.inside += 1
+        try:
+            if self.delay_s:
+                await asyncio.sleep(self.delay_s)  # stands in for engine compute, not a wait for readiness
+        except asyncio.CancelledError:
+            self.aborted += 1
+            raise
+        finally:
+            self.inside -= 1
         answer = self.script(request)
         if isinstance(answer, Exception):
             raise answer
@@ -64,6 +73,9 @@ class ScriptedEngine:
                 finish_reason=result.finish_reason if last else None,
                 usage=result.usage if last else None,
             )
+
+    def running(self) -> int:
+        return self.inside
 
     async def health(self) -> EngineHealth:
         return EngineHealth(ok=self.started, detail="" if self.started else "not started")

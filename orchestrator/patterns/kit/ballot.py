@@ -6,8 +6,8 @@ of it a decision keeps (`TallyRecord`). The counting rules themselves are in `ki
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -16,7 +16,7 @@ from orchestrator.core.decisions import FailedMember
 from orchestrator.patterns.kit import prompts
 from orchestrator.patterns.kit.base import BuildEnv, PatternRequest, PatternSpecBase
 from orchestrator.patterns.kit.embedding import Embedder, MiniLMEmbedder
-from orchestrator.patterns.kit.members import MemberAnswer, MemberRef, ask_all, require_answers
+from orchestrator.patterns.kit.members import MemberAnswer, MemberRef, Settled, ask_all, ask_until, require_answers
 from orchestrator.patterns.kit.tally import Extract, Tally, extract, tally_keys, tally_semantic
 from serving.types import Choice, Message
 
@@ -89,6 +89,25 @@ async def decide(fields: AgreementFields, answers: Sequence[MemberAnswer], embed
     return tally_keys(keys, weights)
 
 
+def decided(fields: AgreementFields, members: Sequence[str], threshold: float) -> Callable[[Sequence[MemberAnswer]], bool]:
+    """Whether the answers so far already carry the vote at `threshold` whatever the members
+    still out answer: one key's weight reaches `threshold` × the weight of all members (so its
+    agreement stays at or above it). Semantic voting clusters whole sets, so it never settles early."""
+    total = sum(fields.weights.get(r, 1.0) for r in members)
+
+    def settled(answers: Sequence[MemberAnswer]) -> bool:
+        if fields.extract == "semantic" or not answers:
+            return False
+        weight: dict[str, float] = {}
+        for a in answers:
+            key = extract(fields.extract, a.text, fields.labels)
+            if key is not None:
+                weight[key] = weight.get(key, 0.0) + fields.weights.get(a.role, 1.0)
+        return bool(weight) and max(weight.values()) >= threshold * total - 1e-9
+
+    return settled
+
+
 class GroupRecord(BaseModel):
     """Members whose answers agree: one key, or one semantic cluster."""
 
@@ -157,22 +176,32 @@ class Count:
     answers: list[MemberAnswer]
     tally: Tally
     failed: list[FailedMember]
+    stopped: list[str] = field(default_factory=list)  # members cancelled once the vote was settled
 
     def record(self) -> TallyRecord:
         return TallyRecord.of(self.tally, self.answers)
 
 
 async def poll_and_tally(
-    spec: BallotSpec, embedder: Embedder | None, request: PatternRequest, ctx: Context, what: str
+    spec: BallotSpec,
+    embedder: Embedder | None,
+    request: PatternRequest,
+    ctx: Context,
+    what: str,
+    settled: Settled | None = None,
 ) -> Count:
-    """Ask every member and tally their answers; PatternFailed (naming `what`) when none answered."""
-    poll = await ask_all(
-        ctx,
-        spec.members,
-        spec.member_messages(request.messages),
-        name="member",
-        constraint=spec.member_constraint(),
-        temperature=spec.temperature,
-    )
+    """Ask every member (or, with `settled`, until the answers so far decide the vote) and tally
+    their answers; PatternFailed (naming `what`) when none answered."""
+    messages = spec.member_messages(request.messages)
+    if settled is not None:
+        poll = await ask_until(
+            ctx, spec.members, messages, settled, name="member",
+            constraint=spec.member_constraint(), temperature=spec.temperature,
+        )
+    else:
+        poll = await ask_all(
+            ctx, spec.members, messages, name="member",
+            constraint=spec.member_constraint(), temperature=spec.temperature,
+        )
     answers = require_answers(poll, what)
-    return Count(answers, await decide(spec, answers, embedder), poll.failed)
+    return Count(answers, await decide(spec, answers, embedder), poll.failed, poll.stopped)

@@ -6,8 +6,9 @@ others and records the failure in its decision's `failed_members`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -45,6 +46,7 @@ class MemberRef(BaseModel):
 class Poll:
     answers: list[MemberAnswer]  # successful members, in member order
     failed: list[FailedMember]  # each member that failed, in member order
+    stopped: list[str] = field(default_factory=list)  # steps cancelled once the answers settled it
 
 
 async def ask_all(
@@ -72,6 +74,54 @@ async def ask_all(
         else:
             answers.append(MemberAnswer(i, role, out.text, out.result.finish_reason))
     return Poll(answers, failed)
+
+
+Settled = Callable[[Sequence[MemberAnswer]], bool]
+
+
+async def ask_until(
+    ctx: Context,
+    roles: Sequence[str],
+    messages: list[Message],
+    settled: Settled,
+    *,
+    name: str,
+    constraint: Constraint | None = None,
+    temperature: float | None = None,
+) -> Poll:
+    """Like `ask_all`, but as soon as the answers so far `settled` the question, the members
+    still running are cancelled (their engine requests are aborted, their GPU time saved) and
+    returned by step name in `Poll.stopped`."""
+    names = [f"{name}[{i}]" for i in range(len(roles))]
+    tasks = [
+        asyncio.ensure_future(ctx.call(role, messages, name=step, constraint=constraint, temperature=temperature))
+        for role, step in zip(roles, names, strict=True)
+    ]
+    answers: dict[int, MemberAnswer] = {}
+    failed: dict[int, FailedMember] = {}
+    stopped: list[str] = []
+    pending = set(tasks)
+    try:
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                i = tasks.index(task)
+                error = task.exception()
+                if isinstance(error, StepFailed):
+                    failed[i] = FailedMember(step=names[i], role=roles[i], error=str(error))
+                elif error is not None:
+                    raise error  # budget errors and bugs end the request
+                else:
+                    out = task.result()
+                    answers[i] = MemberAnswer(i, roles[i], out.text, out.result.finish_reason)
+            if pending and settled([answers[i] for i in sorted(answers)]):
+                stopped = [names[tasks.index(t)] for t in sorted(pending, key=tasks.index)]
+                break
+    finally:
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+    return Poll([answers[i] for i in sorted(answers)], [failed[i] for i in sorted(failed)], stopped)
 
 
 def require_answers(poll: Poll, what: str) -> list[MemberAnswer]:
