@@ -22,7 +22,6 @@ import time
 from typing import Any
 
 import httpx
-
 from benchlib import chorus_deployment, pyplot, summary, tiny_model, write
 
 MAX_TOKENS = 32
@@ -78,9 +77,9 @@ async def run(kill_at: float, after: float, clients: int, limit_s: float) -> dic
                     r = await http.get(base.removesuffix("/v1") + "/health")
                     rep = {h["replica"]: h for h in r.json()["hosts"]}[0]
                     states.append((time.monotonic() - t0, rep["state"], rep["completed"]))
-                    if "killed" in marks and "recovered" not in marks and time.monotonic() - t0 > marks["killed"] + 0.5:
-                        if rep["state"] == "healthy" and rep["completed"] > 0:
-                            marks["recovered"] = time.monotonic() - t0
+                    since_kill = time.monotonic() - t0 - marks.get("killed", float("inf"))
+                    if "recovered" not in marks and since_kill > 0.5 and rep["state"] == "healthy" and rep["completed"] > 0:
+                        marks["recovered"] = time.monotonic() - t0
                     await asyncio.sleep(0.1)  # the timeline's resolution
 
             async def fault() -> None:

@@ -14,13 +14,13 @@ from typing import Literal
 
 from pydantic import Field
 
-from orchestrator.patterns.kit import prompts
 from orchestrator.core.context import Context
+from orchestrator.patterns.kit import prompts
+from orchestrator.patterns.kit.ballot import decided, embedder_for
 from orchestrator.patterns.kit.base import Answer, BuildEnv, PatternRequest
 from orchestrator.patterns.kit.embedding import Embedder
 from orchestrator.patterns.kit.spending import can_afford
 from orchestrator.patterns.vote import BallotSpec, poll_and_tally
-from orchestrator.patterns.kit.ballot import decided, embedder_for
 
 
 class ConsensusSpec(BallotSpec):

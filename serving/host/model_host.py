@@ -26,11 +26,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from cluster.spec import ModelSpec
-
 from cluster.errors import EngineError, ReplicaLost
-from serving.host.admission import Admission
+from cluster.spec import ModelSpec
 from serving.engines.base import Engine
+from serving.host.admission import Admission
 from serving.types import GenerationRequest, Message, Result, Sampling, StreamChunk
 
 THROUGHPUT_WINDOW_S = 30.0
@@ -133,7 +132,7 @@ class ModelHost:
         self.state = "starting"
         try:
             await self.engine.start()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any start failure is the replica's state, raised as EngineError
             self.state, self.last_error = "failed", _reason(exc)
             raise EngineError(f"'{self.spec.name}' replica {self.replica}: {self.last_error}") from None
         self.state, self.last_error = "ready", ""
@@ -213,7 +212,7 @@ class ModelHost:
                 await self.engine.generate(PROBE_REQUEST)
         except TimeoutError:
             return self._status(False, f"a one-token probe took longer than {timeout_s:g} s")
-        except Exception as exc:  # a failing probe is a health finding, reported, not raised
+        except Exception as exc:  # noqa: BLE001 - a failing probe is a health finding, reported, not raised
             return self._status(False, f"probe failed: {_reason(exc)}")
         finally:
             self._probing -= 1

@@ -17,7 +17,6 @@ from orchestrator.api.app import build_app
 from orchestrator.core.schema import ChatRequest
 from orchestrator.routing.fleet import Fleet
 from orchestrator.routing.health import HealingSpec, HealthBoard
-from orchestrator.routing.replicas import LocalReplica
 from orchestrator.runtime.supervisor import Supervisor
 from serving.host.model_host import HostStatus, ModelHost
 from serving.types import GenerationRequest, Message, Result, StreamChunk
@@ -346,4 +345,4 @@ async def test_gather_cancels_the_calls_still_running_when_one_ends_the_request(
     with pytest.raises(NoHealthyReplica):
         await ctx.gather(ctx.call("a", msgs, name="a"), ctx.call("b", msgs, name="b"))
     assert time.perf_counter() - t0 < 1.0 and cancelled.is_set()
-    assert [s.error for s in ctx.trace.steps][0] == "cancelled"
+    assert ctx.trace.steps[0].error == "cancelled"

@@ -11,9 +11,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from serving.types import Constraint, Message
-
 from cluster.errors import PatternFailed, StepFailed
+from serving.types import Constraint, Message
 
 if TYPE_CHECKING:
     from orchestrator.core.context import Context
