@@ -129,6 +129,8 @@ class Supervisor:
         elif s.engine == "starting":
             self.board.set(model, index, "starting" if h.restarts == 0 else "restarting", "its engine is starting")
         elif s.engine == "idle":
+            if h.state == "healthy" and s.restarted:
+                h.restarts += 1  # it died and came back between two probes, unseen
             self._maybe_start(key, replica, "its process restarted; its engine is starting")
         else:  # the last start failed
             if key not in self._starting and h.next_start_at == 0.0:

@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import pytest
@@ -133,7 +133,7 @@ class ClosedLoop:
             else:
                 self.errors.append((time.monotonic(), r.status_code, r.text[:200]))
 
-    def __enter__(self) -> ClosedLoop:
+    def __enter__(self) -> Self:
         self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(self.workers)]
         for t in self.threads:
             t.start()
