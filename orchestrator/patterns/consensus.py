@@ -1,8 +1,11 @@
-"""`consensus`: a vote; when agreement is below `threshold`, a stronger role decides instead.
+"""`consensus`: a vote; when agreement is below `threshold` (or fewer than `min_votes` members
+agree), a stronger role decides instead.
 
-The escalation role sees the question and the members' answers as numbered references (unless
-`show_answers: false`). Decisions: `vote`, `agreement`, `escalated` (False, or the reason and role),
-`escalation_skipped` (below threshold but no budget left for the escalation).
+Thresholds are read to two decimals (0.67 accepts 2 of 3 members). The escalation role sees the
+question and the members' answers as numbered references (unless `show_answers: false`), with the
+members' answer format and constraint, so an escalated answer reads like an accepted one. When
+every member fails, the escalation role answers alone. Decisions: `vote`, `agreement`, `escalated`
+(False, or the reason and role), `escalation_skipped` (below threshold but no budget left).
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from orchestrator.patterns.kit import prompts
 from orchestrator.core.context import Context
@@ -18,16 +21,34 @@ from orchestrator.patterns.kit.base import Answer, BuildEnv, PatternRequest
 from orchestrator.patterns.kit.embedding import Embedder
 from orchestrator.patterns.kit.spending import can_afford
 from orchestrator.patterns.vote import BallotSpec, poll_and_tally
-from orchestrator.patterns.kit.ballot import embedder_for
+from orchestrator.patterns.kit.ballot import accepts, embedder_for
+from orchestrator.patterns.kit.members import MemberAnswer
+from cluster.errors import PatternFailed
 
 
 class ConsensusSpec(BallotSpec):
     kind: Literal["consensus"]
     threshold: float = Field(
-        0.6, gt=0.0, le=1.0, description="Agreement (winning weight / answered weight) needed to accept the vote."
+        0.6,
+        gt=0.0,
+        le=1.0,
+        description="Agreement (winning weight / answered weight) needed to accept the vote, read to two "
+        "decimals: 0.67 accepts 2 of 3.",
+    )
+    min_votes: int | None = Field(
+        None,
+        ge=1,
+        le=16,
+        description="Instead of threshold: accept when at least this many members agree (2 = any two agree).",
     )
     escalate_to: str = Field("reasoner", description="Stronger role that answers when members disagree.")
     show_answers: bool = Field(True, description="Give the escalation role the members' answers as references.")
+
+    @model_validator(mode="after")
+    def _min_votes_fits(self) -> ConsensusSpec:
+        if self.min_votes is not None and self.min_votes > len(self.members):
+            raise ValueError(f"min_votes={self.min_votes} exceeds the {len(self.members)} members; no vote could pass")
+        return self
 
     def roles(self) -> set[str]:
         return {*self.members, self.escalate_to}
@@ -46,12 +67,24 @@ class ConsensusPattern:
 
     async def run(self, request: PatternRequest, ctx: Context) -> Answer:
         spec = self.spec
-        answers, tally = await poll_and_tally(spec, self.embedder, request, ctx, "the consensus")
-        if tally.winner is not None and tally.agreement >= spec.threshold:
+        try:
+            answers, tally = await poll_and_tally(spec, self.embedder, request, ctx, "the consensus")
+        except PatternFailed as exc:
+            # Every member failed: the stronger role is exactly who should answer now.
+            if not can_afford(ctx, 1):
+                raise
+            ctx.note("escalated", {"reason": f"no member answered ({exc})", "role": spec.escalate_to})
+            return await self._escalate(request, ctx, [])
+        votes = len(tally.groups[0].members) if tally.groups else 0
+        threshold = None if spec.min_votes is not None else spec.threshold
+        if tally.winner is not None and accepts(tally.agreement, votes, threshold, spec.min_votes):
             ctx.note("escalated", False)
             won = answers[tally.winner]
             return Answer(text=won.text, finish_reason=won.finish_reason)
-        why = f"agreement {tally.agreement:.2f} below threshold {spec.threshold:.2f}"
+        if spec.min_votes is not None:
+            why = f"{votes} member(s) agree, fewer than min_votes {spec.min_votes}"
+        else:
+            why = f"agreement {tally.agreement:.2f} below threshold {spec.threshold:.2f}"
         if not can_afford(ctx, 1):
             # Out of budget: the plurality answer is still an answer; say it was not confirmed.
             ctx.note("escalated", False)
@@ -59,9 +92,16 @@ class ConsensusPattern:
             won = answers[tally.winner if tally.winner is not None else 0]
             return Answer(text=won.text, finish_reason=won.finish_reason)
         ctx.note("escalated", {"reason": why, "role": spec.escalate_to})
-        if spec.show_answers:
+        return await self._escalate(request, ctx, answers)
+
+    async def _escalate(self, request: PatternRequest, ctx: Context, answers: list[MemberAnswer]) -> Answer:
+        """The escalation role answers in the members' format (one output contract for both paths)."""
+        spec = self.spec
+        if spec.show_answers and answers:
             messages = prompts.references_messages(prompts.ESCALATE_SYSTEM, request.question, [a.text for a in answers])
         else:
             messages = request.messages
-        out = await ctx.call(spec.escalate_to, messages, name="escalate")
+        out = await ctx.call(
+            spec.escalate_to, spec.member_messages(messages), name="escalate", constraint=spec.member_constraint()
+        )
         return Answer(text=out.text, finish_reason=out.result.finish_reason)
