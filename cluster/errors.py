@@ -14,7 +14,8 @@ tree to HTTP statuses in `orchestrator.api.errors`).
     ├── RequestError           the caller asked for something invalid                  → 400
     │   ├── UnknownModelError  `model` names no pattern and no hosted model            → 404
     │   ├── BudgetExceeded     the request's budget ran out before an answer           → 400
-    │   └── PromptTooLong      the prompt does not fit the model's context             → 400
+    │   ├── PromptTooLong      the prompt does not fit the model's context             → 400
+    │   └── NotRecorded        a recorded-answers model has no answer for this prompt  → 400
     ├── OverloadedError        every replica of a needed model is full; retry after    → 429
     │   └── QueueFull          one replica's wait queue is at its bound
     ├── UnavailableError       nothing can serve the request now; retry after          → 503
@@ -127,6 +128,12 @@ class BudgetExceeded(RequestError):
 
 class PromptTooLong(RequestError):
     """The request cannot fit the model's context."""
+
+
+class NotRecorded(RequestError):
+    """A model that replays recorded answers was asked something it has no record for (another
+    question, or a step such as a classifier or verifier that recorded answers cannot play):
+    bind that role to a live model."""
 
 
 class OverloadedError(ChorusError):

@@ -5,6 +5,7 @@
     chorus status                          models, replicas, health, load
     chorus down                            stop what `chorus up` started
     chorus plan --gpus auto|SPEC -c CONFIG place a fleet on GPUs (see `chorus plan -h`)
+    chorus eval -c CONFIG --data FILE      accuracy and cost of patterns (see `chorus eval -h`)
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 
-from orchestrator.cli import plan_command
+from orchestrator.cli import eval_command, plan_command
 from cluster.errors import ChorusError
 from orchestrator.runtime.state import RunState, clear_state, log_path, read_state, write_state
 
@@ -246,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     down.set_defaults(func=cmd_down)
 
     plan_command.add_parser(sub)
+    eval_command.add_parser(sub)
     return parser
 
 
