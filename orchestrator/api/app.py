@@ -1,6 +1,7 @@
 """The OpenAI-compatible HTTP API: `build_app(backend, server)`.
 
     POST /v1/chat/completions   `model` names a pattern or a hosted model; `stream: true` for SSE
+    POST /v1/chorus/feedback    a score for an adaptive pattern's answer (orchestrator.api.feedback)
     GET  /v1/models             patterns and hosted models
     GET  /health                200 when every replica is healthy, else 503 with the details
 
@@ -20,6 +21,7 @@ from typing import Any, Protocol
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from orchestrator.api import feedback
 from orchestrator.api.errors import error_body, error_response, install_error_handlers
 from orchestrator.api.protocol import ChatCompletionRequest, chunk_json, completion_json, usage_json
 from orchestrator.core.schema import CatalogEntry, ChatRequest, Delta, FleetStatus, Reply
@@ -41,6 +43,7 @@ def build_app(backend: Backend, server: ServerSpec = ServerSpec()) -> FastAPI:
     app.state.backend = backend
     app.state.server = server
     install_error_handlers(app)
+    app.include_router(feedback.router)
 
     @app.middleware("http")
     async def guard(request: Request, call_next: Any) -> Any:
@@ -81,6 +84,7 @@ def build_app(backend: Backend, server: ServerSpec = ServerSpec()) -> FastAPI:
         req = body.to_request()
         if not body.stream:
             reply = await app.state.backend.chat(req)
+            feedback.remember(app.state, reply)
             return JSONResponse(completion_json(reply))
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         events = app.state.backend.stream(req)

@@ -24,6 +24,7 @@ from cluster.errors import (
     StepFailed,
     UnavailableError,
     UnknownModelError,
+    UnknownResponse,
 )
 
 log = logging.getLogger("chorus.http")
@@ -31,6 +32,7 @@ log = logging.getLogger("chorus.http")
 # class → (HTTP status, OpenAI error type); the most specific class listed wins.
 STATUS: dict[type[ChorusError], tuple[int, str]] = {
     UnknownModelError: (404, "not_found_error"),
+    UnknownResponse: (404, "not_found_error"),
     RequestError: (400, "invalid_request_error"),
     OverloadedError: (429, "rate_limit_error"),
     UnavailableError: (503, "service_unavailable"),

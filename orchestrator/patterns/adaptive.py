@@ -7,12 +7,22 @@ budget those calls at the sampling token limit), the most thorough configured pa
 is taken instead (most worst-case calls; config order on ties). A failed classifier means the
 `fallback` pattern. The chosen pattern runs with the same context, so its steps and decisions
 join this trace. Decision: `adaptive` (label, preferred, chosen, why).
+
+With a learned `policy` (written by `chorus eval --policy-out`), the label's policy entry picks
+instead of the route: among the affordable patterns, those within the policy's margin of the
+best accuracy, and of them the best accuracy per GPU-second (`kit.policy`). With `learn: true`
+the scores callers post to `/v1/chorus/feedback` join the entries online (`core.outcomes`), and
+with probability `explore` (at most 0.2) another affordable pattern is tried. Decision `policy`:
+the entry that decided (label or `*`), its counts, and whether this was exploration.
 """
 
 from __future__ import annotations
 
+import json
+import random
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -24,6 +34,8 @@ from cluster.errors import BudgetExceeded, StepFailed
 from orchestrator.patterns.kit.base import Answer, BuildEnv, Pattern, PatternRequest, PatternSpecBase
 from orchestrator.patterns.router import classify
 from orchestrator.patterns.kit.spending import calls_left, tokens_left
+from orchestrator.patterns.kit.policy import Policy, choose
+from orchestrator.core.outcomes import OutcomeStore
 
 
 class AdaptiveRoute(Strict):
@@ -38,13 +50,35 @@ class AdaptiveSpec(PatternSpecBase):
         min_length=1, max_length=16, description="Label → the pattern that answers."
     )
     fallback: str = Field(description="Pattern for a failed classifier; also a candidate when the budget is tight.")
+    policy: str | None = Field(
+        None, description="A learned policy (JSON from `chorus eval --policy-out`); its entries pick over routes."
+    )
+    learn: bool = Field(False, description="Update the policy online from scores posted to /v1/chorus/feedback.")
+    outcomes: str | None = Field(
+        None, description="learn: the outcome store (SQLite); default $CHORUS_HOME/outcomes.sqlite."
+    )
+    explore: float = Field(
+        0.0, ge=0.0, le=0.2, description="With a policy: share of requests that try another affordable pattern."
+    )
+    seed: int | None = Field(None, description="Seed of the exploration draws (for reproducible runs).")
 
     @model_validator(mode="after")
     def _labels(self) -> AdaptiveSpec:
         for label in self.routes:
             if not label.strip() or label != label.strip():
                 raise ValueError(f"label {label!r} must be non-empty with no surrounding spaces")
+        if self.explore and self.policy is None and not self.learn:
+            raise ValueError("explore needs a policy: (or learn: true) to explore around")
         return self
+
+    def load_policy(self) -> Policy:
+        """The learned policy file, or an empty policy that feedback fills in."""
+        if self.policy is None:
+            return Policy()
+        try:
+            return Policy.model_validate(json.loads(Path(self.policy).read_text()))
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"policy {self.policy}: cannot be read as a chorus policy ({exc})") from exc
 
     def roles(self) -> set[str]:
         return {self.classifier}
@@ -67,10 +101,14 @@ class AdaptiveSpec(PatternSpecBase):
                 f"adaptive needs the built pattern(s) {', '.join(missing)}; build it with build_patterns()"
             )
         names = self.candidates()
+        learned = self.policy is not None or self.learn
         return AdaptivePattern(
             self,
             patterns={n: env.patterns[n] for n in names},
             costs={n: env.specs[n].max_calls() for n in names},
+            policy=self.load_policy() if learned else None,
+            store=OutcomeStore(self.outcomes) if self.learn else None,
+            rng=random.Random(self.seed),
         )
 
 
@@ -79,6 +117,9 @@ class AdaptivePattern:
     spec: AdaptiveSpec
     patterns: Mapping[str, Pattern]
     costs: Mapping[str, int]  # worst-case model calls of each candidate
+    policy: Policy | None = None
+    store: OutcomeStore | None = None
+    rng: random.Random = field(default_factory=random.Random)
 
     def affordable(self, ctx: Context, name: str) -> bool:
         calls, tokens = calls_left(ctx), tokens_left(ctx)
@@ -98,8 +139,33 @@ class AdaptivePattern:
             return label, self.spec.fallback, f"unknown label {label!r}; fallback"
         return label, self.spec.routes[label].pattern, f"label {label!r}"
 
+    def follow_policy(self, ctx: Context, label: str) -> str | None:
+        """The pattern the learned policy picks for `label` (noted as decision `policy`), or None."""
+        if self.policy is None:
+            return None
+        policy = self.policy.merged(self.store.stats()) if self.store is not None else self.policy
+        affordable = [n for n in self.spec.candidates() if self.affordable(ctx, n)]
+        picked = choose(policy, label or "*", affordable, self.spec.explore, self.rng)
+        if picked is None:
+            return None
+        ctx.note(
+            "policy",
+            {
+                "entry": picked.entry,
+                "pattern": picked.pattern,
+                "n": picked.stats.n,
+                "accuracy": round(picked.stats.accuracy, 4),
+                "gpu_s": round(picked.stats.gpu_s / picked.stats.n, 4) if picked.stats.n else None,
+                "explored": picked.explored,
+            },
+        )
+        return picked.pattern
+
     async def run(self, request: PatternRequest, ctx: Context) -> Answer:
         label, preferred, why = await self.classify(request, ctx)
+        learned = self.follow_policy(ctx, label)
+        if learned is not None:
+            preferred, why = learned, f"{why}; policy entry chose {learned}"
         chosen = preferred
         if not self.affordable(ctx, preferred):
             fitting = [n for n in self.spec.candidates() if self.affordable(ctx, n)]
