@@ -4,6 +4,7 @@ one half of the data, and report what they do on the other half.
 - Weights: each member's log-odds of being right on the calibration half, log(p / (1 − p)),
   the optimal weights of a weighted majority of independent voters (clipped to [0.05, 5]).
 - Tie order: the most accurate member becomes `tie_breaker`.
+- Semantic votes: the `similarity` at which answers agree, the most accurate on the calibration half.
 - Consensus: every threshold on a grid and every `min_votes`, with and without the weights, is
   tried on the calibration half; the setting kept is the one that reaches `target` × the
   escalation model's accuracy with the fewest escalations (the most accurate one if none does).
@@ -29,6 +30,7 @@ from orchestrator.patterns.kit.base import PatternSpecBase
 from orchestrator.service.config import ChorusConfig
 
 THRESHOLDS = (0.34, 0.4, 0.5, 0.6, 0.67, 0.75, 0.8, 0.9, 1.0)
+SIMILARITIES = (0.5, 0.6, 0.7, 0.8, 0.9)
 
 
 @dataclass(frozen=True)
@@ -153,9 +155,17 @@ async def _fit(
     if before.error is not None:
         return None
     if spec.kind == "vote":
-        after = await _run(ev, _with(config, name, weighted), name, test, scorer)
-        calibrated = await _run(ev, _with(config, name, weighted), name, cal, scorer)
-        return Fit(name, "vote", weighted, _measure(calibrated, None), _measure(after, None), _measure(before, None))
+        update = dict(weighted)
+        if getattr(spec, "extract") == "semantic":
+            # The similarity at which answers agree, fitted like a threshold: best accuracy on calibration.
+            tried = []
+            for similarity in SIMILARITIES:
+                run = await _run(ev, _with(config, name, {**update, "similarity": similarity}), name, cal, scorer)
+                tried.append((run.accuracy(), -abs(similarity - 0.8), similarity))
+            update["similarity"] = max(tried)[2]
+        after = await _run(ev, _with(config, name, update), name, test, scorer)
+        calibrated = await _run(ev, _with(config, name, update), name, cal, scorer)
+        return Fit(name, "vote", update, _measure(calibrated, None), _measure(after, None), _measure(before, None))
     # consensus: every threshold and min_votes, with and without weights, on the calibration half
     candidates: list[dict[str, Any]] = []
     for extra in ({}, weighted):

@@ -46,7 +46,7 @@ class Item(BaseModel):
 def load_items(path: str | Path, limit: int | None = None) -> list[Item]:
     path = Path(path)
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8").split("\n")  # not splitlines(): JSON strings may hold U+2028
     except OSError as exc:
         raise ConfigError(str(path), "", f"cannot read the data: {exc.strerror}") from None
     items = []

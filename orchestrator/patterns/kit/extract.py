@@ -28,6 +28,7 @@ import math
 import re
 from collections.abc import Sequence
 from fractions import Fraction
+from functools import lru_cache
 from typing import Literal
 
 NumberSource = Literal["hashes", "boxed", "statement", "last_sentence"]
@@ -164,7 +165,8 @@ def extract_number(text: str) -> str | None:
     return number_with_source(text)[0]
 
 
-def _choice_patterns(labels: Sequence[str]) -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str]]:
+@lru_cache(maxsize=64)
+def _choice_patterns(labels: tuple[str, ...]) -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str]]:
     alts = "|".join(re.escape(label) for label in sorted(labels, key=len, reverse=True))
     # Letters must stand alone ("(C)", "C.", "C)", "C" then a space or end), so "answer is Carbon" is not C.
     label = rf"[\(\[\*]*\s*({alts})\s*(?:[\)\]\*.:,<]|\s|$)"
@@ -182,7 +184,7 @@ def choice_with_source(text: str, labels: Sequence[str] = LETTERS) -> tuple[str 
     """The choice an answer states and the rule that found it (see the module doc)."""
     if not labels:
         return None, None
-    statement, line, bare = _choice_patterns(labels)
+    statement, line, bare = _choice_patterns(tuple(labels))
     # A statement's label must match case exactly for one-letter labels ("the answer is a ..." is prose).
     for match in statement.finditer(text):
         if len(match.group(1)) > 1 or match.group(1) in labels:
