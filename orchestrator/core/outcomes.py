@@ -15,7 +15,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from orchestrator.patterns.kit.policy import Stats
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Scored:
+    """The scored outcomes of one (label, pattern): count, sum of scores, GPU-seconds, calls."""
+
+    n: int
+    score: float
+    gpu_s: float
+    calls: float
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outcomes (
@@ -66,14 +76,14 @@ class OutcomeStore:
             )
             return cur.rowcount == 1
 
-    def stats(self) -> dict[str, dict[str, Stats]]:
+    def stats(self) -> dict[str, dict[str, Scored]]:
         """Label → pattern → the scored outcomes' totals."""
         with self._db() as db:
             rows = db.execute(
                 "SELECT label, pattern, COUNT(*), SUM(score), SUM(gpu_s), SUM(calls) FROM outcomes "
                 "WHERE score IS NOT NULL GROUP BY label, pattern"
             ).fetchall()
-        out: dict[str, dict[str, Stats]] = {}
+        out: dict[str, dict[str, Scored]] = {}
         for label, pattern, n, score, gpu_s, calls in rows:
-            out.setdefault(label, {})[pattern] = Stats(n=n, score=score or 0.0, gpu_s=gpu_s or 0.0, calls=calls or 0)
+            out.setdefault(label, {})[pattern] = Scored(n, score or 0.0, gpu_s or 0.0, calls or 0)
         return out

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from orchestrator.core.outcomes import Scored
+
 ALL = "*"
 
 
@@ -53,12 +55,14 @@ class Policy(BaseModel):
     )
     margin: float = Field(0.01, ge=0.0, le=1.0, description="Patterns within this of the best accuracy compete on cost.")
 
-    def merged(self, other: Mapping[str, Mapping[str, Stats]]) -> Policy:
+    def merged(self, other: Mapping[str, Mapping[str, Scored]]) -> Policy:
+        """This policy with online outcomes added to its entries."""
         entries = {label: dict(per) for label, per in self.entries.items()}
         for label, per in other.items():
-            for pattern, stats in per.items():
+            for pattern, s in per.items():
                 entries.setdefault(label, {})
-                entries[label][pattern] = entries[label].get(pattern, Stats()) + stats
+                online = Stats(n=s.n, score=s.score, gpu_s=s.gpu_s, calls=s.calls)
+                entries[label][pattern] = entries[label].get(pattern, Stats()) + online
         return Policy(entries=entries, margin=self.margin)
 
     def for_label(self, label: str) -> tuple[str, dict[str, Stats]]:
