@@ -26,7 +26,6 @@ import yaml
 from orchestrator.eval.data import Item, split
 from orchestrator.eval.runner import Evaluator, PatternRun
 from orchestrator.eval.scorers import ScorerName
-from orchestrator.patterns.kit.base import PatternSpecBase
 from orchestrator.service.config import ChorusConfig
 
 THRESHOLDS = (0.34, 0.4, 0.5, 0.6, 0.67, 0.75, 0.8, 0.9, 1.0)
@@ -68,10 +67,15 @@ class Calibration:
 
     def markdown(self) -> str:
         lines = [
-            f"Calibration on {self.n_calibration} items, reported on {self.n_test} held-out items "
-            f"(target: {self.target:.0%} of the escalation model's accuracy).",
+            (
+                f"Calibration on {self.n_calibration} items, reported on {self.n_test} held-out items "
+                f"(target: {self.target:.0%} of the escalation model's accuracy)."
+            ),
             "",
-            "| pattern | calibrated fields | test accuracy before → after | escalated (test) | strong model asked (test) | strong model alone (test) | ratio |",
+            (
+                "| pattern | calibrated fields | test accuracy before → after | escalated (test) "
+                "| strong model asked (test) | strong model alone (test) | ratio |"
+            ),
             "|---|---|---|---|---|---|---|",
         ]
         for f in self.fits:
@@ -81,7 +85,7 @@ class Calibration:
             strong = f"{f.strong_test_accuracy:.1%}" if f.strong_test_accuracy is not None else "–"
             fields = ", ".join(f"{k}: {v}" for k, v in f.patch.items() if k != "weights")
             if "weights" in f.patch:
-                fields = ("weighted" + (", " + fields if fields else ""))
+                fields = "weighted" + (", " + fields if fields else "")
             lines.append(
                 f"| {f.pattern} | {fields or '(unchanged)'} | {f.test_before.accuracy:.1%} → {f.test.accuracy:.1%} | "
                 f"{f.test.escalated:.0%} | {f.test.strongest_share:.0%} | {strong} | {ratio} |"
@@ -136,7 +140,7 @@ async def calibrate(
 async def _fit(
     ev: Evaluator,
     name: str,
-    spec: PatternSpecBase,
+    spec: Any,
     weights: dict[str, float],
     cal: Sequence[Item],
     test: Sequence[Item],
@@ -145,7 +149,7 @@ async def _fit(
     test_singles: dict[str, float],
 ) -> Fit | None:
     config = ev.config
-    members: list[str] = list(getattr(spec, "members"))
+    members: list[str] = list(spec.members)
     member_weights = {r: weights[r] for r in dict.fromkeys(members) if r in weights}
     strongest = max(member_weights, key=lambda r: member_weights[r]) if member_weights else None
     weighted = {"weights": member_weights, "tie_breaker": strongest} if member_weights else {}
@@ -155,8 +159,8 @@ async def _fit(
     if before.error is not None:
         return None
     if spec.kind == "vote":
-        update = dict(weighted)
-        if getattr(spec, "extract") == "semantic":
+        update: dict[str, Any] = dict(weighted)
+        if spec.extract == "semantic":
             # The similarity at which answers agree, fitted like a threshold: best accuracy on calibration.
             tried = []
             for similarity in SIMILARITIES:

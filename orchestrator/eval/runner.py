@@ -20,7 +20,7 @@ from orchestrator.eval.data import Item
 from orchestrator.eval.scorers import ScorerName, right
 from orchestrator.patterns.kit.embedding import Embedder
 from orchestrator.routing.fleet import Fleet
-from orchestrator.routing.replicas import LocalReplica
+from orchestrator.routing.replicas import LocalReplica, Replica
 from orchestrator.service.chorus import Chorus
 from orchestrator.service.config import ChorusConfig
 from serving.engines.recorded import RecordedEngine
@@ -55,7 +55,7 @@ class PatternRun:
 
 async def recorded_fleet(config: ChorusConfig) -> Fleet:
     """One started in-process replica per recorded model; live models are left out."""
-    replicas: dict[str, list[LocalReplica]] = {}
+    replicas: dict[str, list[Replica]] = {}
     for spec in config.models:
         if spec.engine != "recorded":
             continue

@@ -81,9 +81,9 @@ class RecordBook:
         found: list[Record] = []
         for line in prompt.splitlines():
             for r in self._index.get(_line_key(line), ()):
-                if r not in found and _squash(r.question) in squashed:
-                    if all(_squash(o) in squashed for o in r.options):
-                        found.append(r)
+                quoted = _squash(r.question) in squashed and all(_squash(o) in squashed for o in r.options)
+                if quoted and r not in found:
+                    found.append(r)
         if not found:
             return None
         return max(found, key=lambda r: (len(r.question), len(r.options)))

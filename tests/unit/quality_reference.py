@@ -53,7 +53,7 @@ def answer_span(text: str) -> str:
     (a '#### Step 2' heading), except a final '#### <words>' line, which states a non-number."""
     text = re.sub(r"<<.*?>>", "", text)  # calculator annotations repeat results
     if "####" in text:
-        head, tail = text.rsplit("####", 1)
+        tail = text.rsplit("####", 1)[1]
         line = tail.split("\n", 1)[0]
         if re.match(r"\s*[-$]?\s*\d", line) or not tail.strip("\n ").count("\n") and not re.search(r"\d", line):
             return line

@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
-import pytest
-
 from cluster.errors import EngineError
 from orchestrator.eval.data import load_items
 from orchestrator.patterns.kit.extract import extract_choice
@@ -113,7 +111,7 @@ async def test_fix4_ties_go_to_the_tie_breaker_and_the_trace_says_so():
 
 
 def _texts_with(role_texts: dict[str, object]):
-    return {r: (lambda req, t=t: t if not isinstance(t, Exception) else t) for r, t in role_texts.items()}
+    return {r: (lambda req, t=t: t) for r, t in role_texts.items()}
 
 
 async def test_fix5_escalated_answers_keep_the_members_format():
