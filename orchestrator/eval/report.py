@@ -33,6 +33,9 @@ class Summary:
     strongest_share: float  # share of questions the strongest single model answered a step of
     pareto: bool = False
     error: str | None = None
+    best_member: str | None = None  # the most accurate model the pattern calls (evaluated alone)
+    vs_best_member: Interval | None = None  # accuracy minus that model's, paired
+    p_member: float | None = None  # McNemar, against that model
 
 
 @dataclass(frozen=True)
@@ -70,8 +73,17 @@ def summarize(runs: Sequence[PatternRun], data: str, scorer: str, margin: float 
         if best is not None and run is not best:
             paired = [best_right[o.item] for o in run.outcomes]
             vs, p = paired_difference(right, paired), mcnemar_p(right, paired)
+        member = max((s for s in singles if s.name in run.members and s is not run), key=lambda r: r.accuracy(), default=None)
+        vs_member, p_member = None, None
+        if member is not None:
+            member_right = {o.item: o.right for o in member.outcomes}
+            paired_member = [member_right[o.item] for o in run.outcomes]
+            vs_member, p_member = paired_difference(right, paired_member), mcnemar_p(right, paired_member)
         summaries.append(
             Summary(
+                best_member=member.name if member else None,
+                vs_best_member=vs_member,
+                p_member=p_member,
                 name=run.name,
                 kind=run.kind,
                 n=len(run.outcomes),
@@ -121,6 +133,13 @@ def recommend(summaries: Sequence[Summary], margin: float) -> tuple[str | None, 
     )
     if pick is not top and top.gpu_s > 0:
         why += f" ({top.gpu_s / max(pick.gpu_s, 1e-12):.1f}x less than {top.name})"
+    if pick.vs_best_member is not None and pick.p_member is not None:
+        d, p = pick.vs_best_member.value, pick.p_member
+        if p >= 0.05:
+            verdict = "is not significantly different from"
+        else:
+            verdict = "beats" if d > 0 else "is worse than"
+        why += f"; it {verdict} its best member alone, {pick.best_member} ({d:+.1%}, McNemar p = {p:.3f})"
     return pick.name, why
 
 
@@ -128,20 +147,26 @@ def markdown(report: Report) -> str:
     lines = [
         f"Data: `{report.data}`, scorer `{report.scorer}`; best single model: `{report.best_single}`.",
         "",
-        "| pattern | kind | n | accuracy (95 % CI) | vs best single (95 % CI) | p | calls/q | tokens/q | GPU-s/q | est. latency s | escalated | strongest model asked | Pareto |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        (
+            "| pattern | kind | n | accuracy (95 % CI) | vs best single (95 % CI) | p | vs its best member (p) "
+            "| calls/q | tokens/q | GPU-s/q | est. latency s | escalated | strongest model asked | Pareto |"
+        ),
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in report.summaries:
         if s.error is not None:
-            lines.append(f"| {s.name} | {s.kind} | – | not evaluable offline: {s.error} | | | | | | | | | |")
+            lines.append(f"| {s.name} | {s.kind} | – | not evaluable offline: {s.error} | | | | | | | | | | |")
             continue
         a = s.accuracy
         vs = "–" if s.vs_best_single is None else (
             f"{s.vs_best_single.value:+.1%} ({s.vs_best_single.low:+.1%}, {s.vs_best_single.high:+.1%})"
         )
         p = "–" if s.p_value is None else f"{s.p_value:.3f}"
+        member = "–" if s.vs_best_member is None else (
+            f"{s.vs_best_member.value:+.1%} vs {s.best_member} ({s.p_member:.3f})"
+        )
         lines.append(
-            f"| {s.name} | {s.kind} | {s.n} | {a.value:.1%} ({a.low:.1%}–{a.high:.1%}) | {vs} | {p} | "
+            f"| {s.name} | {s.kind} | {s.n} | {a.value:.1%} ({a.low:.1%}–{a.high:.1%}) | {vs} | {p} | {member} | "
             f"{s.calls:.2f} | {s.tokens:.0f} | {s.gpu_s:.2f} | {s.latency_s:.1f} | {s.escalated:.0%} | "
             f"{s.strongest_share:.0%} | {'●' if s.pareto else ''} |"
         )

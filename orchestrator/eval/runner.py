@@ -48,6 +48,7 @@ class PatternRun:
     outcomes: list[Outcome] = field(default_factory=list)
     error: str | None = None  # why the pattern could not be evaluated offline
     wall_s: float = 0.0  # time the offline run took (not a latency figure)
+    members: frozenset[str] = frozenset()  # models the pattern may call (itself, for a single model)
 
     def accuracy(self) -> float:
         return sum(o.right for o in self.outcomes) / len(self.outcomes) if self.outcomes else 0.0
@@ -125,6 +126,17 @@ async def run_pattern(
     return run
 
 
+def models_of(config: ChorusConfig, name: str) -> frozenset[str]:
+    """Every model a pattern may call, through the patterns it runs too."""
+    spec = config.patterns.get(name)
+    if spec is None:
+        return frozenset({name})
+    models = {config.roles[r] for r in spec.roles()}
+    for used in spec.uses():
+        models |= models_of(config, used)
+    return frozenset(models)
+
+
 class Evaluator:
     """A `Chorus` over recorded engines, built once per config and reused for every pattern."""
 
@@ -151,5 +163,6 @@ class Evaluator:
             t0 = time.perf_counter()
             run = await run_pattern(self.chorus, name, kind, items, scorer)
             run.wall_s = time.perf_counter() - t0
+            run.members = models_of(self.config, name)
             runs.append(run)
         return runs
