@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,7 @@ async def _eval(args: argparse.Namespace) -> int:
     from orchestrator.eval import report as reporting
     from orchestrator.eval.calibrate import calibrate, write_calibration
     from orchestrator.eval.data import load_items
-    from orchestrator.eval.policy import learn_policy
+    from orchestrator.eval.policy import held_out, learn_policy
     from orchestrator.eval.runner import Evaluator
     from orchestrator.eval.scorers import default_scorer
     from orchestrator.service.config import load_config
@@ -72,7 +73,14 @@ async def _eval(args: argparse.Namespace) -> int:
     if args.policy_out:
         policy = learn_policy(runs, items, args.margin)
         Path(args.policy_out).write_text(json.dumps(policy.model_dump(mode="json"), indent=2) + "\n")
-        print(f"adaptive policy: {args.policy_out}")
+        check = held_out(runs, items, args.margin)
+        (out / "policy_held_out.json").write_text(json.dumps(asdict(check), indent=2) + "\n")
+        name, best = check.best_fixed()
+        print(
+            f"adaptive policy: {args.policy_out}; learned on the calibration half and followed on the test half: "
+            f"{check.policy.accuracy:.1%} at {check.policy.gpu_s:.2f} GPU-s/q "
+            f"(best fixed pattern {name}: {best.accuracy:.1%} at {best.gpu_s:.2f})"
+        )
     if args.calibrate:
         result = await calibrate(evaluator, items, scorer, [n for n in names], args.target)
         write_calibration(result, out)
