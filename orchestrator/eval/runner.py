@@ -160,9 +160,15 @@ class Evaluator:
         for name in names:
             spec = self.config.patterns.get(name)
             kind = spec.kind if spec is not None else "model"
+            members = models_of(self.config, name)
+            live = sorted(members - set(self.models()))
+            if live:
+                error = f"calls live model(s) {', '.join(live)}; chorus eval replays engine: recorded models only"
+                runs.append(PatternRun(name, kind, error=error, members=members))
+                continue
             t0 = time.perf_counter()
             run = await run_pattern(self.chorus, name, kind, items, scorer)
             run.wall_s = time.perf_counter() - t0
-            run.members = models_of(self.config, name)
+            run.members = members
             runs.append(run)
         return runs

@@ -89,3 +89,22 @@ async def test_every_recorded_question_is_found_from_its_eval_prompt():
         for item, row in zip(items, recorded, strict=True):
             out = await e.generate(request(user(item.prompt())))
             assert out.text == (row["answers"][model] or "")
+
+
+async def test_a_pattern_calling_a_live_model_is_reported_not_evaluable(records):
+    from orchestrator.eval.data import Item
+    from orchestrator.eval.runner import Evaluator
+    from orchestrator.service.config import parse_config
+
+    config = parse_config(
+        {
+            "models": [{"name": "m", "source": str(records), "engine": "recorded"}, {"name": "live", "source": "/models/x"}],
+            "roles": {"a": "m", "b": "live"},
+            "patterns": {"mixed": {"kind": "vote", "members": ["a", "b"]}, "offline": {"kind": "single", "role": "a"}},
+        },
+        "test.yaml",
+    )
+    ev = await Evaluator.create(config)
+    mixed, offline = await ev.run(["mixed", "offline"], [Item(id="1", question="What is 2 + 2?", gold="4")], "numeric")
+    assert mixed.error is not None and "live model(s) live" in mixed.error
+    assert offline.error is None and offline.accuracy() == 1.0
