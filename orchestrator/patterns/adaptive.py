@@ -27,14 +27,15 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from cluster.errors import BudgetExceeded, StepFailed
 from cluster.spec import Strict
+
 from orchestrator.core.context import Context
-from orchestrator.core.outcomes import OutcomeStore
+from cluster.errors import BudgetExceeded, StepFailed
 from orchestrator.patterns.kit.base import Answer, BuildEnv, Pattern, PatternRequest, PatternSpecBase
-from orchestrator.patterns.kit.policy import Policy, choose
-from orchestrator.patterns.kit.spending import calls_left, tokens_left
 from orchestrator.patterns.router import classify
+from orchestrator.patterns.kit.spending import calls_left, tokens_left
+from orchestrator.patterns.kit.policy import Policy, choose
+from orchestrator.core.outcomes import OutcomeStore
 
 
 class AdaptiveRoute(Strict):

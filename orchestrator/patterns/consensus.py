@@ -15,16 +15,15 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from cluster.errors import PatternFailed
-from orchestrator.core.context import Context
 from orchestrator.patterns.kit import prompts
-from orchestrator.patterns.kit.ballot import accepts, embedder_for
+from orchestrator.core.context import Context
 from orchestrator.patterns.kit.base import Answer, BuildEnv, PatternRequest
 from orchestrator.patterns.kit.embedding import Embedder
-from orchestrator.patterns.kit.members import MemberAnswer
 from orchestrator.patterns.kit.spending import can_afford
 from orchestrator.patterns.vote import BallotSpec, poll_and_tally
-
+from orchestrator.patterns.kit.ballot import accepts, embedder_for
+from orchestrator.patterns.kit.members import MemberAnswer
+from cluster.errors import PatternFailed
 
 class ConsensusSpec(BallotSpec):
     kind: Literal["consensus"]

@@ -17,6 +17,7 @@ import ray
 from cluster.runtime.reservation import Reservation, ReplicaSlot, reserve
 from serving.engines.base import Engine
 from serving.host.model_host import ModelHost
+from serving.engines.recorded import RecordedEngine
 from serving.engines.vllm_engine import EngineSettings, VLLMEngine
 
 from orchestrator.runtime.actor import Orchestrator
@@ -37,6 +38,8 @@ def host_name(model: str, replica: int) -> str:
 
 
 def vllm_engine_for(config: ChorusConfig, slot: ReplicaSlot) -> tuple[type[Engine], dict[str, Any]]:
+    if config.model(slot.model).engine == "recorded":
+        return RecordedEngine, {}  # replays recorded answers (offline evaluation beside live models)
     placement = config.placement_of(slot.model)
     settings = EngineSettings(
         on_gpu=placement.on_gpu,

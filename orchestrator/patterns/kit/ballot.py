@@ -15,13 +15,14 @@ from dataclasses import replace
 
 from pydantic import BaseModel, Field, model_validator
 
+from serving.types import Choice, Message
+
 from orchestrator.patterns.kit import prompts
+from orchestrator.patterns.kit.tally import Extract, Tally, extract, tally_keys, tally_semantic
 from orchestrator.patterns.kit.base import BuildEnv
 from orchestrator.patterns.kit.embedding import Embedder, MiniLMEmbedder
-from orchestrator.patterns.kit.extract import choice_with_source, number_with_source
 from orchestrator.patterns.kit.members import MemberAnswer
-from orchestrator.patterns.kit.tally import Extract, Tally, extract, tally_keys, tally_semantic
-from serving.types import Choice, Message
+from orchestrator.patterns.kit.extract import choice_with_source, number_with_source
 
 
 class AgreementFields(BaseModel):
