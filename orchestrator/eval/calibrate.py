@@ -86,9 +86,12 @@ class Calibration:
             fields = ", ".join(f"{k}: {v}" for k, v in f.patch.items() if k != "weights")
             if "weights" in f.patch:
                 fields = "weighted" + (", " + fields if fields else "")
+            escalated, asked = (
+                (f"{f.test.escalated:.0%}", f"{f.test.strongest_share:.0%}") if f.kind == "consensus" else ("–", "–")
+            )
             lines.append(
                 f"| {f.pattern} | {fields or '(unchanged)'} | {f.test_before.accuracy:.1%} → {f.test.accuracy:.1%} | "
-                f"{f.test.escalated:.0%} | {f.test.strongest_share:.0%} | {strong} | {ratio} |"
+                f"{escalated} | {asked} | {strong} | {ratio} |"
             )
         return "\n".join(lines) + "\n"
 
