@@ -25,7 +25,7 @@ from orchestrator.patterns.kit.base import Answer, BuildEnv, PatternRequest, Pat
 from orchestrator.patterns.kit.embedding import Embedder
 from orchestrator.patterns.kit.members import ask_all, record_failures, require_answers
 from orchestrator.patterns.kit.spending import can_afford
-from orchestrator.patterns.kit.ballot import AgreementFields, decide, embedder_for
+from orchestrator.patterns.kit.ballot import AgreementFields, accepts, decide, embedder_for
 
 
 class PyramidSpec(PatternSpecBase, AgreementFields):
@@ -103,7 +103,7 @@ class PyramidPattern:
             ctx.note("agreement", round(tally.agreement, 4))
             references = [a.text for a in answers]
             representative = answers[tally.winner if tally.winner is not None else 0].text
-            if spec.early_stop is not None and tally.winner is not None and tally.agreement >= spec.early_stop:
+            if tally.winner is not None and accepts(tally.agreement, 0, spec.early_stop, None):
                 ctx.note("early_stop", {"after_layer": depth + 1, "agreement": round(tally.agreement, 4)})
                 return Answer(text=representative, finish_reason=answers[tally.winner].finish_reason)
         if not can_afford(ctx, 1):

@@ -157,3 +157,9 @@ async def test_a_failed_aggregator_leaves_the_layer_belows_answer():
     assert reply.text == "sky"  # layer 2's representative (judge said sky, planner sea: tie to the earliest)
     assert reply.trace.decisions["failed_members"][0]["step"] == "layer3[0]"
     assert reply.trace.decisions["layers"][-1] == {"layer": 3, "answered": 0}
+
+
+async def test_early_stop_is_read_to_two_decimals():
+    chorus, _ = setup(["sky", "sky", "sea"], early_stop=0.67)  # 2 of 3 meets 0.67
+    reply = await chorus.chat(ask("?", "pyramid"))
+    assert reply.trace.decisions["early_stop"]["after_layer"] == 1
