@@ -11,6 +11,7 @@ import pytest
 
 from orchestrator.patterns.kit.tally import tally_keys
 from orchestrator.patterns.kit.judging import parse_score
+from orchestrator.patterns.kit.ballot import accepts
 
 pytestmark = pytest.mark.integration
 
@@ -103,7 +104,8 @@ def test_vote_is_a_weighted_majority_of_constrained_labels(openai_client, config
     text, trace, steps, spec = run(openai_client, config, "vote")
     labels = [s["output"] for s in steps]
     assert set(labels) <= set(spec.labels)
-    expected = tally_keys(labels, [spec.weights.get(s["role"], 1.0) for s in steps])
+    roles = [s["role"] for s in steps]
+    expected = tally_keys(labels, [spec.weights.get(r, 1.0) for r in roles], spec.strength(roles))
     assert trace["decisions"]["vote"]["winner"] == expected.key == text
     assert trace["decisions"]["agreement"] == pytest.approx(expected.agreement, abs=1e-4)
     concurrent(trace, steps)
@@ -123,7 +125,7 @@ def test_best_of_n_scores_every_answer(openai_client, config):
 def test_consensus_escalates_only_below_its_threshold(openai_client, config):
     _, trace, steps, spec = run(openai_client, config, "consensus")
     d = trace["decisions"]
-    below = d["agreement"] < spec.threshold
+    below = not accepts(d["agreement"], 0, spec.threshold, None)  # thresholds read to two decimals
     assert (names(steps)[-1] == "escalate") is below
     assert (d["escalated"] is not False) is below
     assert trace["totals"]["escalated"] is below
