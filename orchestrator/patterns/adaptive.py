@@ -53,9 +53,10 @@ class AdaptiveSpec(PatternSpecBase):
     policy: str | None = Field(
         None, description="A learned policy (JSON from `chorus eval --policy-out`); its entries pick over routes."
     )
-    learn: bool = Field(False, description="Update the policy online from scores posted to /v1/chorus/feedback.")
-    outcomes: str | None = Field(
-        None, description="learn: the outcome store (SQLite); default $CHORUS_HOME/outcomes.sqlite."
+    learn: bool = Field(
+        False,
+        description="Update the policy online from scores posted to /v1/chorus/feedback "
+        "(kept in $CHORUS_HOME/outcomes.sqlite, where the HTTP server records them).",
     )
     explore: float = Field(
         0.0, ge=0.0, le=0.2, description="With a policy: share of requests that try another affordable pattern."
@@ -107,7 +108,7 @@ class AdaptiveSpec(PatternSpecBase):
             patterns={n: env.patterns[n] for n in names},
             costs={n: env.specs[n].max_calls() for n in names},
             policy=self.load_policy() if learned else None,
-            store=OutcomeStore(self.outcomes) if self.learn else None,
+            store=OutcomeStore() if self.learn else None,
             rng=random.Random(self.seed),
         )
 

@@ -52,7 +52,7 @@ SCRIPTS = {
 }
 
 
-def patterns(policy_path: str, store: str, **extra: object) -> dict[str, object]:
+def patterns(policy_path: str, **extra: object) -> dict[str, object]:
     return {
         "quick": {"kind": "single", "role": "generalist"},
         "deep": {"kind": "vote", "members": ["generalist", "reasoner", "coder"]},
@@ -61,7 +61,6 @@ def patterns(policy_path: str, store: str, **extra: object) -> dict[str, object]
             "routes": {"maths": {"pattern": "deep"}, "chat": {"pattern": "quick"}},
             "fallback": "quick",
             "policy": policy_path,
-            "outcomes": store,
             **extra,
         },
     }
@@ -75,7 +74,7 @@ async def test_adaptive_follows_the_policy_and_the_trace_names_the_entry(tmp_pat
     path = tmp_path / "policy.json"
     learned = policy(maths={"quick": Stats(n=50, score=49, gpu_s=5), "deep": Stats(n=50, score=49.5, gpu_s=15)})
     path.write_text(json.dumps(learned.model_dump()))
-    chorus, engines = build(SCRIPTS, patterns(str(path), str(tmp_path / "o.sqlite")))
+    chorus, engines = build(SCRIPTS, patterns(str(path)))
     reply = await chorus.chat(ask_auto())
     # The route says deep; the policy says quick is as right (within 2 points) for a third of the cost.
     assert reply.trace.decisions["adaptive"]["chosen"] == "quick"
@@ -85,14 +84,14 @@ async def test_adaptive_follows_the_policy_and_the_trace_names_the_entry(tmp_pat
     assert engines["reasoner"].calls == []
 
 
-async def test_feedback_is_stored_durably_and_updates_the_policy_online(tmp_path):
+async def test_feedback_is_stored_durably_and_updates_the_policy_online(tmp_path, monkeypatch):
+    monkeypatch.setenv("CHORUS_HOME", str(tmp_path))  # where the server and the pattern keep outcomes
     store_path = tmp_path / "outcomes.sqlite"
     policy_path = tmp_path / "policy.json"
     start = policy(maths={"quick": Stats(n=2, score=2, gpu_s=0, calls=2), "deep": Stats(n=2, score=2, gpu_s=0, calls=6)})
     policy_path.write_text(json.dumps(start.model_dump()))
-    chorus, _ = build(SCRIPTS, patterns(str(policy_path), str(store_path), learn=True))
+    chorus, _ = build(SCRIPTS, patterns(str(policy_path), learn=True))
     app = build_app(chorus)
-    app.state.outcomes = OutcomeStore(store_path)
     http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://chorus")
     body = {"model": "auto", "messages": [{"role": "user", "content": "2+2?"}]}
     reply = (await http.post("/v1/chat/completions", json=body)).json()
