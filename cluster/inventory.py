@@ -8,14 +8,15 @@ Pure data plus two readers:
 * `from_spec("2x4xA100-40GB")` describes GPUs to plan for ahead of time: NODESxGPUSxNAME-MEMGB
   (NODES defaults to 1); different nodes are joined with commas ("1xH100-80GB,1xRTX4090-24GB").
 
-A running Ray cluster's nodes come from `cluster.runtime.reservation.ray_inventory()` (the only module
-here that imports ray).
+A running Ray cluster's nodes come from `cluster.runtime.nodes.ray_inventory()` (`cluster/runtime/`
+is the only folder of `cluster/` that imports ray).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from cluster.errors import GpuSpecError
 
@@ -114,13 +115,14 @@ def from_spec(spec: str) -> Inventory:
     return Inventory(tuple(nodes), source=f"spec:{text}")
 
 
-def from_nvml(nvml=None) -> Inventory:
+def from_nvml(nvml: Any = None) -> Inventory:
     """This machine's NVIDIA GPUs. `nvml` replaces the pynvml module (tests pass a fake)."""
     if nvml is None:
         try:
-            import pynvml as nvml
+            import pynvml
         except ImportError:
             return Inventory((), source="nvml", reason="nvidia-ml-py is not installed")
+        nvml = pynvml
     try:
         nvml.nvmlInit()
     except nvml.NVMLError as exc:
@@ -157,7 +159,7 @@ def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _capability(nvml, handle) -> tuple[int, int] | None:
+def _capability(nvml: Any, handle: Any) -> tuple[int, int] | None:
     try:
         major, minor = nvml.nvmlDeviceGetCudaComputeCapability(handle)
         return int(major), int(minor)
@@ -165,7 +167,7 @@ def _capability(nvml, handle) -> tuple[int, int] | None:
         return None
 
 
-def _nvlink_peers(nvml, index: int, handles: list) -> frozenset[int]:
+def _nvlink_peers(nvml: Any, index: int, handles: list[Any]) -> frozenset[int]:
     """GPU indices this GPU reaches over NVLink (empty where NVML cannot tell).
 
     Asks NVML's P2P status for the NVLink capability pair by pair: that also covers NVSwitch

@@ -175,6 +175,5 @@ class PlacementSpec(Strict):
 
     def share_of(self, replica: int) -> float:
         """The GPU share replica `replica` runs with: its slot's, else the deployment's."""
-        if self.gpus is not None and self.gpus[replica].gpu_share is not None:
-            return self.gpus[replica].gpu_share
-        return self.gpu_share
+        own = self.gpus[replica].gpu_share if self.gpus is not None else None
+        return own if own is not None else self.gpu_share

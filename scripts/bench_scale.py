@@ -44,13 +44,16 @@ from typing import Any
 
 import yaml
 
-from orchestrator.service.config import ChorusConfig, load_config, parse_config
+from orchestrator.core.schema import ChatRequest
 from orchestrator.routing.fleet import Fleet
 from orchestrator.routing.replicas import HostReplica, Replica
-from orchestrator.core.schema import ChatRequest
 from orchestrator.service.chorus import Chorus
+from orchestrator.service.config import ChorusConfig, load_config, parse_config
 from serving.host.model_host import ModelHost
-from serving.sim.engine import H100, SimulatedEngine, SimulatedGpu, VirtualClockLoop
+from serving.sim.clock import VirtualClockLoop
+from serving.sim.engine import SimulatedEngine
+from serving.sim.gpu import SimulatedGpu
+from serving.sim.latency import H100
 from serving.types import GenerationRequest, Message, Result
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -202,11 +205,7 @@ TOPICS = (
     "a SQL query that returns duplicates", "a proof that sqrt 2 is irrational", "a late order and a voucher",
     "type hints for a generic repository", "the eigenvalues of a 2x2 matrix", "an invoice with the wrong VAT",
 )
-FILLER = (
-    "please explain clearly why this happens and what I should check first also mention edge cases "
-    "and give a short example if that helps the context is a small team with tight deadlines and "
-    "we already tried the obvious fixes without luck so more detail is welcome"
-).split()
+FILLER = ["please", "explain", "clearly", "why", "this", "happens", "and", "what", "I", "should", "check", "first", "also", "mention", "edge", "cases", "and", "give", "a", "short", "example", "if", "that", "helps", "the", "context", "is", "a", "small", "team", "with", "tight", "deadlines", "and", "we", "already", "tried", "the", "obvious", "fixes", "without", "luck", "so", "more", "detail", "is", "welcome"]
 
 
 def policy(app: str, words: int = 220) -> str:
@@ -262,7 +261,7 @@ async def run_mode(config: ChorusConfig, mode: Mode, requests: int, *, time_scal
                     reply = await chorus.chat(request)
             else:
                 reply = await chorus.chat(request)
-        except Exception as exc:  # a failed request is a result of the benchmark, not a crash
+        except Exception as exc:  # noqa: BLE001 - a failed request is a result of the benchmark, not a crash
             return {"pattern": item.pattern, "ok": False, "error": f"{type(exc).__name__}: {exc}",
                     "latency": (loop.time() - start) / time_scale}
         return {

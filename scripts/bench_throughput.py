@@ -29,7 +29,6 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
-
 from benchlib import MODELS, chorus_deployment, pyplot, summary, tiny_model, write
 
 MAX_TOKENS = 32
@@ -163,10 +162,10 @@ def question(i: int) -> str:
 
 async def run(levels: list[int]) -> dict:
     from cluster.spec import ModelSpec
-    from serving.types import GenerationRequest, Message, Sampling
     from serving.engines.vllm_engine import VLLMEngine
+    from serving.types import GenerationRequest, Message, Sampling
 
-    logs = Path(__file__).resolve().parents[1] / ".cache" / "bench-logs"
+    logs = Path(__file__).resolve().parents[1] / ".cache" / "bench-logs"  # noqa: ASYNC240 - once, before anything runs
     logs.mkdir(parents=True, exist_ok=True)
     ports = {"tiny": 18301, "tiny-b": 18302}
     urls = {m: f"http://127.0.0.1:{p}/v1" for m, p in ports.items()}
@@ -203,7 +202,7 @@ async def run(levels: list[int]) -> dict:
 
             def engines_one(pattern: str) -> Callable[[int], Awaitable[int]]:
                 """The pattern's calls as independent requests straight to the engines, at its widest batch."""
-                roles = COUNCIL + ["synthesizer"] if pattern == "council" else [r for layer in PYRAMID for r in layer]
+                roles = [*COUNCIL, "synthesizer"] if pattern == "council" else [r for layer in PYRAMID for r in layer]
 
                 async def one(i: int) -> int:
                     role = roles[i % len(roles)]

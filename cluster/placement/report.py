@@ -9,19 +9,20 @@ the plan expects of it, so a user can read it, edit it and check it with `chorus
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import yaml
 
 from cluster.inventory import GiB
-from cluster.sizing.memory import ModelMemory
 from cluster.placement.plan import PlacementPlan
+from cluster.sizing.memory import ModelMemory
 from cluster.spec import PlacementSpec
 
 BAR = 40
 MARKS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
-def _gib(n: int | float) -> str:
+def _gib(n: float) -> str:
     return f"{n / GiB:.1f}"
 
 
@@ -31,11 +32,11 @@ def render_table(plan: PlacementPlan, memory: Mapping[str, ModelMemory]) -> str:
     used = plan.gpus_used()
     lines = [
         f"GPUs: {inv.describe()}",
-        f"plan: {len(plan.replicas)} replica(s) of {len(plan.models)} model(s) on {used} of {inv.gpu_count} GPU(s); "
-        f"shares per GPU ≤ {plan.ceiling:g}",
+        (f"plan: {len(plan.replicas)} replica(s) of {len(plan.models)} model(s) on {used} of {inv.gpu_count} GPU(s); "
+        f"shares per GPU ≤ {plan.ceiling:g}"),
         "",
-        f"{'GPU':<8} {'memory (' + ', '.join(f'{mark[m]}={m}' for m in plan.models) + '; .=unused)':<{BAR + 2}} "
-        f"{'used GiB':>9} {'free GiB':>9}  replicas (share)",
+        (f"{'GPU':<8} {'memory (' + ', '.join(f'{mark[m]}={m}' for m in plan.models) + '; .=unused)':<{BAR + 2}} "
+        f"{'used GiB':>9} {'free GiB':>9}  replicas (share)"),
     ]
     for node in inv.nodes:
         for gpu in node.gpus:
@@ -60,8 +61,8 @@ def render_table(plan: PlacementPlan, memory: Mapping[str, ModelMemory]) -> str:
         lines.append(f"{idle} GPU(s) unused" + ("" if any(r.extra for r in plan.replicas) else " (set fill: true to give them extra replicas)"))
     lines += [
         "",
-        f"{'replica':<22} {'node':>4} {'GPUs':<10} {'tp':>2} {'share':>6} {'weights':>9} {'KV tokens':>10} "
-        f"{'KV GiB':>7}  {'format':<9} origin",
+        (f"{'replica':<22} {'node':>4} {'GPUs':<10} {'tp':>2} {'share':>6} {'weights':>9} {'KV tokens':>10} "
+        f"{'KV GiB':>7}  {'format':<9} origin"),
     ]
     for r in plan.replicas:
         m = memory[r.model]
@@ -99,7 +100,7 @@ def render_placement(
     return "\n".join(out) + "\n"
 
 
-def render_config(raw: Mapping, plan: PlacementPlan, memory: Mapping[str, ModelMemory],
+def render_config(raw: Mapping[str, Any], plan: PlacementPlan, memory: Mapping[str, ModelMemory],
                   base: Mapping[str, PlacementSpec] | None = None, header: str = "") -> str:
     """The whole config (`raw`: the YAML as loaded) with the plan's placement section."""
     rest = {k: v for k, v in raw.items() if k != "placement"}

@@ -10,6 +10,7 @@ that pattern's policy entry when the pattern has `learn: true`. An id chorus did
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -18,6 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from cluster.errors import UnknownResponse
 from orchestrator.core.outcomes import OutcomeStore
 from orchestrator.core.schema import Reply
+from orchestrator.patterns import AdaptiveDecision, decision_of
+from orchestrator.patterns.kit.policy import ALL
 
 router = APIRouter()
 
@@ -37,19 +40,21 @@ def store_of(state: Any) -> OutcomeStore:
     return store
 
 
-def remember(state: Any, reply: Reply) -> None:
-    """Keep what an adaptive reply chose, so feedback on it can be attributed."""
-    chosen = reply.trace.decisions.get("adaptive")
-    if not isinstance(chosen, dict):
+async def remember(state: Any, reply: Reply) -> None:
+    """Keep what an adaptive reply chose, so feedback on it can be attributed: under the
+    classifier's label (so the label's own policy entry grows), `*` when the classifier failed."""
+    decision = decision_of(reply.trace)
+    if not isinstance(decision, AdaptiveDecision):
         return
     totals = reply.trace.totals
-    store_of(state).remember(
-        reply.id, str(chosen.get("label") or "*"), str(chosen["chosen"]), totals.gpu_seconds, totals.model_calls
+    # SQLite waits on other writers' locks: keep that off the event loop.
+    await asyncio.to_thread(
+        store_of(state).remember, reply.id, decision.label or ALL, decision.chosen, totals.gpu_seconds, totals.model_calls
     )
 
 
 @router.post("/v1/chorus/feedback")
 async def feedback(body: Feedback, request: Request) -> dict[str, Any]:
-    if not store_of(request.app.state).score(body.response_id, body.score):
+    if not await asyncio.to_thread(store_of(request.app.state).score, body.response_id, body.score):
         raise UnknownResponse(body.response_id)
     return {"ok": True, "response_id": body.response_id, "score": body.score}

@@ -14,22 +14,22 @@ failed, 2 the config or arguments are wrong.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
 import yaml
 
 from cluster import inventory as inv
-from cluster.errors import ClusterError
-from cluster.placement.planner import DEFAULT_CEILING, deployments, plan
+from cluster.errors import ClusterError, ConfigError
+from cluster.placement.demand import model_demands
+from cluster.placement.planner import DEFAULT_CEILING, plan_placement
 from cluster.placement.report import render_config, render_table
 from cluster.placement.validate import check
-
-from orchestrator.service.config import load_config
-from cluster.errors import ConfigError
+from orchestrator.service.config import ChorusConfig, load_config
 
 
-def add_parser(subparsers) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "plan",
         help="place the models of a config on GPUs and write the placement",
@@ -57,11 +57,11 @@ def gpu_inventory(gpus: str, gpu_memory_gib: float | None = None) -> inv.Invento
             memory, name = local.nodes[0].gpus[0].total_bytes, local.nodes[0].gpus[0].name
         else:
             raise ClusterError("--gpus ray needs --gpu-memory GB: NVML sees no GPU here to read it from")
-        import ray  # only for this option; chorus's Ray glue lives in cluster.runtime.reservation
+        import ray  # only for this option; chorus's Ray glue lives in cluster.runtime
 
-        from cluster.runtime.reservation import ray_inventory
+        from cluster.runtime.nodes import ray_inventory
 
-        ray.init(address="auto", include_dashboard=False, logging_level="ERROR")
+        ray.init(address="auto", include_dashboard=False, logging_level=logging.ERROR)
         try:
             return ray_inventory(memory, name)
         finally:
@@ -89,12 +89,12 @@ def run(args: argparse.Namespace) -> int:
     if args.check:
         return _check(config, gpus, args.ceiling, path)
     try:
-        deps = deployments(config.models, config.placement, config.roles)
-        result = plan(deps, gpus, ceiling=args.ceiling)
+        demands = model_demands(config.models, config.placement, config.roles)
+        result = plan_placement(demands, gpus, ceiling=args.ceiling)
     except ClusterError as exc:
         print(f"chorus plan: {exc}", file=sys.stderr)
         return 1
-    memory = {d.name: d.memory for d in deps}
+    memory = {d.name: d.memory for d in demands}
     print(render_table(result, memory))
     raw = yaml.safe_load(Path(path).read_text())
     header = f"# Placement planned by `chorus plan --gpus {args.gpus}` for {gpus.describe()}.\n"
@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check(config, gpus: inv.Inventory, ceiling: float, path: str) -> int:
+def _check(config: ChorusConfig, gpus: inv.Inventory, ceiling: float, path: str) -> int:
     problems = check(config.models, config.placement, gpus, ceiling=ceiling)
     for p in problems:
         print(f"{path}: {p}")
@@ -122,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="chorus")
     add_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
-    return args.func(args)
+    rc: int = args.func(args)
+    return rc
 
 
 if __name__ == "__main__":

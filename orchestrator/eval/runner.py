@@ -18,6 +18,7 @@ from orchestrator.core.schema import ChatRequest
 from orchestrator.core.trace import Trace
 from orchestrator.eval.data import Item
 from orchestrator.eval.scorers import ScorerName, right
+from orchestrator.patterns import PatternDecision, decision_of
 from orchestrator.patterns.kit.embedding import Embedder
 from orchestrator.routing.fleet import Fleet
 from orchestrator.routing.replicas import LocalReplica, Replica
@@ -38,7 +39,7 @@ class Outcome:
     latency_s: float  # estimated: the slowest step of each stage, stages in sequence
     escalated: bool
     models: frozenset[str]  # models that answered at least one step
-    decisions: dict[str, object] = field(default_factory=dict)
+    decision: PatternDecision | None = None  # what the pattern decided; None for a hosted model
 
 
 @dataclass
@@ -90,7 +91,7 @@ def _outcome(item: Item, scorer: ScorerName, text: str, trace: Trace) -> Outcome
         latency_s=estimated_latency(trace),
         escalated=t.escalated,
         models=frozenset(s.model for s in trace.steps if s.error is None),
-        decisions={k: v for k, v in trace.decisions.items() if k in ("adaptive", "escalated", "agreement")},
+        decision=decision_of(trace),
     )
 
 

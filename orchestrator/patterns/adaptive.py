@@ -5,15 +5,16 @@ The classifier role labels the request (a constrained choice over the configured
 request's budget cannot pay for that pattern's worst case (its `max_calls`, and for a token
 budget those calls at the sampling token limit), the most thorough configured pattern that fits
 is taken instead (most worst-case calls; config order on ties). A failed classifier means the
-`fallback` pattern. The chosen pattern runs with the same context, so its steps and decisions
-join this trace. Decision: `adaptive` (label, preferred, chosen, why).
+`fallback` pattern. The chosen pattern runs with the same context, so its steps join this trace;
+its decision is nested in this one's (`AdaptiveDecision.chosen_decision`).
 
 With a learned `policy` (written by `chorus eval --policy-out`), the label's policy entry picks
 instead of the route: among the affordable patterns, those within the policy's margin of the
 best accuracy, and of them the best accuracy per GPU-second (`kit.policy`). With `learn: true`
 the scores callers post to `/v1/chorus/feedback` join the entries online (`core.outcomes`), and
-with probability `explore` (at most 0.2) another affordable pattern is tried. Decision `policy`:
-the entry that decided (label or `*`), its counts, and whether this was exploration.
+with probability `explore` (at most 0.2) another affordable pattern is tried.
+`AdaptiveDecision.policy` records the pick: the entry that decided (label or `*`), its counts,
+and whether this was exploration.
 """
 
 from __future__ import annotations
@@ -25,17 +26,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, model_validator
 
-from cluster.spec import Strict
-
-from orchestrator.core.context import Context
 from cluster.errors import BudgetExceeded, StepFailed
+from cluster.spec import Strict
+from orchestrator.core.context import Context
+from orchestrator.core.decisions import DecisionBase, PatternDecisionBase
 from orchestrator.patterns.kit.base import Answer, BuildEnv, Pattern, PatternRequest, PatternSpecBase
-from orchestrator.patterns.router import classify
-from orchestrator.patterns.kit.spending import calls_left, tokens_left
-from orchestrator.patterns.kit.policy import Policy, choose
 from orchestrator.core.outcomes import OutcomeStore
+from orchestrator.patterns.kit.classify import classify
+from orchestrator.patterns.kit.policy import ALL, Policy, choose
+from orchestrator.patterns.kit.spending import calls_left, tokens_left
 
 
 class AdaptiveRoute(Strict):
@@ -113,6 +114,55 @@ class AdaptiveSpec(PatternSpecBase):
         )
 
 
+class PolicyPick(BaseModel):
+    """The learned policy's pick: which entry decided, what it knew, whether it explored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    entry: str = Field(description="The policy entry that decided: the request's label, or '*' (every label together).")
+    pattern: str = Field(description="The pattern the entry picked (or the one tried when exploring).")
+    n: int = Field(ge=0, description="Scored requests the entry holds for that pattern (offline and online).")
+    accuracy: float = Field(ge=0.0, le=1.0, description="Their mean score (4 places).")
+    gpu_s: float | None = Field(
+        description="Their mean GPU-seconds (4 places); null when the entry holds no scored request."
+    )
+    explored: bool = Field(description="An exploration draw picked another affordable pattern than the best one.")
+
+
+class AdaptiveDecision(PatternDecisionBase):
+    """Which pattern adaptive ran and why, with that pattern's own decision nested.
+
+    `early_stop` and `escalated` are the chosen pattern's, so the trace totals show them.
+    """
+
+    kind: Literal["adaptive"] = "adaptive"
+    label: str = Field(description="The classifier's label; '' when the classifier call failed.")
+    preferred: str = Field(
+        description="The pattern the label names (the fallback pattern on a fallback), or the one the "
+        "learned policy picked."
+    )
+    chosen: str = Field(description="The pattern that ran: the preferred one, unless the budget could not pay for it.")
+    fallback: Literal["classifier_failed", "unknown_label"] | None = Field(
+        default=None, description="Why the fallback pattern was preferred; null when the label named it."
+    )
+    over_budget: bool = Field(default=False, description="The preferred pattern's worst case did not fit the budget.")
+    why: str = Field(description="The choice in words: the label, the fallback reason, the policy, the budget left.")
+    policy: PolicyPick | None = Field(
+        default=None, description="The learned policy's pick; null without a policy or when it knew none of the patterns."
+    )
+    chosen_decision: SerializeAsAny[DecisionBase] | None = Field(
+        default=None,
+        description="The chosen pattern's decision (read it with orchestrator.patterns.parse_decision); "
+        "null until that pattern has run.",
+    )
+
+    def nest(self, decision: DecisionBase | None) -> None:
+        """Take in the chosen pattern's decision, and its outcome flags for the trace totals."""
+        self.chosen_decision = decision
+        self.early_stop = decision is not None and decision.early_stop
+        self.escalated = decision is not None and decision.escalated
+
+
 @dataclass(frozen=True)
 class AdaptivePattern:
     spec: AdaptiveSpec
@@ -127,47 +177,59 @@ class AdaptivePattern:
         cost = self.costs[name]
         return (calls is None or cost <= calls) and (tokens is None or cost * ctx.sampling.max_tokens <= tokens)
 
-    async def classify(self, request: PatternRequest, ctx: Context) -> tuple[str, str, str]:
-        """(label, preferred pattern, why)."""
+    async def classify(self, request: PatternRequest, ctx: Context) -> AdaptiveDecision:
+        """The preferred pattern and why (`chosen` is the preferred one, before the budget check)."""
+        spec = self.spec
         try:
-            out = await classify(
-                ctx, self.spec.classifier, {k: r.when for k, r in self.spec.routes.items()}, request.question
-            )
+            out = await classify(ctx, spec.classifier, {k: r.when for k, r in spec.routes.items()}, request.question)
         except StepFailed as exc:
-            return "", self.spec.fallback, f"classifier failed ({exc}); fallback"
+            return AdaptiveDecision(
+                label="",
+                preferred=spec.fallback,
+                chosen=spec.fallback,
+                fallback="classifier_failed",
+                why=f"classifier failed ({exc}); fallback",
+            )
         label = out.text.strip()
-        if label not in self.spec.routes:
-            return label, self.spec.fallback, f"unknown label {label!r}; fallback"
-        return label, self.spec.routes[label].pattern, f"label {label!r}"
+        if label not in spec.routes:
+            return AdaptiveDecision(
+                label=label,
+                preferred=spec.fallback,
+                chosen=spec.fallback,
+                fallback="unknown_label",
+                why=f"unknown label {label!r}; fallback",
+            )
+        pattern = spec.routes[label].pattern
+        return AdaptiveDecision(label=label, preferred=pattern, chosen=pattern, why=f"label {label!r}")
 
-    def follow_policy(self, ctx: Context, label: str) -> str | None:
-        """The pattern the learned policy picks for `label` (noted as decision `policy`), or None."""
+    def follow_policy(self, ctx: Context, label: str) -> PolicyPick | None:
+        """What the learned policy picks for `label` among the affordable patterns; None without a
+        policy, or when it knows none of them."""
         if self.policy is None:
             return None
         policy = self.policy.merged(self.store.stats()) if self.store is not None else self.policy
         affordable = [n for n in self.spec.candidates() if self.affordable(ctx, n)]
-        picked = choose(policy, label or "*", affordable, self.spec.explore, self.rng)
+        picked = choose(policy, label or ALL, affordable, self.spec.explore, self.rng)
         if picked is None:
             return None
-        ctx.note(
-            "policy",
-            {
-                "entry": picked.entry,
-                "pattern": picked.pattern,
-                "n": picked.stats.n,
-                "accuracy": round(picked.stats.accuracy, 4),
-                "gpu_s": round(picked.stats.gpu_s / picked.stats.n, 4) if picked.stats.n else None,
-                "explored": picked.explored,
-            },
+        stats = picked.stats
+        return PolicyPick(
+            entry=picked.entry,
+            pattern=picked.pattern,
+            n=stats.n,
+            accuracy=round(stats.accuracy, 4),
+            gpu_s=round(stats.gpu_s / stats.n, 4) if stats.n else None,
+            explored=picked.explored,
         )
-        return picked.pattern
 
     async def run(self, request: PatternRequest, ctx: Context) -> Answer:
-        label, preferred, why = await self.classify(request, ctx)
-        learned = self.follow_policy(ctx, label)
-        if learned is not None:
-            preferred, why = learned, f"{why}; policy entry chose {learned}"
-        chosen = preferred
+        decision = await self.classify(request, ctx)
+        pick = self.follow_policy(ctx, decision.label)
+        if pick is not None:
+            decision.policy = pick
+            decision.preferred = decision.chosen = pick.pattern
+            decision.why += f"; policy entry {pick.entry!r} chose {pick.pattern}"
+        preferred = decision.preferred
         if not self.affordable(ctx, preferred):
             fitting = [n for n in self.spec.candidates() if self.affordable(ctx, n)]
             budget = f"{calls_left(ctx)} calls / {tokens_left(ctx)} tokens left"
@@ -177,6 +239,13 @@ class AdaptivePattern:
                     f"worst cases: {dict(self.costs)}"
                 )
             chosen = max(fitting, key=lambda n: self.costs[n])  # max keeps the first of equals: config order
-            why += f"; {preferred} needs up to {self.costs[preferred]} calls, over budget ({budget}): took {chosen}"
-        ctx.note("adaptive", {"label": label, "preferred": preferred, "chosen": chosen, "why": why})
-        return await self.patterns[chosen].run(request, ctx)
+            decision.chosen, decision.over_budget = chosen, True
+            decision.why += (
+                f"; {preferred} needs up to {self.costs[preferred]} calls, over budget ({budget}): took {chosen}"
+            )
+        ctx.decide(decision)
+        answer = await self.patterns[decision.chosen].run(request, ctx)
+        # The chosen pattern recorded its own decision in the trace; adaptive's holds it.
+        decision.nest(ctx.trace.decision if ctx.trace.decision is not decision else None)
+        ctx.decide(decision)
+        return answer

@@ -4,8 +4,9 @@ agree), a stronger role decides instead.
 Thresholds are read to two decimals (0.67 accepts 2 of 3 members). The escalation role sees the
 question and the members' answers as numbered references (unless `show_answers: false`), with the
 members' answer format and constraint, so an escalated answer reads like an accepted one. When
-every member fails, the escalation role answers alone. Decisions: `vote`, `agreement`, `escalated`
-(False, or the reason and role), `escalation_skipped` (below threshold but no budget left).
+every member fails, the escalation role answers alone. Below the threshold with no budget left for
+the escalation, the plurality answer is returned and the decision says the escalation was skipped.
+Decision: `ConsensusDecision`.
 """
 
 from __future__ import annotations
@@ -15,15 +16,22 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from orchestrator.patterns.kit import prompts
 from orchestrator.core.context import Context
+from orchestrator.core.decisions import PatternDecisionBase
+from orchestrator.patterns.kit import prompts
+from orchestrator.patterns.kit.ballot import (
+    BallotSpec,
+    TallyRecord,
+    accepts,
+    embedder_for,
+    poll_members,
+    tally_poll,
+)
 from orchestrator.patterns.kit.base import Answer, BuildEnv, PatternRequest
 from orchestrator.patterns.kit.embedding import Embedder
+from orchestrator.patterns.kit.members import MemberAnswer, require_answers
 from orchestrator.patterns.kit.spending import can_afford
-from orchestrator.patterns.vote import BallotSpec, poll_and_tally
-from orchestrator.patterns.kit.ballot import accepts, embedder_for
-from orchestrator.patterns.kit.members import MemberAnswer
-from cluster.errors import PatternFailed
+
 
 class ConsensusSpec(BallotSpec):
     kind: Literal["consensus"]
@@ -59,6 +67,29 @@ class ConsensusSpec(BallotSpec):
         return ConsensusPattern(self, embedder_for(self, env))
 
 
+class ConsensusDecision(PatternDecisionBase):
+    """The members' vote and whether a stronger role answered instead (`escalated`)."""
+
+    kind: Literal["consensus"] = "consensus"
+    tally: TallyRecord | None = Field(
+        description="The members' count: winner, agreement, tie, groups; null when no member answered."
+    )
+    threshold: float = Field(description="The agreement the vote needed (the spec's threshold, read to two decimals).")
+    min_votes: int | None = Field(
+        default=None, description="The members that had to agree instead of the threshold (the spec's); null: threshold."
+    )
+    escalated_to: str | None = Field(
+        default=None, description="The role that answered instead of the vote; null if none."
+    )
+    escalation_skipped: bool = Field(
+        default=False, description="Agreement was below the threshold but the budget left no call to escalate."
+    )
+    why: str = Field(
+        default="",
+        description="Why the vote was not accepted (agreement, votes, or no member answered), in words; '' when it was.",
+    )
+
+
 @dataclass(frozen=True)
 class ConsensusPattern:
     spec: ConsensusSpec
@@ -66,36 +97,43 @@ class ConsensusPattern:
 
     async def run(self, request: PatternRequest, ctx: Context) -> Answer:
         spec = self.spec
-        try:
-            answers, tally = await poll_and_tally(spec, self.embedder, request, ctx, "the consensus")
-        except PatternFailed as exc:
+        poll = await poll_members(spec, request, ctx)
+        decision = ctx.decide(
+            ConsensusDecision(
+                tally=None, threshold=spec.threshold, min_votes=spec.min_votes, failed_members=poll.failed
+            )
+        )
+        if not poll.answers:
             # Every member failed: the stronger role is exactly who should answer now.
             if not can_afford(ctx, 1):
-                raise
-            ctx.note("escalated", {"reason": f"no member answered ({exc})", "role": spec.escalate_to})
-            return await self._escalate(request, ctx, [])
+                require_answers(poll, "the consensus")  # raises PatternFailed naming every error
+            decision.why = f"no member answered ({len(poll.failed)} failed)"
+            return await self._escalate(request, ctx, decision, [])
+        count = await tally_poll(spec, self.embedder, poll, "the consensus")
+        answers, tally = count.answers, count.tally
+        decision.tally = count.record()
         votes = len(tally.groups[0].members) if tally.groups else 0
         threshold = None if spec.min_votes is not None else spec.threshold
         if tally.winner is not None and accepts(tally.agreement, votes, threshold, spec.min_votes):
-            ctx.note("escalated", False)
             won = answers[tally.winner]
             return Answer(text=won.text, finish_reason=won.finish_reason)
         if spec.min_votes is not None:
-            why = f"{votes} member(s) agree, fewer than min_votes {spec.min_votes}"
+            decision.why = f"{votes} member(s) agree, fewer than min_votes {spec.min_votes}"
         else:
-            why = f"agreement {tally.agreement:.2f} below threshold {spec.threshold:.2f}"
+            decision.why = f"agreement {tally.agreement:.2f} below threshold {spec.threshold:.2f}"
         if not can_afford(ctx, 1):
             # Out of budget: the plurality answer is still an answer; say it was not confirmed.
-            ctx.note("escalated", False)
-            ctx.note("escalation_skipped", {"reason": why, "skipped": "budget"})
+            decision.escalation_skipped = True
             won = answers[tally.winner if tally.winner is not None else 0]
             return Answer(text=won.text, finish_reason=won.finish_reason)
-        ctx.note("escalated", {"reason": why, "role": spec.escalate_to})
-        return await self._escalate(request, ctx, answers)
+        return await self._escalate(request, ctx, decision, answers)
 
-    async def _escalate(self, request: PatternRequest, ctx: Context, answers: list[MemberAnswer]) -> Answer:
+    async def _escalate(
+        self, request: PatternRequest, ctx: Context, decision: ConsensusDecision, answers: list[MemberAnswer]
+    ) -> Answer:
         """The escalation role answers in the members' format (one output contract for both paths)."""
         spec = self.spec
+        decision.escalated, decision.escalated_to = True, spec.escalate_to
         if spec.show_answers and answers:
             messages = prompts.references_messages(prompts.ESCALATE_SYSTEM, request.question, [a.text for a in answers])
         else:

@@ -16,9 +16,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from cluster.spec import ModelSpec
-
-from serving.host.admission import Admission
 from serving.engines.base import Engine
+from serving.host.admission import Admission, Load
 from serving.types import GenerationRequest, Result, StreamChunk
 
 THROUGHPUT_WINDOW_S = 30.0
@@ -136,6 +135,10 @@ class ModelHost:
             finally:
                 self.clock.leave(mark)
         self._done(tokens)
+
+    async def load(self) -> Load:
+        """Admission state only (no engine probe): cheap enough to ask before every request."""
+        return self.admission.load()
 
     async def status(self) -> HostStatus:
         health = await self.engine.health() if self.started else None

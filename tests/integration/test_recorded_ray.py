@@ -1,16 +1,16 @@
 """Recorded answers deployed for real: ModelHost actors replay them under Ray, a pattern over them
-answers through the orchestrator actor, and a step they cannot play fails with `NotRecorded`
-across the actor boundary."""
+answers through the orchestrator's Serve application, and a step they cannot play fails with
+`NotRecorded` across the handle."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
-import ray
 
 from cluster.errors import NotRecorded
 from orchestrator.core.schema import ChatRequest
+from orchestrator.patterns import ConsensusDecision, decision_of
 from orchestrator.runtime.deploy import deploy, find_orchestrator
 from orchestrator.service.config import parse_config
 from serving.types import Message
@@ -51,15 +51,17 @@ def ask(model: str, text: str) -> ChatRequest:
 
 def test_a_pattern_over_recorded_models_answers_through_ray(recorded):
     orch = find_orchestrator(NAMESPACE)
-    reply = ray.get(orch.chat.remote(ask("agree", "Tom has 3 apples and buys 4 more. How many?")), timeout=60)
+    reply = orch.chat.remote(ask("agree", "Tom has 3 apples and buys 4 more. How many?")).result(timeout_s=60)
     assert reply.text == "3 + 4 = 7\n#### 7"
-    assert reply.trace.decisions["escalated"] is False and reply.trace.decisions["vote"]["winner"] == "7"
+    d = decision_of(reply.trace)
+    assert isinstance(d, ConsensusDecision) and not d.escalated
+    assert d.tally is not None and d.tally.winner == "7" and d.tally.basis == "numeric"
     assert reply.trace.totals.model_calls == 3 and reply.trace.totals.completion_tokens > 0
 
 
 def test_what_recorded_answers_cannot_play_fails_clearly_across_ray(recorded):
     orch = find_orchestrator(NAMESPACE)
     with pytest.raises(NotRecorded, match="constrained"):
-        ray.get(orch.chat.remote(ask("verified", "Tom has 3 apples and buys 4 more. How many?")), timeout=60)
+        orch.chat.remote(ask("verified", "Tom has 3 apples and buys 4 more. How many?")).result(timeout_s=60)
     with pytest.raises(NotRecorded, match="no recorded answer"):
-        ray.get(orch.chat.remote(ask("a", "An unrecorded question")), timeout=60)
+        orch.chat.remote(ask("a", "An unrecorded question")).result(timeout_s=60)

@@ -11,9 +11,11 @@ import pytest
 from orchestrator.api.app import build_app
 from orchestrator.core.outcomes import OutcomeStore
 from orchestrator.core.schema import ChatRequest
+from orchestrator.patterns import AdaptiveDecision, parse_decision
+from orchestrator.patterns.adaptive import PolicyPick
 from orchestrator.patterns.kit.policy import Policy, Stats, choose
 from serving.types import Message
-from tests.unit.pattern_kit import build
+from tests.unit.pattern_kit import build, decision
 
 
 def policy(**entries: dict[str, Stats]) -> Policy:
@@ -66,6 +68,13 @@ def patterns(policy_path: str, **extra: object) -> dict[str, object]:
     }
 
 
+def policy_pick(body: dict[str, object]) -> PolicyPick:
+    """The learned policy's pick in an HTTP reply's trace."""
+    d = parse_decision(body["chorus"]["trace"]["decision"])  # type: ignore[index]
+    assert isinstance(d, AdaptiveDecision) and d.policy is not None
+    return d.policy
+
+
 def ask_auto() -> ChatRequest:
     return ChatRequest(model="auto", messages=[Message(role="user", content="2+2?")])
 
@@ -77,10 +86,9 @@ async def test_adaptive_follows_the_policy_and_the_trace_names_the_entry(tmp_pat
     chorus, engines = build(SCRIPTS, patterns(str(path)))
     reply = await chorus.chat(ask_auto())
     # The route says deep; the policy says quick is as right (within 2 points) for a third of the cost.
-    assert reply.trace.decisions["adaptive"]["chosen"] == "quick"
-    assert reply.trace.decisions["policy"] == {
-        "entry": "maths", "pattern": "quick", "n": 50, "accuracy": 0.98, "gpu_s": 0.1, "explored": False
-    }
+    d = decision(reply, AdaptiveDecision)
+    assert (d.label, d.preferred, d.chosen) == ("maths", "quick", "quick")
+    assert d.policy == PolicyPick(entry="maths", pattern="quick", n=50, accuracy=0.98, gpu_s=0.1, explored=False)
     assert engines["reasoner"].calls == []
 
 
@@ -95,13 +103,13 @@ async def test_feedback_is_stored_durably_and_updates_the_policy_online(tmp_path
     http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://chorus")
     body = {"model": "auto", "messages": [{"role": "user", "content": "2+2?"}]}
     reply = (await http.post("/v1/chat/completions", json=body)).json()
-    assert reply["chorus"]["trace"]["decisions"]["policy"]["pattern"] == "quick"  # as right, fewer calls
+    assert policy_pick(reply).pattern == "quick"  # as right, fewer calls
     ok = await http.post("/v1/chorus/feedback", json={"response_id": reply["id"], "score": 0.0})
     assert ok.status_code == 200  # the caller says it was wrong
     # Durable: a new store on the same file sees the score; the policy now prefers deep (2/3 vs 2/2).
     assert OutcomeStore(store_path).stats()["maths"]["quick"].n == 1
     reply = (await http.post("/v1/chat/completions", json=body)).json()
-    assert reply["chorus"]["trace"]["decisions"]["policy"]["pattern"] == "deep"
+    assert policy_pick(reply).pattern == "deep"
     missing = await http.post("/v1/chorus/feedback", json={"response_id": "chatcmpl-nope", "score": 1.0})
     assert missing.status_code == 404 and "nope" in missing.json()["error"]["message"]
     bad = await http.post("/v1/chorus/feedback", json={"response_id": reply["id"], "score": 3})

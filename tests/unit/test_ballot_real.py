@@ -7,10 +7,12 @@ from collections.abc import Sequence
 
 from cluster.errors import EngineError
 from orchestrator.eval.data import load_items
+from orchestrator.patterns import ConsensusDecision, VoteDecision
 from orchestrator.patterns.kit.extract import extract_choice
+from orchestrator.patterns.kit.members import MemberRef
 from orchestrator.patterns.kit.prompts import ANSWER_FORMAT_CHOICE, ANSWER_FORMAT_NUMERIC
 from orchestrator.patterns.kit.tally import tally_keys
-from tests.unit.pattern_kit import ask, build
+from tests.unit.pattern_kit import ask, build, decision
 from tests.unit.quality_data import GSM8K, MMLU_PRO, needs_quality
 from tests.unit.recorded_kit import evaluator
 
@@ -42,7 +44,7 @@ async def test_fix2_choice_voting_reads_reasoned_answers_where_exact_text_ties()
     ties = {}
     for name in ("exact", "choice"):
         replies = [await ev.chorus.chat(ask(i.prompt(), name)) for i in items[:200]]
-        ties[name] = sum(r.trace.decisions["vote"]["tie"] for r in replies) / len(replies)
+        ties[name] = sum(decision(r, VoteDecision).tally.tie for r in replies) / len(replies)
     assert ties["exact"] > 0.85  # free-text answers never match word for word
     assert ties["choice"] < 0.35
     assert choice.accuracy() > exact.accuracy() + 0.03
@@ -57,7 +59,8 @@ async def test_fix2_members_are_asked_to_reason_then_state_the_letter():
     call = engines["a"].calls[0]
     assert call.constraint is None
     assert call.messages[0].role == "system" and ANSWER_FORMAT_CHOICE in call.messages[0].content
-    assert reply.trace.decisions["vote"]["winner"] == "B"
+    tally = decision(reply, VoteDecision).tally
+    assert tally.winner == "B" and tally.basis == "choice"
 
 
 @needs_quality
@@ -93,17 +96,19 @@ async def test_fix4_ties_go_to_the_tie_breaker_and_the_trace_says_so():
     for item in items:
         for name in ("order", "strongest", "weighted"):
             reply = await ev.chorus.chat(ask(item.prompt(), name))
-            vote = reply.trace.decisions["vote"]
-            if name == "strongest" and vote["tie"]:
-                top = vote["groups"][0]["weight"]
-                if any("2:pro" in g["members"] for g in vote["groups"] if g["weight"] == top):
-                    assert vote["tie_break"] == "strongest member 2:pro" and vote["winner_member"] == 2
+            vote = decision(reply, VoteDecision).tally
+            if name == "strongest" and vote.tie:
+                top = vote.groups[0].weight
+                pro = MemberRef(index=2, role="pro")
+                if any(pro in g.members for g in vote.groups if g.weight == top):
+                    assert vote.tie_break == "strongest member" and vote.tie_member == pro
+                    assert vote.winner_member == 2
                 tied["strongest"] += 1
                 right["strongest"] += extract_choice(reply.text) == item.gold
                 order = await ev.chorus.chat(ask(item.prompt(), "order"))
                 right["order"] += extract_choice(order.text) == item.gold
-                assert order.trace.decisions["vote"]["tie_break"] == "member order"
-            if name == "weighted" and vote["tie"]:
+                assert decision(order, VoteDecision).tally.tie_break == "member order"
+            if name == "weighted" and vote.tie:
                 tied["weighted"] += 1
     assert tied["strongest"] > 0.05 * len(items)  # even the three strongest split three ways on 7 %
     assert tied["weighted"] == 0  # distinct weights, no two summing to a third: ties cannot happen
@@ -157,13 +162,15 @@ async def test_fix7_consensus_escalates_when_every_member_fails():
     )
     reply = await chorus.chat(ask("How many?", "c"))
     assert reply.text == "#### 8"
-    assert "no member answered" in reply.trace.decisions["escalated"]["reason"]
+    d = decision(reply, ConsensusDecision)
+    assert d.escalated and d.escalated_to == "strong" and d.tally is None and "no member answered" in d.why
+    assert [f.role for f in d.failed_members] == ["a", "b"]
     assert ANSWER_FORMAT_NUMERIC in engines["strong"].calls[0].messages[0].content
 
 
 def test_ties_rank_by_strength_then_member_order():
     assert tally_keys(["a", "b"], [1, 1]).key == "a"
     t = tally_keys(["a", "b"], [1, 1], strength=[1, 0])
-    assert t.key == "b" and t.tie and t.tie_break == "strongest member 1"
+    assert t.key == "b" and t.tie and (t.tie_break, t.tie_member) == ("strongest member", 1)
     t = tally_keys(["a", "b", "b", "a"], [1, 1, 1, 1], strength=[3, 2, 0, 1])
     assert t.key == "b" and t.winner == 2  # the strongest member of the winning group represents it

@@ -1,5 +1,7 @@
-"""The agreement settings vote, consensus, council and pyramid share, and `decide()`, which turns
-member answers into a `Tally` under those settings (see `tally` for the rules).
+"""A ballot, as vote, consensus, council and pyramid hold one: who votes (`BallotSpec`), how their
+answers are compared (`AgreementFields`), and the count (`decide`, `poll_and_tally`) with the record
+of it a decision keeps (`TallyRecord`), and whether a count is accepted (`accepts`). The counting
+rules themselves are in `kit/tally.py`.
 
 Members may reason before they answer: `numeric` and `choice` ask for a final line ('#### 42',
 'The answer is (C)') and read it back, so nothing constrains the reasoning. `semantic` votes on
@@ -11,18 +13,22 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from orchestrator.core.decisions import FailedMember
+from orchestrator.patterns.kit import prompts
+from orchestrator.patterns.kit.base import BuildEnv, PatternRequest, PatternSpecBase
+from orchestrator.patterns.kit.embedding import Embedder, MiniLMEmbedder
+from orchestrator.patterns.kit.extract import choice_with_source, number_with_source
+from orchestrator.patterns.kit.members import MemberAnswer, MemberRef, Poll, ask_all, require_answers
+from orchestrator.patterns.kit.tally import Basis, Extract, Tally, TieBreak, extract, tally_keys, tally_semantic
 from serving.types import Choice, Message
 
-from orchestrator.patterns.kit import prompts
-from orchestrator.patterns.kit.tally import Extract, Tally, extract, tally_keys, tally_semantic
-from orchestrator.patterns.kit.base import BuildEnv
-from orchestrator.patterns.kit.embedding import Embedder, MiniLMEmbedder
-from orchestrator.patterns.kit.members import MemberAnswer
-from orchestrator.patterns.kit.extract import choice_with_source, number_with_source
+if TYPE_CHECKING:
+    from orchestrator.core.context import Context
 
 
 class AgreementFields(BaseModel):
@@ -120,6 +126,10 @@ def stated_value(text: str) -> str | None:
     return None
 
 
+# The basis of a keyed tally, by extractor (semantic is decided in `decide`).
+KEYED_BASIS: dict[Extract, Basis] = {"exact": "exact", "label": "label", "choice": "choice", "numeric": "numeric"}
+
+
 def embedder_for(fields: AgreementFields, env: BuildEnv | None) -> Embedder | None:
     """The shared embedder when semantic voting needs one (a lazily loading default otherwise)."""
     if fields.extract != "semantic":
@@ -142,34 +152,11 @@ async def decide(fields: AgreementFields, answers: Sequence[MemberAnswer], embed
         vectors = await asyncio.to_thread(embedder.embed, [a.text for a in answers])
         return replace(tally_semantic(vectors, weights, fields.similarity, strength), basis="meaning")
     keys = [extract(fields.extract, a.text, fields.labels) for a in answers]
-    return replace(tally_keys(keys, weights, strength), basis=fields.extract)
+    return replace(tally_keys(keys, weights, strength), basis=KEYED_BASIS[fields.extract])
 
 
-def tally_note(tally: Tally, answers: Sequence[MemberAnswer]) -> dict[str, object]:
-    """The tally for the trace; members appear as '<member index>:<role>'."""
-
-    def who(position: int) -> str:
-        return f"{answers[position].index}:{answers[position].role}"
-
-    return {
-        "winner": tally.key,
-        "winner_member": None if tally.winner is None else answers[tally.winner].index,
-        "agreement": round(tally.agreement, 4),
-        "tie": tally.tie,
-        "tie_break": _tie_break(tally, answers),
-        "basis": tally.basis,
-        "groups": [
-            {"key": g.key, "members": [who(i) for i in g.members], "weight": round(g.weight, 4)} for g in tally.groups
-        ],
-    }
-
-
-def _tie_break(tally: Tally, answers: Sequence[MemberAnswer]) -> str | None:
-    """What broke a tie, naming the member as '<member index>:<role>'."""
-    if tally.tie_break is None or not tally.tie_break.startswith("strongest member "):
-        return tally.tie_break
-    won = answers[int(tally.tie_break.rsplit(" ", 1)[1])]
-    return f"strongest member {won.index}:{won.role}"
+# Thresholds are written to two decimals; 2/3 = 0.6667 must meet 0.67.
+THRESHOLD_TOLERANCE = 0.005
 
 
 def accepts(agreement: float, votes: int, threshold: float | None, min_votes: int | None) -> bool:
@@ -180,5 +167,116 @@ def accepts(agreement: float, votes: int, threshold: float | None, min_votes: in
     return threshold is not None and agreement + THRESHOLD_TOLERANCE >= threshold
 
 
-# Thresholds are written to two decimals; 2/3 = 0.6667 must meet 0.67.
-THRESHOLD_TOLERANCE = 0.005
+class GroupRecord(BaseModel):
+    """Members whose answers agree: one key, or one semantic cluster."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    key: str = Field(
+        description="What they agree on: the extracted key, or for semantic voting 'cluster@N' "
+        "(N: the position of the cluster's first answer)."
+    )
+    members: list[MemberRef] = Field(description="The members in the group, in member order.")
+    weight: float = Field(description="Their summed vote weight (rounded to 4 places).")
+
+
+class TallyRecord(BaseModel):
+    """A count of member answers, as a decision records it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    winner: str | None = Field(description="The winning group's key; null when no answer held one.")
+    winner_member: int | None = Field(description="Member index of the winning group's representative answer.")
+    agreement: float = Field(description="Winning weight / weight of every member that answered (4 places).")
+    tie: bool = Field(description="The winner tied on weight with another group and won on the tie order.")
+    tie_break: TieBreak | None = Field(
+        default=None,
+        description="What broke the tie: 'strongest member' (the group holding the tie_breaker role, else the "
+        "heaviest-weighted member) or 'member order' (equal weights, no tie_breaker); null without a tie."
+    )
+    tie_member: MemberRef | None = Field(
+        default=None,
+        description="On a tie: the winning group's strongest member, whose rank broke it; null without a tie."
+    )
+    basis: Basis | None = Field(
+        default=None,
+        description="What was compared: the extractor's keys (exact, label, choice, numeric), the values "
+        "semantic answers state ('stated values', when most state one) or their meaning ('meaning').",
+    )
+    groups: list[GroupRecord] = Field(description="Every group, heaviest first.")
+
+    @classmethod
+    def of(cls, tally: Tally, answers: Sequence[MemberAnswer]) -> TallyRecord:
+        """Positions in the tally index `answers`; the record names members by their member index."""
+        return cls(
+            winner=tally.key,
+            winner_member=None if tally.winner is None else answers[tally.winner].index,
+            agreement=round(tally.agreement, 4),
+            tie=tally.tie,
+            tie_break=tally.tie_break,
+            tie_member=None if tally.tie_member is None else MemberRef.of(answers[tally.tie_member]),
+            basis=tally.basis,
+            groups=[
+                GroupRecord(key=g.key, members=[MemberRef.of(answers[i]) for i in g.members], weight=round(g.weight, 4))
+                for g in tally.groups
+            ],
+        )
+
+
+class BallotSpec(PatternSpecBase, AgreementFields):
+    """Members that vote and how their answers are compared (vote, consensus and council)."""
+
+    members: list[str] = Field(
+        min_length=2, max_length=16, description="Voting roles; repeat a role to sample it again."
+    )
+    temperature: float | None = Field(
+        None, ge=0.0, le=2.0, description="Members' temperature; > 0 makes a repeated role sample different answers."
+    )
+
+    @model_validator(mode="after")
+    def _weights_name_members(self) -> BallotSpec:
+        self.check_weighted_roles(self.members)
+        return self
+
+    def roles(self) -> set[str]:
+        return set(self.members)
+
+    def max_calls(self) -> int:
+        return len(self.members)
+
+
+@dataclass(frozen=True)
+class Count:
+    """The answers of the members that replied, their tally, and the members that failed."""
+
+    answers: list[MemberAnswer]
+    tally: Tally
+    failed: list[FailedMember]
+
+    def record(self) -> TallyRecord:
+        return TallyRecord.of(self.tally, self.answers)
+
+
+async def poll_members(spec: BallotSpec, request: PatternRequest, ctx: Context) -> Poll:
+    """Every member answers the request (steps `member[i]`), in the members' answer format."""
+    return await ask_all(
+        ctx,
+        spec.members,
+        spec.member_messages(request.messages),
+        name="member",
+        constraint=spec.member_constraint(),
+        temperature=spec.temperature,
+    )
+
+
+async def tally_poll(spec: BallotSpec, embedder: Embedder | None, poll: Poll, what: str) -> Count:
+    """The count of a poll; PatternFailed (naming `what`) when no member answered."""
+    answers = require_answers(poll, what)
+    return Count(answers, await decide(spec, answers, embedder), poll.failed)
+
+
+async def poll_and_tally(
+    spec: BallotSpec, embedder: Embedder | None, request: PatternRequest, ctx: Context, what: str
+) -> Count:
+    """Ask every member and tally their answers; PatternFailed (naming `what`) when none answered."""
+    return await tally_poll(spec, embedder, await poll_members(spec, request, ctx), what)

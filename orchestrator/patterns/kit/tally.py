@@ -31,9 +31,14 @@ from typing import Literal
 
 from orchestrator.patterns.kit.extract import LETTERS, extract_choice, extract_number, normalize_number
 
-__all__ = ["Extract", "Group", "Tally", "extract", "extract_label", "extract_numeric", "normalize_number"]
+__all__ = ["Basis", "Extract", "TieBreak", "Group", "Tally", "extract", "extract_label", "extract_numeric", "normalize_number"]
 
 Extract = Literal["exact", "label", "choice", "numeric", "semantic"]
+# What a tally compared: an extractor's keys, the values semantic answers state, or their meaning.
+Basis = Literal["exact", "label", "choice", "numeric", "stated values", "meaning"]
+# What broke a tie on weight: the strongest member's group (the strength the caller gave ranks
+# them), or plain member order (no tie-breaker role and equal weights).
+TieBreak = Literal["strongest member", "member order"]
 
 # The number reader, under the name the patterns have always used.
 extract_numeric = extract_number
@@ -82,8 +87,9 @@ class Tally:
     winner: int | None  # position of the representative answer; None when no answer had a key
     agreement: float
     tie: bool  # the winner tied on weight with another group
-    tie_break: str | None = None  # what decided the tie: "strongest member <position>" or "member order"
-    basis: str | None = None  # what was compared (decide() fills it): an extractor, "stated values", "meaning"
+    tie_break: TieBreak | None = None  # what decided the tie (None without one)
+    tie_member: int | None = None  # position of the strongest member of the winning group, on a tie
+    basis: Basis | None = None  # what was compared (decide() fills it)
 
     @property
     def key(self) -> str | None:
@@ -104,13 +110,21 @@ def _rank(groups: list[Group], total: float, pick: dict[str, int], strength: Seq
         return Tally(groups=(), winner=None, agreement=0.0, tie=False)
     top = ordered[0]
     tie = len(ordered) > 1 and math.isclose(ordered[1].weight, top.weight)
-    tie_break = None
+    tie_break: TieBreak | None = None
+    tie_member = None
     if tie:
-        best = min(top.members, key=lambda i: strength[i])
+        tie_member = min(top.members, key=lambda i: strength[i])
         by_order = list(strength) == list(range(len(strength)))
-        tie_break = "member order" if by_order else f"strongest member {best}"
+        tie_break = "member order" if by_order else "strongest member"
     agreement = top.weight / total if total > 0 else 0.0
-    return Tally(groups=tuple(ordered), winner=pick[top.key], agreement=agreement, tie=tie, tie_break=tie_break)
+    return Tally(
+        groups=tuple(ordered),
+        winner=pick[top.key],
+        agreement=agreement,
+        tie=tie,
+        tie_break=tie_break,
+        tie_member=tie_member,
+    )
 
 
 def tally_keys(
