@@ -18,7 +18,11 @@ import json
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from orchestrator.eval.data import Item
+    from orchestrator.eval.runner import PatternRun
 
 
 def add_parser(sub: Any) -> None:
@@ -51,7 +55,6 @@ async def _eval(args: argparse.Namespace) -> int:
     from orchestrator.eval import report as reporting
     from orchestrator.eval.calibrate import calibrate, write_calibration
     from orchestrator.eval.data import load_items
-    from orchestrator.eval.policy import held_out, learn_policy
     from orchestrator.eval.runner import Evaluator
     from orchestrator.eval.scorers import default_scorer
     from orchestrator.service.config import load_config
@@ -71,19 +74,26 @@ async def _eval(args: argparse.Namespace) -> int:
     reporting.write(report, out, args.title)
     print(reporting.markdown(report))
     if args.policy_out:
-        policy = learn_policy(runs, items, args.margin)
-        Path(args.policy_out).write_text(json.dumps(policy.model_dump(mode="json"), indent=2) + "\n")
-        check = held_out(runs, items, args.margin)
-        (out / "policy_held_out.json").write_text(json.dumps(asdict(check), indent=2) + "\n")
-        name, best = check.best_fixed()
-        print(
-            f"adaptive policy: {args.policy_out}; learned on the calibration half and followed on the test half: "
-            f"{check.policy.accuracy:.1%} at {check.policy.gpu_s:.2f} GPU-s/q "
-            f"(best fixed pattern {name}: {best.accuracy:.1%} at {best.gpu_s:.2f})"
-        )
+        _write_policy(args, runs, items, out)
     if args.calibrate:
-        result = await calibrate(evaluator, items, scorer, [n for n in names], args.target)
+        result = await calibrate(evaluator, items, scorer, names, args.target)
         write_calibration(result, out)
         print(result.markdown())
     print(f"written: {out}/results.json, report.md, accuracy_vs_cost.png")
     return 0
+
+
+def _write_policy(args: argparse.Namespace, runs: list[PatternRun], items: list[Item], out: Path) -> None:
+    """The learned policy (--policy-out) and its check on the held-out half (policy_held_out.json)."""
+    from orchestrator.eval.policy import held_out, learn_policy
+
+    policy = learn_policy(runs, items, args.margin)
+    Path(args.policy_out).write_text(json.dumps(policy.model_dump(mode="json"), indent=2) + "\n")
+    check = held_out(runs, items, args.margin)
+    (out / "policy_held_out.json").write_text(json.dumps(asdict(check), indent=2) + "\n")
+    name, best = check.best_fixed()
+    print(
+        f"adaptive policy: {args.policy_out}; learned on the calibration half and followed on the test half: "
+        f"{check.policy.accuracy:.1%} at {check.policy.gpu_s:.2f} GPU-s/q "
+        f"(best fixed pattern {name}: {best.accuracy:.1%} at {best.gpu_s:.2f})"
+    )

@@ -135,10 +135,9 @@ def recommend(summaries: Sequence[Summary], margin: float) -> tuple[str | None, 
         why += f" ({top.gpu_s / max(pick.gpu_s, 1e-12):.1f}x less than {top.name})"
     if pick.vs_best_member is not None and pick.p_member is not None:
         d, p = pick.vs_best_member.value, pick.p_member
+        verdict = "beats" if d > 0 else "is worse than"
         if p >= 0.05:
             verdict = "is not significantly different from"
-        else:
-            verdict = "beats" if d > 0 else "is worse than"
         why += f"; it {verdict} its best member alone, {pick.best_member} ({d:+.1%}, McNemar p = {p:.3f})"
     return pick.name, why
 

@@ -51,5 +51,5 @@ def mcnemar_p(a: Sequence[bool], b: Sequence[bool]) -> float:
     if n == 0:
         return 1.0
     k = min(only_a, only_b)
-    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / (1 << n)  # exact big-int division
     return min(1.0, 2 * tail)

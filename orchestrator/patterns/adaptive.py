@@ -32,8 +32,8 @@ from cluster.errors import BudgetExceeded, StepFailed
 from cluster.spec import Strict
 from orchestrator.core.context import Context
 from orchestrator.core.decisions import DecisionBase, PatternDecisionBase
-from orchestrator.patterns.kit.base import Answer, BuildEnv, Pattern, PatternRequest, PatternSpecBase
 from orchestrator.core.outcomes import OutcomeStore
+from orchestrator.patterns.kit.base import Answer, BuildEnv, Pattern, PatternRequest, PatternSpecBase
 from orchestrator.patterns.kit.classify import classify
 from orchestrator.patterns.kit.policy import ALL, Policy, choose
 from orchestrator.patterns.kit.spending import calls_left, tokens_left

@@ -22,8 +22,8 @@ from orchestrator.patterns import (
     VoteDecision,
     parse_decision,
 )
-from orchestrator.patterns.kit.judging import parse_score
 from orchestrator.patterns.kit.ballot import accepts
+from orchestrator.patterns.kit.judging import parse_score
 from orchestrator.patterns.kit.tally import tally_keys
 
 pytestmark = pytest.mark.integration

@@ -55,7 +55,7 @@ def answer_span(text: str) -> str:
     if "####" in text:
         tail = text.rsplit("####", 1)[1]
         line = tail.split("\n", 1)[0]
-        if re.match(r"\s*[-$]?\s*\d", line) or not tail.strip("\n ").count("\n") and not re.search(r"\d", line):
+        if re.match(r"\s*[-$]?\s*\d", line) or (not tail.strip("\n ").count("\n") and not re.search(r"\d", line)):
             return line
     boxed = _last_boxed(text)
     if boxed is not None and re.search(r"\d", boxed):

@@ -114,7 +114,7 @@ def test_chorus_eval_command_writes_the_report(tmp_path, capsys):
 
 
 def test_quality_folder_is_beside_the_repository():
-    assert QUALITY == ROOT.parent / "shared" / "quality"
+    assert ROOT.parent / "shared" / "quality" == QUALITY
 
 
 def test_summaries_of_unevaluable_patterns_carry_the_reason():

@@ -31,7 +31,7 @@ from typing import Literal
 
 from orchestrator.patterns.kit.extract import LETTERS, extract_choice, extract_number, normalize_number
 
-__all__ = ["Basis", "Extract", "TieBreak", "Group", "Tally", "extract", "extract_label", "extract_numeric", "normalize_number"]
+__all__ = ["Basis", "Extract", "Group", "Tally", "TieBreak", "extract", "extract_label", "extract_numeric", "normalize_number"]
 
 Extract = Literal["exact", "label", "choice", "numeric", "semantic"]
 # What a tally compared: an extractor's keys, the values semantic answers state, or their meaning.
