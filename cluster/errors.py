@@ -13,8 +13,10 @@ tree to HTTP statuses in `orchestrator.api.errors`).
     │   └── DeployError        a model could not be started (names it and says why)
     ├── RequestError           the caller asked for something invalid                  → 400
     │   ├── UnknownModelError  `model` names no pattern and no hosted model            → 404
+    │   ├── UnknownResponse    feedback names a response chorus did not keep           → 404
     │   ├── BudgetExceeded     the request's budget ran out before an answer           → 400
-    │   └── PromptTooLong      the prompt does not fit the model's context             → 400
+    │   ├── PromptTooLong      the prompt does not fit the model's context             → 400
+    │   └── NotRecorded        a recorded-answers model has no answer for this prompt  → 400
     ├── OverloadedError        every replica of a needed model is full; retry after    → 429
     │   └── QueueFull          one replica's wait queue is at its bound
     ├── UnavailableError       nothing can serve the request now; retry after          → 503
@@ -127,12 +129,29 @@ class UnknownModelError(RequestError):
         return f"The model '{self.name}' does not exist. Known patterns and models: {', '.join(self.known)}"
 
 
+class UnknownResponse(RequestError):
+    """Feedback names a response id chorus did not keep (not an adaptive pattern's reply)."""
+
+    def __init__(self, response_id: str) -> None:
+        super().__init__(response_id)
+        self.response_id = response_id
+
+    def __str__(self) -> str:
+        return f"no answer with id '{self.response_id}' awaits feedback (only adaptive patterns' answers are kept)"
+
+
 class BudgetExceeded(RequestError):
     pass
 
 
 class PromptTooLong(RequestError):
     """The request cannot fit the model's context."""
+
+
+class NotRecorded(RequestError):
+    """A model that replays recorded answers was asked something it has no record for (another
+    question, or a step such as a classifier or verifier that recorded answers cannot play):
+    bind that role to a live model."""
 
 
 class OverloadedError(ChorusError):

@@ -22,6 +22,21 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+class RecordedSpec(Strict):
+    """A model whose answers were recorded once (a benchmark run, a batch job) and are replayed,
+    for offline evaluation. Cost is estimated from the real model's speed and GPUs."""
+
+    answers_of: str | None = Field(
+        None, min_length=1, description="The model's name in the records' `answers` (default: this model's name)."
+    )
+    tokens_per_s: float = Field(
+        50.0, gt=0.0, le=100_000.0, description="Assumed decode speed of the real model, for estimated engine seconds."
+    )
+    gpus: float = Field(
+        1.0, ge=0.0, le=64.0, description="GPUs the real model holds, for estimated GPU-seconds (0: a CPU model)."
+    )
+
+
 class ModelSpec(Strict):
     """One model chorus hosts, and the options its vLLM engine starts with."""
 
@@ -29,8 +44,14 @@ class ModelSpec(Strict):
     source: str = Field(
         min_length=1,
         description="Local Hugging Face folder (absolute, or relative to the config file) or a hub id "
-        "such as 'Qwen/Qwen2.5-7B-Instruct'.",
+        "such as 'Qwen/Qwen2.5-7B-Instruct'; for engine: recorded, the JSONL file of recorded answers.",
     )
+    engine: Literal["vllm", "recorded"] = Field(
+        "vllm",
+        description="vllm: a live engine; recorded: replay recorded answers from `source` (offline evaluation, "
+        "no GPU; `chorus eval` runs such models in-process).",
+    )
+    recorded: RecordedSpec | None = Field(None, description="engine: recorded: whose answers and their cost.")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="Weight and activation dtype; use float32 on CPUs without AVX512-BF16."
     )
@@ -57,6 +78,16 @@ class ModelSpec(Strict):
     enable_prefix_caching: bool = Field(True, description="Reuse KV blocks of shared prompt prefixes.")
     enforce_eager: bool = Field(False, description="Skip CUDA graphs / compilation (always true on CPU).")
     seed: int = Field(0, ge=0, description="Engine sampling seed, for reproducible runs.")
+
+    @model_validator(mode="after")
+    def _recorded_only_for_recorded(self) -> ModelSpec:
+        if self.recorded is not None and self.engine != "recorded":
+            raise ValueError("recorded: is only read with engine: recorded; set engine: recorded or remove it")
+        return self
+
+    def recording(self) -> RecordedSpec:
+        """The recorded-answers settings (defaults when `recorded:` is omitted)."""
+        return self.recorded or RecordedSpec()
 
 
 class GpuSlot(Strict):

@@ -1,6 +1,7 @@
 """The OpenAI-compatible HTTP API: `build_app(backend, server)`.
 
     POST /v1/chat/completions   `model` names a pattern or a hosted model; `stream: true` for SSE
+    POST /v1/chorus/feedback    a score for an adaptive pattern's answer (orchestrator.api.feedback)
     GET  /v1/models             patterns and hosted models
     GET  /health                liveness: 200 while this replica answers; no details
     GET  /health/replicas       every ModelHost replica's health and load (200 all ok, else 503)
@@ -26,6 +27,7 @@ from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
+from orchestrator.api import feedback
 from orchestrator.api.disconnect import unless_disconnected
 from orchestrator.api.errors import OpenAIJSONResponse, document_errors, error_body, install_error_handlers
 from orchestrator.api.guard import Guard
@@ -62,6 +64,7 @@ def build_app(
     app.state.backend = backend
     app.state.server = server
     install_error_handlers(app)
+    app.include_router(feedback.router)
     app.add_middleware(
         Guard,
         max_request_bytes=server.max_request_bytes,
@@ -126,6 +129,7 @@ def build_app(
             reply = await unless_disconnected(request, app.state.backend.chat(req))
             if reply is None:  # the client left; its engine work was cancelled
                 return Response(status_code=499)
+            await feedback.remember(app.state, reply)
             return OpenAIJSONResponse(completion_json(reply))
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         events = app.state.backend.stream(req)

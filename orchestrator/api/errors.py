@@ -27,6 +27,7 @@ from cluster.errors import (
     StepFailed,
     UnavailableError,
     UnknownModelError,
+    UnknownResponse,
 )
 
 log = logging.getLogger("chorus.http")
@@ -34,6 +35,7 @@ log = logging.getLogger("chorus.http")
 # class → (HTTP status, OpenAI error type); the most specific class listed wins.
 STATUS: dict[type[ChorusError], tuple[int, str]] = {
     UnknownModelError: (404, "not_found_error"),
+    UnknownResponse: (404, "not_found_error"),
     RequestError: (400, "invalid_request_error"),
     OverloadedError: (429, "rate_limit_error"),
     UnavailableError: (503, "service_unavailable"),
@@ -64,7 +66,7 @@ class ErrorBody(BaseModel):
 ERROR_STATUSES: dict[int, str] = {
     400: "The request is malformed; the message names the field.",
     401: "Missing or wrong API key (when keys are configured).",
-    404: "No such pattern, model or route.",
+    404: "No such pattern, model, route or (feedback) response id.",
     413: "The request body exceeds `server.max_request_bytes`.",
     429: "Every replica of a needed model is saturated; see Retry-After.",
     503: "Nothing can serve the request now (e.g. the orchestrator restarted); see Retry-After.",

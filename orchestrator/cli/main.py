@@ -6,6 +6,7 @@
     chorus down                            stop what `chorus up` started
     chorus plan --gpus auto|SPEC -c CONFIG place a fleet on GPUs (see `chorus plan -h`)
     chorus serve-config -c CONFIG          a Serve config file for `serve deploy` / KubeRay
+    chorus eval -c CONFIG --data FILE      accuracy and cost of patterns (see `chorus eval -h`)
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cluster.errors import ChorusError
-from orchestrator.cli import plan_command, serve_config
+from orchestrator.cli import eval_command, plan_command, serve_config
 from orchestrator.runtime.state import RunState, clear_state, log_path, read_state, write_state
 
 
@@ -252,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     plan_command.add_parser(sub)
     serve_config.add_parser(sub)
+    eval_command.add_parser(sub)
     return parser
 
 

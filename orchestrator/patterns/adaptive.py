@@ -7,22 +7,35 @@ budget those calls at the sampling token limit), the most thorough configured pa
 is taken instead (most worst-case calls; config order on ties). A failed classifier means the
 `fallback` pattern. The chosen pattern runs with the same context, so its steps join this trace;
 its decision is nested in this one's (`AdaptiveDecision.chosen_decision`).
+
+With a learned `policy` (written by `chorus eval --policy-out`), the label's policy entry picks
+instead of the route: among the affordable patterns, those within the policy's margin of the
+best accuracy, and of them the best accuracy per GPU-second (`kit.policy`). With `learn: true`
+the scores callers post to `/v1/chorus/feedback` join the entries online (`core.outcomes`), and
+with probability `explore` (at most 0.2) another affordable pattern is tried.
+`AdaptiveDecision.policy` records the pick: the entry that decided (label or `*`), its counts,
+and whether this was exploration.
 """
 
 from __future__ import annotations
 
+import json
+import random
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SerializeAsAny, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, model_validator
 
 from cluster.errors import BudgetExceeded, StepFailed
 from cluster.spec import Strict
 from orchestrator.core.context import Context
 from orchestrator.core.decisions import DecisionBase, PatternDecisionBase
+from orchestrator.core.outcomes import OutcomeStore
 from orchestrator.patterns.kit.base import Answer, BuildEnv, Pattern, PatternRequest, PatternSpecBase
 from orchestrator.patterns.kit.classify import classify
+from orchestrator.patterns.kit.policy import ALL, Policy, choose
 from orchestrator.patterns.kit.spending import calls_left, tokens_left
 
 
@@ -38,13 +51,36 @@ class AdaptiveSpec(PatternSpecBase):
         min_length=1, max_length=16, description="Label → the pattern that answers."
     )
     fallback: str = Field(description="Pattern for a failed classifier; also a candidate when the budget is tight.")
+    policy: str | None = Field(
+        None, description="A learned policy (JSON from `chorus eval --policy-out`); its entries pick over routes."
+    )
+    learn: bool = Field(
+        False,
+        description="Update the policy online from scores posted to /v1/chorus/feedback "
+        "(kept in $CHORUS_HOME/outcomes.sqlite, where the HTTP server records them).",
+    )
+    explore: float = Field(
+        0.0, ge=0.0, le=0.2, description="With a policy: share of requests that try another affordable pattern."
+    )
+    seed: int | None = Field(None, description="Seed of the exploration draws (for reproducible runs).")
 
     @model_validator(mode="after")
     def _labels(self) -> AdaptiveSpec:
         for label in self.routes:
             if not label.strip() or label != label.strip():
                 raise ValueError(f"label {label!r} must be non-empty with no surrounding spaces")
+        if self.explore and self.policy is None and not self.learn:
+            raise ValueError("explore needs a policy: (or learn: true) to explore around")
         return self
+
+    def load_policy(self) -> Policy:
+        """The learned policy file, or an empty policy that feedback fills in."""
+        if self.policy is None:
+            return Policy()
+        try:
+            return Policy.model_validate(json.loads(Path(self.policy).read_text()))
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"policy {self.policy}: cannot be read as a chorus policy ({exc})") from exc
 
     def roles(self) -> set[str]:
         return {self.classifier}
@@ -67,11 +103,30 @@ class AdaptiveSpec(PatternSpecBase):
                 f"adaptive needs the built pattern(s) {', '.join(missing)}; build it with build_patterns()"
             )
         names = self.candidates()
+        learned = self.policy is not None or self.learn
         return AdaptivePattern(
             self,
             patterns={n: env.patterns[n] for n in names},
             costs={n: env.specs[n].max_calls() for n in names},
+            policy=self.load_policy() if learned else None,
+            store=OutcomeStore() if self.learn else None,
+            rng=random.Random(self.seed),
         )
+
+
+class PolicyPick(BaseModel):
+    """The learned policy's pick: which entry decided, what it knew, whether it explored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    entry: str = Field(description="The policy entry that decided: the request's label, or '*' (every label together).")
+    pattern: str = Field(description="The pattern the entry picked (or the one tried when exploring).")
+    n: int = Field(ge=0, description="Scored requests the entry holds for that pattern (offline and online).")
+    accuracy: float = Field(ge=0.0, le=1.0, description="Their mean score (4 places).")
+    gpu_s: float | None = Field(
+        description="Their mean GPU-seconds (4 places); null when the entry holds no scored request."
+    )
+    explored: bool = Field(description="An exploration draw picked another affordable pattern than the best one.")
 
 
 class AdaptiveDecision(PatternDecisionBase):
@@ -82,13 +137,19 @@ class AdaptiveDecision(PatternDecisionBase):
 
     kind: Literal["adaptive"] = "adaptive"
     label: str = Field(description="The classifier's label; '' when the classifier call failed.")
-    preferred: str = Field(description="The pattern the label names (the fallback pattern on a fallback).")
+    preferred: str = Field(
+        description="The pattern the label names (the fallback pattern on a fallback), or the one the "
+        "learned policy picked."
+    )
     chosen: str = Field(description="The pattern that ran: the preferred one, unless the budget could not pay for it.")
     fallback: Literal["classifier_failed", "unknown_label"] | None = Field(
         default=None, description="Why the fallback pattern was preferred; null when the label named it."
     )
     over_budget: bool = Field(default=False, description="The preferred pattern's worst case did not fit the budget.")
-    why: str = Field(description="The choice in words: the label, the fallback reason, the budget left.")
+    why: str = Field(description="The choice in words: the label, the fallback reason, the policy, the budget left.")
+    policy: PolicyPick | None = Field(
+        default=None, description="The learned policy's pick; null without a policy or when it knew none of the patterns."
+    )
     chosen_decision: SerializeAsAny[DecisionBase] | None = Field(
         default=None,
         description="The chosen pattern's decision (read it with orchestrator.patterns.parse_decision); "
@@ -107,6 +168,9 @@ class AdaptivePattern:
     spec: AdaptiveSpec
     patterns: Mapping[str, Pattern]
     costs: Mapping[str, int]  # worst-case model calls of each candidate
+    policy: Policy | None = None
+    store: OutcomeStore | None = None
+    rng: random.Random = field(default_factory=random.Random)
 
     def affordable(self, ctx: Context, name: str) -> bool:
         calls, tokens = calls_left(ctx), tokens_left(ctx)
@@ -138,8 +202,33 @@ class AdaptivePattern:
         pattern = spec.routes[label].pattern
         return AdaptiveDecision(label=label, preferred=pattern, chosen=pattern, why=f"label {label!r}")
 
+    def follow_policy(self, ctx: Context, label: str) -> PolicyPick | None:
+        """What the learned policy picks for `label` among the affordable patterns; None without a
+        policy, or when it knows none of them."""
+        if self.policy is None:
+            return None
+        policy = self.policy.merged(self.store.stats()) if self.store is not None else self.policy
+        affordable = [n for n in self.spec.candidates() if self.affordable(ctx, n)]
+        picked = choose(policy, label or ALL, affordable, self.spec.explore, self.rng)
+        if picked is None:
+            return None
+        stats = picked.stats
+        return PolicyPick(
+            entry=picked.entry,
+            pattern=picked.pattern,
+            n=stats.n,
+            accuracy=round(stats.accuracy, 4),
+            gpu_s=round(stats.gpu_s / stats.n, 4) if stats.n else None,
+            explored=picked.explored,
+        )
+
     async def run(self, request: PatternRequest, ctx: Context) -> Answer:
         decision = await self.classify(request, ctx)
+        pick = self.follow_policy(ctx, decision.label)
+        if pick is not None:
+            decision.policy = pick
+            decision.preferred = decision.chosen = pick.pattern
+            decision.why += f"; policy entry {pick.entry!r} chose {pick.pattern}"
         preferred = decision.preferred
         if not self.affordable(ctx, preferred):
             fitting = [n for n in self.spec.candidates() if self.affordable(ctx, n)]

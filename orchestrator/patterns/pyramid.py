@@ -20,11 +20,12 @@ from cluster.errors import StepFailed
 from orchestrator.core.context import Context
 from orchestrator.core.decisions import FailedMember, PatternDecisionBase
 from orchestrator.patterns.kit import prompts
-from orchestrator.patterns.kit.ballot import AgreementFields, decide, embedder_for
+from orchestrator.patterns.kit.ballot import AgreementFields, accepts, decide, embedder_for
 from orchestrator.patterns.kit.base import Answer, BuildEnv, PatternRequest, PatternSpecBase
 from orchestrator.patterns.kit.embedding import Embedder
 from orchestrator.patterns.kit.members import ask_all, require_answers
 from orchestrator.patterns.kit.spending import can_afford
+from orchestrator.patterns.kit.tally import Basis
 from serving.types import Message
 
 
@@ -34,7 +35,11 @@ class PyramidSpec(PatternSpecBase, AgreementFields):
         min_length=2, max_length=6, description="Roles per layer, first to last; the last layer has one role."
     )
     early_stop: float | None = Field(
-        0.8, gt=0.0, le=1.0, description="Stop after a layer whose agreement reaches this; null never stops early."
+        0.8,
+        gt=0.0,
+        le=1.0,
+        description="Stop after a layer whose agreement reaches this, read to two decimals (0.67 stops at 2 of 3); "
+        "null never stops early.",
     )
     extract: Literal["exact", "label", "numeric", "semantic"] = Field(
         "semantic", description="How a layer's agreement is measured (see vote)."
@@ -78,6 +83,10 @@ class LayerRun(BaseModel):
     answered: int = Field(description="Members of the layer that answered.")
     agreement: float | None = Field(
         default=None, description="The layer's agreement (4 places); null for the last layer, which aggregates."
+    )
+    basis: Basis | None = Field(
+        default=None,
+        description="What the layer's agreement compared (as a vote's tally says); null for the last layer.",
     )
 
 
@@ -127,11 +136,13 @@ class PyramidPattern:
             answers = require_answers(poll, f"pyramid layer {depth + 1}")
             tally = await decide(spec, answers, self.embedder)
             agreement = round(tally.agreement, 4)
-            decision.layers.append(LayerRun(layer=depth + 1, answered=len(answers), agreement=agreement))
+            decision.layers.append(
+                LayerRun(layer=depth + 1, answered=len(answers), agreement=agreement, basis=tally.basis)
+            )
             decision.agreement = agreement
             references = [a.text for a in answers]
             representative = answers[tally.winner if tally.winner is not None else 0].text
-            if spec.early_stop is not None and tally.winner is not None and tally.agreement >= spec.early_stop:
+            if tally.winner is not None and accepts(tally.agreement, 0, spec.early_stop, None):
                 decision.stop(depth + 1, "agreement")
                 return Answer(text=representative, finish_reason=answers[tally.winner].finish_reason)
         if not can_afford(ctx, 1):

@@ -27,6 +27,7 @@ from cluster.runtime.reservation import Reservation, reserve
 from orchestrator.runtime.supervision import start_supervisor, stop_supervisor
 from orchestrator.service.config import ChorusConfig
 from serving.engines.base import Engine
+from serving.engines.recorded import RecordedEngine
 from serving.engines.vllm_engine import EngineSettings, VLLMEngine
 from serving.host.model_host import ModelHost, StartTimes
 
@@ -44,6 +45,9 @@ def host_name(model: str, replica: int) -> str:
 
 
 def vllm_engine_for(config: ChorusConfig, slot: ReplicaSlot) -> tuple[type[Engine], dict[str, Any]]:
+    """The engine a ModelHost runs for `slot`: vLLM, or for `engine: recorded` the recorded engine."""
+    if config.model(slot.model).engine == "recorded":
+        return RecordedEngine, {}  # replays recorded answers (offline evaluation beside live models)
     placement = config.placement_of(slot.model)
     settings = EngineSettings(
         on_gpu=placement.on_gpu,

@@ -32,9 +32,12 @@ class ChorusServer:
 
 
 @pytest.fixture(scope="session")
-def ray_cluster(tiny_model: Path) -> Iterator[str]:
+def ray_cluster(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A local Ray: 8 logical CPUs (engines mostly wait), 4 declared GPUs."""
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    # The orchestrator replicas keep adaptive outcomes under chorus's home: a temporary one, set
+    # before Ray starts so its workers inherit it, never the developer's ~/.chorus.
+    os.environ["CHORUS_HOME"] = str(tmp_path_factory.mktemp("chorus-home"))
     apply_ray_env(loopback=False)  # Serve's proxy loads chorus's middleware (crash → 503)
     ctx = ray.init(
         address="local",  # a new cluster of our own, even if another Ray runs on this machine

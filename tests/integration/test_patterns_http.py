@@ -22,6 +22,7 @@ from orchestrator.patterns import (
     VoteDecision,
     parse_decision,
 )
+from orchestrator.patterns.kit.ballot import accepts
 from orchestrator.patterns.kit.judging import parse_score
 from orchestrator.patterns.kit.tally import tally_keys
 
@@ -126,10 +127,12 @@ def test_vote_is_a_weighted_majority_of_constrained_labels(openai_client, config
     text, trace, steps, spec = run(openai_client, config, "vote")
     labels = [s["output"] for s in steps]
     assert set(labels) <= set(spec.labels)
-    expected = tally_keys(labels, [spec.weights.get(s["role"], 1.0) for s in steps])
+    roles = [s["role"] for s in steps]
+    expected = tally_keys(labels, [spec.weights.get(r, 1.0) for r in roles], spec.strength(roles))
     tally = decided(trace, VoteDecision).tally
     assert tally.winner == expected.key == text
     assert tally.agreement == pytest.approx(expected.agreement, abs=1e-4)
+    assert tally.basis == "label" and tally.tie_break == expected.tie_break
     concurrent(trace, steps)
 
 
@@ -148,7 +151,8 @@ def test_best_of_n_scores_every_answer(openai_client, config):
 def test_consensus_escalates_only_below_its_threshold(openai_client, config):
     _, trace, steps, spec = run(openai_client, config, "consensus")
     d = decided(trace, ConsensusDecision)
-    below = d.tally.agreement < spec.threshold
+    assert d.tally is not None  # the members answered
+    below = not accepts(d.tally.agreement, 0, spec.threshold, None)  # thresholds read to two decimals
     assert (names(steps)[-1] == "escalate") is below
     assert d.escalated is below and (d.escalated_to == spec.escalate_to) is below
     assert trace["totals"]["escalated"] is below

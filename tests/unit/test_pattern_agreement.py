@@ -31,7 +31,8 @@ from orchestrator.patterns.kit.tally import (
         ("12 apples\n#### about 12 apples", "12"),
         ("no number here", None),
         ("#### none", None),
-        ("earlier 4\n#### none", "4"),  # a marker with no number: the last number anywhere
+        ("earlier 4\n#### none", None),  # a final answer line with no number states a non-number
+        ("#### Step 1: add\nso 3 + 4 = 7 apples", "7"),  # a heading with text after it is no answer
     ],
 )
 def test_numeric_extraction(text, key):

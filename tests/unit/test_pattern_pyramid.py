@@ -161,3 +161,11 @@ async def test_a_failed_aggregator_leaves_the_layer_belows_answer():
     d = decision(reply, PyramidDecision)
     assert d.failed_members[0].step == "layer3[0]"
     assert (d.layers[-1].layer, d.layers[-1].answered, d.layers[-1].agreement) == (3, 0, None)
+
+
+async def test_early_stop_is_read_to_two_decimals():
+    chorus, _ = setup(["sky", "sky", "sea"], early_stop=0.67)  # 2 of 3 meets 0.67
+    reply = await chorus.chat(ask("?", "pyramid"))
+    d = decision(reply, PyramidDecision)
+    assert d.early_stop and (d.stopped_after_layer, d.stop_reason) == (1, "agreement")
+    assert d.layers[0].basis == "meaning"  # prose stating no value is clustered by meaning

@@ -35,9 +35,20 @@ ANSWER_FORMAT_NUMERIC = (
 )
 
 
-def with_answer_format(messages: list[Message]) -> list[Message]:
-    """The conversation with a format instruction first (a system message every member shares)."""
-    return [Message(role="system", content=ANSWER_FORMAT_NUMERIC), *messages]
+ANSWER_FORMAT_CHOICE = (
+    "Think the question through step by step. Then end your reply with a final line of the form "
+    "'The answer is (X)', where X is the letter of the option you choose."
+)
+
+
+def with_answer_format(messages: list[Message], instruction: str = ANSWER_FORMAT_NUMERIC) -> list[Message]:
+    """The conversation with a format instruction first: a system message every member shares,
+    or appended to the conversation's own system message (an escalation prompt's), so an
+    escalated answer keeps the members' format."""
+    if messages and messages[0].role == "system":
+        first = Message(role="system", content=f"{messages[0].content}\n\n{instruction}")
+        return [first, *messages[1:]]
+    return [Message(role="system", content=instruction), *messages]
 
 
 def _numbered(items: list[str], label: str) -> str:
