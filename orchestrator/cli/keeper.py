@@ -46,7 +46,9 @@ def main(argv: list[str] | None = None) -> int:
         num_cpus=args.num_cpus or logical_cpus(wanted),
         num_gpus=args.num_gpus,
         namespace=NAMESPACE,
-        include_dashboard=False,
+        # The dashboard is Ray's job server: `chorus submit` sends batch jobs to it. Local only.
+        include_dashboard=True,
+        dashboard_host="127.0.0.1",
         log_to_driver=False,
         logging_level="warning",
     )
@@ -65,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
                 pid=os.getpid(),
                 # A new local cluster turns token authentication on; its clients must too.
                 ray_auth_mode=os.environ.get("RAY_AUTH_MODE"),
+                job_server=f"http://{ctx.dashboard_url}" if ctx.dashboard_url else None,
             )
         )
         say(f"{READY} {dep.url}")

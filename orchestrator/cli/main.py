@@ -5,6 +5,8 @@
     chorus status                          models, replicas, health, load
     chorus down                            stop what `chorus up` started
     chorus plan --gpus auto|SPEC -c CONFIG place a fleet on GPUs (see `chorus plan -h`)
+    chorus submit FILE [-m NAME] [--out DIR] run a batch file as a Ray Job (see `chorus submit -h`)
+    chorus jobs [status|logs|stop ID]      batch jobs on the cluster
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 
-from orchestrator.cli import plan_command
+from orchestrator.cli import jobs_command, plan_command
 from cluster.errors import ChorusError
 from orchestrator.runtime.state import RunState, clear_state, log_path, read_state, write_state
 
@@ -246,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     down.set_defaults(func=cmd_down)
 
     plan_command.add_parser(sub)
+    jobs_command.add_parsers(sub)
     return parser
 
 
