@@ -58,7 +58,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def _follow(server: Any, job_id: str) -> int:
-    from tqdm import tqdm
+    from tqdm import tqdm  # type: ignore[import-untyped]
 
     from orchestrator.jobs import submit as jobs
     from orchestrator.jobs.progress import Progress

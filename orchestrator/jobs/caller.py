@@ -17,7 +17,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-import pyarrow as pa
+import pyarrow as pa  # type: ignore[import-untyped]
 
 from cluster.errors import ChorusError, OverloadedError, UnavailableError
 from orchestrator.api.errors import status_of
@@ -70,7 +70,7 @@ class RowAnswerer:
         for attempt in range(OVERLOAD_RETRIES + 1):
             async with self.slots:
                 try:
-                    return await self.asker.ask(row.request)
+                    return await self.asker.chat(row.request)
                 except OverloadedError as exc:
                     if attempt == OVERLOAD_RETRIES:
                         raise

@@ -20,9 +20,9 @@ WHAT = "the chorus orchestrator"
 
 
 class Asker(Protocol):
-    """What a row needs: run one request at the priority it carries."""
+    """What a row needs: run one request at the priority it carries (`Chorus` itself is one)."""
 
-    async def ask(self, req: ChatRequest) -> Reply: ...
+    async def chat(self, req: ChatRequest) -> Reply: ...
 
 
 class ChorusLink:
@@ -39,7 +39,7 @@ class ChorusLink:
         except ValueError:
             raise NotRunning("no chorus orchestrator is running on this Ray cluster; start one with `chorus up`") from None
 
-    async def ask(self, req: ChatRequest) -> Reply:
+    async def chat(self, req: ChatRequest) -> Reply:
         reply: Reply = await call(self.handle.chat, req, what=WHAT, lost=NotRunning)
         return reply
 

@@ -17,13 +17,13 @@ PREFIX = "chorus-job-progress "
 class Progress(BaseModel):
     total: int = Field(description="Rows in the input.")
     done: int = Field(description="Rows with an output line, this run and earlier ones.")
-    resumed: int = Field(0, description="Rows that already had an output line when this run started.")
-    errors: int = Field(0, description="Rows answered with an error line.")
+    resumed: int = Field(default=0, description="Rows that already had an output line when this run started.")
+    errors: int = Field(default=0, description="Rows answered with an error line.")
     prompt_tokens: int = 0
     completion_tokens: int = 0
     gpu_seconds: float = 0.0
-    elapsed_s: float = Field(0.0, description="Since this run started.")
-    in_flight: int = Field(0, description="The bound on requests in flight.")
+    elapsed_s: float = Field(default=0.0, description="Since this run started.")
+    in_flight: int = Field(default=0, description="The bound on requests in flight.")
     shards: int = 0
     state: Literal["running", "finished"] = "running"
 

@@ -22,8 +22,8 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from cluster.errors import JobError, JobInputError, UnknownModelError
-from orchestrator.jobs.capacity import in_flight_for
 from orchestrator.jobs.caller import CallChorus, outcomes_of
+from orchestrator.jobs.capacity import in_flight_for
 from orchestrator.jobs.formats import InputFormat, RowRules
 from orchestrator.jobs.link import ChorusLink
 from orchestrator.jobs.progress import Progress

@@ -94,7 +94,8 @@ class _Rows:
         custom_id = obj.get("custom_id")
         if isinstance(custom_id, str):
             self.ids.setdefault(custom_id, []).append(line)
-        body = obj.get("body") if isinstance(obj.get("body"), dict) else obj
+        inner = obj.get("body")
+        body: dict[str, Any] = inner if isinstance(inner, dict) else obj
         model = body.get("model")
         if isinstance(model, str) and model:
             self.models[model] += 1
@@ -157,11 +158,11 @@ def _scan_jsonl(p: Path, rows_per_split: int) -> InputScan:
 
 
 def _scan_parquet(p: Path, rows_per_split: int) -> InputScan:
-    import pyarrow.parquet as pq
+    import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
     try:
         pf = pq.ParquetFile(p)
-    except Exception as exc:  # pyarrow raises several types for a file that is not Parquet
+    except (ValueError, OSError) as exc:  # pyarrow's ArrowInvalid is a ValueError
         raise JobInputError(f"{p} is not a Parquet file: {exc}") from None
     names = set(pf.schema_arrow.names)
     if not names & {"messages", "prompt"}:

@@ -14,7 +14,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-import pyarrow as pa
+import pyarrow as pa  # type: ignore[import-untyped]
 from ray.data import Datasource, ReadTask
 from ray.data.block import Block, BlockMetadata
 
@@ -36,7 +36,7 @@ def read_split(scan: InputScan, split: Split, skip: frozenset[int]) -> pa.Table:
                 # A line that is not UTF-8 still becomes a row, to get its own error line.
                 raws.append(text.decode("utf-8", errors="replace"))
     else:
-        import pyarrow.parquet as pq
+        import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
         table = pq.read_table(scan.path).slice(split.start, split.end - split.start)
         for n, row in enumerate(table.to_pylist(), split.first_line):
