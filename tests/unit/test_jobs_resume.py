@@ -97,8 +97,8 @@ def test_shard_lines_are_written_in_input_order(tmp_path):
 
 
 def test_one_writer_per_output_folder(tmp_path):
-    with ShardStore(tmp_path).locked(), pytest.raises(JobOutputBusy, match="another job is writing"):
-        with ShardStore(tmp_path).locked():
-            pass
+    second = ShardStore(tmp_path)
+    with ShardStore(tmp_path).locked(), pytest.raises(JobOutputBusy, match="another job is writing"), second.locked():
+        pass
     with ShardStore(tmp_path).locked():  # released when the holder ends
         pass
