@@ -117,9 +117,14 @@ def last_progress_of(server: JobServer, job_id: str) -> Progress | None:
 
 
 def follow(
-    server: JobServer, job_id: str, on_progress: Callable[[Progress], None], on_line: Callable[[str], None]
+    server: JobServer,
+    job_id: str,
+    on_progress: Callable[[Progress], None],
+    on_line: Callable[[str], None],
+    timeout_s: float | None = None,
 ) -> JobStatus:
-    """Relay the job's log until it ends: progress lines to `on_progress`, the rest to `on_line`."""
+    """Relay the job's log until it ends: progress lines to `on_progress`, the rest to `on_line`.
+    With `timeout_s`, a job still running then raises TimeoutError (it goes on)."""
 
     async def tail() -> None:
         pending = ""
@@ -135,7 +140,7 @@ def follow(
         if pending.strip():
             on_line(pending)
 
-    asyncio.run(tail())
+    asyncio.run(asyncio.wait_for(tail(), timeout_s))
     status: JobStatus = server.client.get_job_status(job_id)
     return status
 

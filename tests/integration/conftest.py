@@ -10,6 +10,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import ray
@@ -30,20 +31,33 @@ class ChorusServer:
 
 
 @pytest.fixture(scope="session")
-def ray_cluster(tiny_model: Path) -> Iterator[str]:
-    """A local Ray: 8 logical CPUs (engines mostly wait), 4 declared GPUs."""
+def ray_context(tiny_model: Path) -> Iterator[Any]:
+    """A local Ray: 8 logical CPUs (engines mostly wait), 4 declared GPUs, and its job server."""
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     ctx = ray.init(
         address="local",  # a new cluster of our own, even if another Ray runs on this machine
         num_cpus=8,
         num_gpus=FAKE_GPUS,
         namespace=NAMESPACE,
-        include_dashboard=False,
+        include_dashboard=True,  # the dashboard is Ray's job server (batch job tests)
+        dashboard_host="127.0.0.1",
         object_store_memory=256 << 20,
         log_to_driver=False,
     )
-    yield ctx.address_info["gcs_address"]
+    yield ctx
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(ray_context: Any) -> str:
+    address: str = ray_context.address_info["gcs_address"]
+    return address
+
+
+@pytest.fixture(scope="session")
+def job_server(ray_context: Any) -> str:
+    """The cluster's Ray job server, as `chorus up` records it."""
+    return f"http://{ray_context.dashboard_url}"
 
 
 @pytest.fixture(scope="session")
