@@ -3,7 +3,7 @@
 The job server is the Ray dashboard of the cluster. Where it is:
 
 - `--address http://HOST:8265` (or https): that job server, directly; how a remote cluster is reached;
-- `--address HOST:PORT` / `ray://…` (a Ray cluster address): this process connects to that cluster
+- `--address HOST:PORT` (a Ray cluster address, not Ray Client): this process connects to that cluster
   and Ray tells it where the cluster's dashboard listens;
 - no address: the job server `chorus up` recorded for its local cluster, else the dashboard of the
   cluster it recorded it joined.
