@@ -10,7 +10,7 @@ default in-flight bound and for a quarter of it.
 
 The model is SmolLM2-135M (a real chat model: completions have realistic lengths); prefix
 caching is off on both sides so that re-running the same rows gains nothing from a warm cache.
-Usage: python scripts/bench_batch.py [--rows 256] [--interactive 12]
+Usage: python scripts/bench_batch.py [--rows 96] [--interactive 8]
 """
 
 from __future__ import annotations
@@ -206,7 +206,7 @@ def bench(rows: int, interactive: int) -> None:
                    log_to_driver=False, logging_level="error")
     dep = deploy(parse_config(config(), "<bench>", ROOT), progress=lambda s: print(f"  [deploy] {s}", flush=True))
     try:
-        base = f"{dep.url}/v1"
+        base = str(dep.url)  # ends in /v1
         url = f"http://{ctx.dashboard_url}"
         server = jobs.JobServer(JobSubmissionClient(url), url, local=True)
         src = batch_file(tmp / "rows.jsonl", rows)
@@ -268,8 +268,8 @@ def main() -> None:
         offline(int(sys.argv[2]), sys.argv[3])
         return
     ap = argparse.ArgumentParser()
-    ap.add_argument("--rows", type=int, default=256)
-    ap.add_argument("--interactive", type=int, default=12)
+    ap.add_argument("--rows", type=int, default=96)
+    ap.add_argument("--interactive", type=int, default=8)
     args = ap.parse_args()
     bench(args.rows, args.interactive)
 
