@@ -67,17 +67,18 @@ class RowAnswerer:
         )
 
     async def _ask(self, row: RowRequest) -> Reply:
-        for attempt in range(OVERLOAD_RETRIES + 1):
+        retries = 0
+        while True:
             async with self.slots:
                 try:
                     return await self.asker.chat(row.request)
                 except OverloadedError as exc:
-                    if attempt == OVERLOAD_RETRIES:
+                    if retries == OVERLOAD_RETRIES:
                         raise
                     wait = exc.retry_after_s
             # Back off outside the slot, for as long as the server asked: its queues are full.
+            retries += 1
             await asyncio.sleep(wait)
-        raise AssertionError("unreachable")
 
     async def answer_all(self, lines: list[int], raws: list[str]) -> list[RowOutcome]:
         return list(await asyncio.gather(*(self.answer(n, r) for n, r in zip(lines, raws, strict=True))))
