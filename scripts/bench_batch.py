@@ -125,8 +125,12 @@ def run_job(server: Any, src: Path, out: Path, max_in_flight: int | None = None)
     if status.value != "SUCCEEDED" or not last:
         raise RuntimeError(f"job {job_id} ended {status}: {server.client.get_job_logs(job_id)[-2000:]}")
     p = last[-1]
+    # The first shard marks the end of the job's start-up (its Ray Data workers); after it, steady state.
+    first = next(q for q in last if q.done > 0)
+    steady = (p.done - first.done) / (p.elapsed_s - first.elapsed_s) if p.elapsed_s > first.elapsed_s else float("nan")
     return {"wall_s": p.elapsed_s, "e2e_s": e2e, "rows": p.done, "prompt_tokens": p.prompt_tokens,
-            "completion_tokens": p.completion_tokens, "in_flight": p.in_flight, "errors": p.errors}
+            "completion_tokens": p.completion_tokens, "in_flight": p.in_flight, "errors": p.errors,
+            "first_shard_s": first.elapsed_s, "rows_per_s_after_first_shard": steady}
 
 
 async def run_http(base_url: str, rows: int, concurrency: int = 32) -> dict[str, Any]:
