@@ -145,15 +145,17 @@ def run_job(spec: JobSpec, say: Callable[[str], None] = print) -> Progress:
             from orchestrator.jobs.source import InputRows
 
             quiet_ray_data()
-            # Enough blocks queued at the actor that its `in_flight` slots never run dry while a
-            # block waits for its last row.
+            # Several blocks run in the actor at once (they share its `in_flight` slots), so the
+            # slots stay full while a block waits for its last rows.
             queued = max(2, math.ceil(2 * in_flight / spec.shard_rows) + 1)
             ds = ray.data.read_datasource(InputRows(scan, frozenset(done.lines)), num_cpus=0, concurrency=1).map_batches(
                 CallChorus,
                 fn_constructor_kwargs={"rules": rules, "in_flight": in_flight},
                 batch_size=None,
                 batch_format="pyarrow",
-                compute=ray.data.ActorPoolStrategy(size=1, max_tasks_in_flight_per_actor=queued),
+                compute=ray.data.ActorPoolStrategy(
+                    size=1, max_tasks_in_flight_per_actor=queued, max_concurrent_calls_per_actor=queued
+                ),
                 num_cpus=0,
             )
             for block in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
