@@ -120,7 +120,7 @@ def run_job(server: Any, src: Path, out: Path, max_in_flight: int | None = None)
     t0 = time.perf_counter()
     job_id = jobs.submit(server, argv, input=str(src), out=str(out), model=None)
     last: list[Any] = []
-    status = jobs.follow(server, job_id, lambda p: last.append(p), lambda line: None, timeout_s=900)
+    status = jobs.follow(server, job_id, last.append, lambda line: None, timeout_s=900)
     e2e = time.perf_counter() - t0
     if status.value != "SUCCEEDED" or not last:
         raise RuntimeError(f"job {job_id} ended {status}: {server.client.get_job_logs(job_id)[-2000:]}")

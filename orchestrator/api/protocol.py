@@ -11,10 +11,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from serving.types import Message
-
 from orchestrator.core.budget import Budget
 from orchestrator.core.schema import ChatRequest, Reply
+from serving.types import Message
 
 
 class TextPart(BaseModel):
@@ -56,13 +55,22 @@ class ChatCompletionRequest(BaseModel):
     max_completion_tokens: int | None = Field(None, ge=1)
     temperature: float | None = Field(None, ge=0.0, le=2.0)
     top_p: float | None = Field(None, gt=0.0, le=1.0)
-    seed: int | None = None
+    seed: int | None = Field(None, ge=0, le=2**63 - 1)
     stop: str | list[str] | None = None
     n: int = Field(1, ge=1)
     stream: bool = False
     stream_options: StreamOptions | None = None
     tools: list[Any] | None = None
     chorus: ChorusOptions = ChorusOptions()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_unicode(cls, data: Any) -> Any:
+        # JSON may carry a lone surrogate ("\ud800"); no tokenizer can encode it.
+        where = _surrogate_at(data, ())
+        if where is not None:
+            raise ValueError(f"{'.'.join(where) or 'body'}: text is not valid Unicode (a lone surrogate)")
+        return data
 
     @field_validator("n")
     @classmethod
@@ -90,6 +98,23 @@ class ChatCompletionRequest(BaseModel):
             budget=self.chorus.budget,
             priority=max(self.chorus.priority, priority_floor),
         )
+
+
+def _surrogate_at(value: Any, path: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The path of the first string holding a lone surrogate, or None."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path
+        return None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = _surrogate_at(key, path) if isinstance(key, str) else None
+        found = found if found is not None else _surrogate_at(item, (*path, str(key)))
+        if found is not None:
+            return found
+    return None
 
 
 def usage_json(reply: Reply) -> dict[str, Any]:

@@ -47,6 +47,9 @@ class ChatRequest(BaseModel):
     stop: list[str] | None = None
     budget: Budget | None = None
     priority: int = Field(0, description="Lower is served first: interactive 0, batch jobs 10.")
+    request_id: str | None = Field(
+        None, description="The caller's id (HTTP x-request-id); prefixes the engine request ids and is in the trace."
+    )
 
 
 class Reply(BaseModel):

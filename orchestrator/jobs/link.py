@@ -1,22 +1,21 @@
 """The one place a batch job reaches chorus: a request in, a reply out, chorus's errors raised.
 
-Today the orchestrator is a named Ray actor; the job calls it through its Ray handle (never
-HTTP), with the same translation of Ray failures as every other caller
-(`orchestrator.runtime.handles`). When the request tier moves behind a Serve handle, only this
-module changes.
+The job calls the orchestrator's Serve deployment through its handle (never HTTP), as the Python
+client does (`orchestrator.client`): its calls are spread over the replicas, and Serve's and
+Ray's failures become chorus's errors in the same one place (`served()`): back-pressure is an
+`OverloadedError` (the row is retried after its Retry-After), a deployment gone is `NotRunning`.
 """
 
 from __future__ import annotations
 
 from typing import Any, Protocol
 
-from cluster.errors import NotRunning
+from orchestrator.client import served
 from orchestrator.core.schema import CatalogEntry, ChatRequest, FleetStatus, Reply
 from orchestrator.runtime.deploy import find_orchestrator
-from orchestrator.runtime.handles import call, call_blocking
 from orchestrator.service.config import ChorusConfig
 
-WHAT = "the chorus orchestrator"
+CALL_TIMEOUT_S = 60  # the driver's catalog/status/config calls: quick reads of the deployment
 
 
 class Asker(Protocol):
@@ -29,28 +28,29 @@ class ChorusLink:
     """The running chorus, seen from a job's driver (catalog, status, config) and its callers (ask)."""
 
     def __init__(self, handle: Any) -> None:
-        self.handle = handle
+        self.handle = handle  # a Serve DeploymentHandle to the orchestrator application
 
     @classmethod
     def find(cls) -> ChorusLink:
-        """The orchestrator of the Ray cluster this process is connected to."""
-        try:
-            return cls(find_orchestrator())
-        except ValueError:
-            raise NotRunning("no chorus orchestrator is running on this Ray cluster; start one with `chorus up`") from None
+        """The orchestrator of the Ray cluster this process is connected to (`NotRunning` if none)."""
+        return cls(find_orchestrator())
 
     async def chat(self, req: ChatRequest) -> Reply:
-        reply: Reply = await call(self.handle.chat, req, what=WHAT, lost=NotRunning)
+        with served():
+            reply: Reply = await self.handle.chat.remote(req)
         return reply
 
     def catalog(self) -> list[CatalogEntry]:
-        entries: list[CatalogEntry] = call_blocking(self.handle.catalog, what=WHAT, timeout_s=60, lost=NotRunning)
+        with served():
+            entries: list[CatalogEntry] = self.handle.catalog.remote().result(timeout_s=CALL_TIMEOUT_S)
         return entries
 
     def status(self) -> FleetStatus:
-        status: FleetStatus = call_blocking(self.handle.status, what=WHAT, timeout_s=60, lost=NotRunning)
+        with served():
+            status: FleetStatus = self.handle.status.remote().result(timeout_s=CALL_TIMEOUT_S)
         return status
 
     def config(self) -> ChorusConfig:
-        config: ChorusConfig = call_blocking(self.handle.config, what=WHAT, timeout_s=60, lost=NotRunning)
+        with served():
+            config: ChorusConfig = self.handle.chorus_config.remote().result(timeout_s=CALL_TIMEOUT_S)
         return config

@@ -48,7 +48,7 @@ def read_split(scan: InputScan, split: Split, skip: frozenset[int]) -> pa.Table:
 
 class InputRows(Datasource):
     def __init__(self, scan: InputScan, skip: frozenset[int]) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # Ray's Datasource.__init__ is unannotated
         self.scan = scan
         done = sorted(skip)
         # Per split, the done positions inside it; whole splits already answered are not read at all.

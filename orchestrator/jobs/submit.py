@@ -43,9 +43,9 @@ class JobServer:
 
 def _auth(mode: str | None) -> None:
     if mode:
-        from orchestrator.client import _set_ray_auth_mode
+        from orchestrator.client import set_ray_auth_mode
 
-        _set_ray_auth_mode(mode)
+        set_ray_auth_mode(mode)
 
 
 def job_server(address: str | None = None) -> JobServer:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.runtime.handles import call, stream
+from serving.host.admission import Load
 from serving.host.model_host import HostStatus
 from serving.types import GenerationRequest, Result, StreamChunk
 
@@ -31,6 +32,10 @@ class RayReplica:
     async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
         async for chunk in stream(self.handle.stream, request, what=self.what):
             yield chunk
+
+    async def load(self) -> Load:
+        load: Load = await call(self.handle.load, what=self.what)
+        return load
 
     async def status(self) -> HostStatus:
         status: HostStatus = await call(self.handle.status, what=self.what)

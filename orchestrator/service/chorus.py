@@ -1,12 +1,13 @@
 """`Chorus`: resolves a request's `model` to a pattern or a hosted model, runs it, returns a `Reply`.
 
-Transport-free: the Ray actor (orchestrator.runtime.actor), the HTTP app and the tests all drive it.
+Transport-free: the Serve deployment (orchestrator.runtime.serve_app), the HTTP app and the tests all drive it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,7 +18,7 @@ from orchestrator.core.trace import Step, Trace
 from orchestrator.patterns import Pattern, PatternRequest
 from orchestrator.patterns.kit.assembly import build_patterns
 from orchestrator.patterns.kit.embedding import Embedder, MiniLMEmbedder
-from orchestrator.patterns.single import SingleSpec
+from orchestrator.patterns.single import SinglePattern, SingleSpec
 from orchestrator.routing.fleet import Fleet
 from orchestrator.service.config import ChorusConfig
 from serving.types import GenerationRequest, Sampling, Usage
@@ -65,10 +66,11 @@ class Chorus:
             models |= self._models_of(used)
         return models
 
-    def admit(self, name: str) -> None:
+    async def admit(self, name: str) -> None:
         """Refuse a new request up front when a model it needs has a full queue on every replica,
-        rather than letting it wait without bound (or fail half-way through a pattern)."""
-        full = sorted(m for m in self._models_of(name) if self.fleet.saturated(m))
+        rather than letting it wait without bound (or fail half-way through a pattern). The
+        replicas are asked, not a local count: several orchestrator replicas share them."""
+        full = await self.fleet.saturated(self._models_of(name))
         if full:
             raise OverloadedError(f"model(s) {', '.join(full)} are at capacity; retry shortly", retry_after_s=1.0)
 
@@ -78,7 +80,7 @@ class Chorus:
             kind, pattern = self.patterns[name]
             return kind, pattern, self.config.roles
         if name in self.fleet.replicas:
-            return "model", SingleSpec(kind="single", role=name).build(), {name: name}
+            return "model", SinglePattern(SingleSpec(kind="single", role=name), hosted=True), {name: name}
         raise UnknownModelError(name, [e.id for e in self._catalog()])
 
     def _sampling(self, req: ChatRequest) -> Sampling:
@@ -90,8 +92,8 @@ class Chorus:
 
     async def chat(self, req: ChatRequest) -> Reply:
         kind, pattern, roles = self._resolve(req.model)
-        self.admit(req.model)
-        trace = Trace(pattern=req.model, kind=kind)
+        await self.admit(req.model)
+        trace = Trace(pattern=req.model, kind=kind, request_id=req.request_id)
         ctx = Context(
             self.fleet,
             roles,
@@ -99,6 +101,7 @@ class Chorus:
             sampling=self._sampling(req),
             budget=req.budget or self.config.budget,
             priority=req.priority,
+            request_id=req.request_id,
         )
         t0 = time.perf_counter()
         try:
@@ -117,9 +120,14 @@ class Chorus:
             yield Delta(text=reply.text)
             yield reply
             return
-        self.admit(req.model)
+        await self.admit(req.model)
         t0 = time.perf_counter()
-        request = GenerationRequest(messages=req.messages, sampling=self._sampling(req), priority=req.priority)
+        request = GenerationRequest(
+            messages=req.messages,
+            sampling=self._sampling(req),
+            priority=req.priority,
+            request_id=f"{req.request_id}-0-{uuid.uuid4().hex[:8]}" if req.request_id else None,
+        )
         text, finish, usage = [], "stop", Usage()
         try:
             async for chunk in self.fleet.stream(req.model, request):
@@ -133,7 +141,7 @@ class Chorus:
         except Exception as exc:  # engine faults mid-stream become a typed failure
             raise PatternFailed(f"'{req.model}' failed while streaming: {type(exc).__name__}: {exc}") from exc
         wall = time.perf_counter() - t0
-        trace = Trace(pattern=req.model, kind="model")
+        trace = Trace(pattern=req.model, kind="model", request_id=req.request_id)
         trace.steps.append(
             Step(
                 index=0,

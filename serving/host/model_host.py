@@ -16,9 +16,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from cluster.spec import ModelSpec
-
-from serving.host.admission import Admission
 from serving.engines.base import Engine
+from serving.host.admission import Admission, Load
 from serving.types import GenerationRequest, Result, StreamChunk
 
 THROUGHPUT_WINDOW_S = 30.0
@@ -38,6 +37,15 @@ class HostStatus(BaseModel):
     gpus: float = 0.0
     gpu_ids: list[str] = []
     node_id: str = ""
+
+
+class StartTimes(BaseModel):
+    """Wall-clock marks (time.time()) of one host's start, for `chorus up`'s timeline."""
+
+    process_up: float  # the actor's process ran __init__
+    engine_start: float  # start() began
+    ready: float  # the engine can generate
+    phases: dict[str, float] = {}  # the engine's own marks within its start (e.g. "vllm imported")
 
 
 class BusyClock:
@@ -81,6 +89,7 @@ class ModelHost:
         *,
         gpus: float = 0.0,
     ) -> None:
+        self._born = time.time()
         self.spec = spec
         self.replica = replica
         self.gpus = gpus
@@ -92,9 +101,13 @@ class ModelHost:
         self.failed = 0
         self._tokens: collections.deque[tuple[float, int]] = collections.deque()
 
-    async def start(self) -> None:
+    async def start(self) -> StartTimes:
+        begun = time.time()
         await self.engine.start()
         self.started = True
+        # Engines that time their own start (VLLMEngine) expose `phases`; others report none.
+        phases = dict(getattr(self.engine, "phases", {}))
+        return StartTimes(process_up=self._born, engine_start=begun, ready=time.time(), phases=phases)
 
     def _done(self, tokens: int) -> None:
         now = time.perf_counter()
@@ -136,6 +149,10 @@ class ModelHost:
             finally:
                 self.clock.leave(mark)
         self._done(tokens)
+
+    async def load(self) -> Load:
+        """Admission state only (no engine probe): cheap enough to ask before every request."""
+        return self.admission.load()
 
     async def status(self) -> HostStatus:
         health = await self.engine.health() if self.started else None

@@ -10,10 +10,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 
-from cluster.spec import ModelSpec
-
-from serving.engines.base import EngineHealth
 from cluster.errors import EngineError
+from cluster.spec import ModelSpec
+from serving.engines.base import EngineHealth
 from serving.types import GenerationRequest, Result, StreamChunk, TokenLogprob, Usage
 
 Script = Callable[[GenerationRequest], "str | Exception"]
