@@ -29,8 +29,11 @@ tree to HTTP statuses in `orchestrator.api.errors`).
     │   │                      A pattern's member call that hits one is a failed member.
     │   └── ReplicaLost        the replica's process died or restarted, or its engine is not
     │                          serving; no token reached the caller, so another replica may retry it
-    └── StepFailed             a model call failed and the pattern could not do without it → 500
-        └── PatternFailed      the pattern could not produce an answer at all          → 500
+    ├── StepFailed             a model call failed and the pattern could not do without it → 500
+    │   └── PatternFailed      the pattern could not produce an answer at all          → 500
+    └── JobError               a batch job cannot start or go on (before any row is lost)
+        ├── JobInputError      the input file is unusable: not JSONL, duplicate custom_ids…
+        └── JobOutputBusy      another job is writing to the same output folder
 
 Anything else (an AttributeError in an engine, a bug in a pattern) is a programming error: it is
 never turned into a failed member; it fails the request with a 500 and a logged traceback.
@@ -222,3 +225,18 @@ class StepFailed(ChorusError):
 
 class PatternFailed(StepFailed):
     pass
+
+
+# --- batch jobs -----------------------------------------------------------------------------------
+
+
+class JobError(ChorusError):
+    """A batch job cannot start or go on; finished rows are never lost by it."""
+
+
+class JobInputError(JobError):
+    """The input as a whole is unusable (a single bad row gets an error line instead)."""
+
+
+class JobOutputBusy(JobError):
+    """Another job holds the output folder's lock: two writers would duplicate rows."""

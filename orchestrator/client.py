@@ -72,30 +72,31 @@ class Client:
         than keep engines busy for a caller that stopped waiting."""
         request = self.request(model, messages, timeout_s=timeout_s, **kw)
         # A little longer than the deadline, so chorus's own DeadlineExceeded is what arrives.
-        with _served(timeout_s + 5):
+        with served(timeout_s + 5):
             reply: Reply = self.handle.chat.remote(request).result(timeout_s=timeout_s + 5)
         return reply
 
     async def ask_async(self, model: str, messages: str | Sequence[Message | dict[str, str]], **kw: Any) -> Reply:
-        with _served():
+        with served():
             reply: Reply = await self.handle.chat.remote(self.request(model, messages, **kw))
         return reply
 
     def models(self) -> list[CatalogEntry]:
-        with _served():
+        with served():
             entries: list[CatalogEntry] = self.handle.catalog.remote().result(timeout_s=60)
         return entries
 
     def status(self) -> FleetStatus:
-        with _served():
+        with served():
             status: FleetStatus = self.handle.status.remote().result(timeout_s=60)
         return status
 
 
 @contextmanager
-def _served(timeout_s: float = 60) -> Iterator[None]:
+def served(timeout_s: float = 60) -> Iterator[None]:
     """Serve's and Ray's failures as chorus's errors (the replica's own errors pass as they are);
-    `timeout_s` is the wait the caller gave the call."""
+    `timeout_s` is the wait the caller gave the call. Every caller of the orchestrator's Serve
+    handle goes through it."""
     try:
         with translated(WHAT, NotRunning):
             yield
@@ -107,7 +108,7 @@ def _served(timeout_s: float = 60) -> Iterator[None]:
         raise NotRunning(f"{WHAT} is not available now") from None
 
 
-def _set_ray_auth_mode(mode: str) -> None:
+def set_ray_auth_mode(mode: str) -> None:
     """Ray only turns token auth on by itself for clusters it finds as "auto"; for a recorded
     address the client must say so. Ray caches its config at import, so refresh it the way
     Ray's own token set-up does."""
@@ -124,7 +125,7 @@ def ray_connect(address: str | None = None) -> str:
     if not address and state is not None:
         address = state.address
         if state.ray_auth_mode and "RAY_AUTH_MODE" not in os.environ:
-            _set_ray_auth_mode(state.ray_auth_mode)
+            set_ray_auth_mode(state.ray_auth_mode)
     address = address or "auto"
     if not ray.is_initialized():
         try:

@@ -16,7 +16,7 @@ import signal
 import sys
 import threading
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 from orchestrator.runtime.ray_env import apply_ray_env
 from orchestrator.runtime.state import RunState, clear_state, write_state
@@ -30,9 +30,16 @@ def logical_cpus(config_cpus: float) -> int:
     return max(os.cpu_count() or 1, int(config_cpus + 0.999) + 1)
 
 
-def start_local_ray(num_cpus: int, num_gpus: int | None, **kw: Any) -> str:
-    """Start a new local Ray cluster owned by this process, listening on loopback only; returns
-    its address. Call before anything in this process imports ray."""
+class LocalRay(NamedTuple):
+    """A local Ray cluster this process started."""
+
+    address: str  # its GCS address
+    job_server: str | None  # its Ray job server (the dashboard, on 127.0.0.1), for `chorus submit`
+
+
+def start_local_ray(num_cpus: int, num_gpus: int | None, **kw: Any) -> LocalRay:
+    """Start a new local Ray cluster owned by this process, listening on loopback only, with its
+    job server on 127.0.0.1. Call before anything in this process imports ray."""
     apply_ray_env(loopback=True)
     import ray
 
@@ -43,13 +50,16 @@ def start_local_ray(num_cpus: int, num_gpus: int | None, **kw: Any) -> str:
         num_cpus=num_cpus,
         num_gpus=num_gpus,
         namespace=NAMESPACE,
-        include_dashboard=False,
+        # The dashboard is Ray's job server: `chorus submit` sends batch jobs to it. Local only.
+        include_dashboard=True,
         dashboard_host="127.0.0.1",
         log_to_driver=False,
         logging_level=logging.WARNING,
         **kw,
     )
-    return str(ctx.address_info["gcs_address"])  # type: ignore[attr-defined]  # a RayContext, typed as its base
+    address = str(ctx.address_info["gcs_address"])  # type: ignore[attr-defined]  # a RayContext, typed as its base
+    dashboard = ctx.dashboard_url
+    return LocalRay(address=address, job_server=f"http://{dashboard}" if dashboard else None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     config = load_config(args.config)
     wanted = sum(config.placement_of(m.name).num_cpus * config.placement_of(m.name).replicas for m in config.models)
     began = time.monotonic()
-    address = start_local_ray(args.num_cpus or logical_cpus(wanted), args.num_gpus)
+    local = start_local_ray(args.num_cpus or logical_cpus(wanted), args.num_gpus)
+    address = local.address
     import ray
 
     from orchestrator.runtime.deploy import deploy
@@ -84,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
                 pid=os.getpid(),
                 # A new local cluster turns token authentication on; its clients must too.
                 ray_auth_mode=os.environ.get("RAY_AUTH_MODE"),
+                job_server=local.job_server,
             )
         )
         say(f"{READY} {dep.url}")

@@ -7,6 +7,8 @@
     chorus plan --gpus auto|SPEC -c CONFIG place a fleet on GPUs (see `chorus plan -h`)
     chorus serve-config -c CONFIG          a Serve config file for `serve deploy` / KubeRay
     chorus eval -c CONFIG --data FILE      accuracy and cost of patterns (see `chorus eval -h`)
+    chorus submit FILE [-m NAME] [--out DIR] run a batch file as a Ray Job (see `chorus submit -h`)
+    chorus jobs [status|logs|stop ID]      batch jobs on the cluster
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cluster.errors import ChorusError
-from orchestrator.cli import eval_command, plan_command, serve_config
+from orchestrator.cli import eval_command, jobs_command, plan_command, serve_config
 from orchestrator.runtime.state import RunState, clear_state, log_path, read_state, write_state
 
 
@@ -254,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan_command.add_parser(sub)
     serve_config.add_parser(sub)
     eval_command.add_parser(sub)
+    jobs_command.add_parsers(sub)
     return parser
 
 

@@ -131,6 +131,10 @@ class Orchestrator:
     async def status(self) -> FleetStatus:
         return await self.backend.status()
 
+    async def chorus_config(self) -> ChorusConfig:
+        """The config this deployment runs (a batch job sizes its in-flight bound from it)."""
+        return self.config
+
     async def check_health(self) -> None:
         """Serve's health check: the replica's event loop answers and its host watcher and its
         health-board sync live."""

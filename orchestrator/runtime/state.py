@@ -18,6 +18,7 @@ class RunState(BaseModel):
     config: str
     pid: int | None = None  # the `chorus up` keeper process; None when joined to an existing cluster
     ray_auth_mode: str | None = None  # RAY_AUTH_MODE the cluster runs with; clients must match it
+    job_server: str | None = None  # the local cluster's Ray job server (its dashboard), for `chorus submit`
 
 
 def home() -> Path:

@@ -11,6 +11,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import ray
@@ -32,8 +33,8 @@ class ChorusServer:
 
 
 @pytest.fixture(scope="session")
-def ray_cluster(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A local Ray: 8 logical CPUs (engines mostly wait), 4 declared GPUs."""
+def ray_context(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A local Ray: 8 logical CPUs (engines mostly wait), 4 declared GPUs, and its job server."""
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     # The orchestrator replicas keep adaptive outcomes under chorus's home: a temporary one, set
     # before Ray starts so its workers inherit it, never the developer's ~/.chorus.
@@ -44,13 +45,26 @@ def ray_cluster(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> I
         num_cpus=8,
         num_gpus=FAKE_GPUS,
         namespace=NAMESPACE,
-        include_dashboard=False,
+        include_dashboard=True,  # the dashboard is Ray's job server (batch job tests)
+        dashboard_host="127.0.0.1",
         object_store_memory=256 << 20,
         log_to_driver=False,
         _system_config={"metrics_report_interval_ms": 1000},  # metrics reach the agent within a second
     )
-    yield ctx.address_info["gcs_address"]
+    yield ctx
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(ray_context: Any) -> str:
+    address: str = ray_context.address_info["gcs_address"]
+    return address
+
+
+@pytest.fixture(scope="session")
+def job_server(ray_context: Any) -> str:
+    """The cluster's Ray job server, as `chorus up` records it."""
+    return f"http://{ray_context.dashboard_url}"
 
 
 @pytest.fixture(scope="session")

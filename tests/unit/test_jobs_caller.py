@@ -1,0 +1,108 @@
+"""Answering rows: output lines, error lines for failing rows, the in-flight bound, and the two
+failures that stop a job instead of writing a line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from cluster.errors import EngineError, NotRunning, OverloadedError
+from orchestrator.core.schema import ChatRequest, Reply
+from orchestrator.jobs.caller import RowAnswerer, outcomes_of, outcomes_table
+from orchestrator.jobs.formats import InputFormat, RowRules
+from tests.unit.fixtures import scripted_chorus
+
+RULES = RowRules(format=InputFormat.openai, known_models=frozenset({"single", "router"}))
+PATTERNS = {"single": {"kind": "single", "role": "generalist"}}
+
+
+def row(custom_id: str, model: str = "single", content: str = "hi") -> str:
+    body = {"model": model, "messages": [{"role": "user", "content": content}]}
+    return json.dumps({"custom_id": custom_id, "method": "POST", "url": "/v1/chat/completions", "body": body})
+
+
+async def test_answered_row_is_an_openai_batch_output_line_with_usage_and_trace():
+    chorus, engines = scripted_chorus({"generalist": lambda req: "four"}, PATTERNS)
+    out = await RowAnswerer(chorus, RULES, 4).answer(3, row("q1", content="2 + 2"))
+    rec = json.loads(out.text)
+    assert out.ok and out.line == 3 and rec["line"] == 3 and rec["custom_id"] == "q1" and rec["error"] is None
+    body = rec["response"]["body"]
+    assert rec["response"]["status_code"] == 200 and rec["response"]["request_id"] == body["id"]
+    assert body["object"] == "chat.completion" and body["choices"][0]["message"]["content"] == "four"
+    assert body["usage"]["prompt_tokens"] == out.prompt_tokens == 3
+    assert body["chorus"]["trace"]["steps"][0]["role"] == "generalist"
+    assert engines["generalist"].calls[0].priority == 10  # batch priority reaches the engine
+
+
+async def test_failing_rows_get_error_lines_and_the_rest_go_on():
+    def script(req):
+        return EngineError("engine fell over") if "boom" in req.messages[-1].content else "fine"
+
+    chorus, _ = scripted_chorus({"generalist": script}, PATTERNS)
+    outs = await RowAnswerer(chorus, RULES, 4).answer_all(
+        [1, 2, 3, 4], [row("a"), row("b", content="boom"), row("c", model="nope"), "{oops"]
+    )
+    recs = [json.loads(o.text) for o in outs]
+    assert [o.ok for o in outs] == [True, False, False, False]
+    assert recs[1]["response"]["status_code"] == 500 and "engine fell over" in recs[1]["response"]["body"]["error"]["message"]
+    assert recs[2]["response"]["status_code"] == 404
+    assert recs[3]["response"] is None and recs[3]["error"]["code"] == "invalid_json" and "line 4" in recs[3]["error"]["message"]
+
+
+class Gauge:
+    """An asker that records how many requests are in flight at once."""
+
+    def __init__(self, chorus) -> None:
+        self.chorus, self.now, self.peak = chorus, 0, 0
+
+    async def chat(self, req: ChatRequest) -> Reply:
+        self.now += 1
+        self.peak = max(self.peak, self.now)
+        try:
+            return await self.chorus.chat(req)
+        finally:
+            self.now -= 1
+
+
+async def test_requests_in_flight_never_exceed_the_bound_across_batches():
+    chorus, _ = scripted_chorus({"generalist": lambda req: "x"}, PATTERNS, delay_s=0.01)
+    gauge = Gauge(chorus)
+    answerer = RowAnswerer(gauge, RULES, 5)
+    batches = [answerer.answer_all(list(range(b * 20, b * 20 + 20)), [row(f"r{b}-{i}") for i in range(20)]) for b in range(3)]
+    results = await asyncio.gather(*batches)
+    assert sum(len(r) for r in results) == 60 and all(o.ok for r in results for o in r)
+    assert gauge.peak == 5
+
+
+async def test_chorus_gone_stops_the_job_instead_of_writing_error_lines():
+    class Gone:
+        async def chat(self, req: ChatRequest) -> Reply:
+            raise NotRunning("the chorus orchestrator is not available")
+
+    with pytest.raises(NotRunning):
+        await RowAnswerer(Gone(), RULES, 2).answer(1, row("a"))
+
+
+async def test_overload_is_retried_after_the_servers_retry_after():
+    chorus, _ = scripted_chorus({"generalist": lambda req: "late"}, PATTERNS)
+
+    class Busy:
+        refused = 0
+
+        async def chat(self, req: ChatRequest) -> Reply:
+            if self.refused < 2:
+                self.refused += 1
+                raise OverloadedError("full", retry_after_s=0.01)
+            return await chorus.chat(req)
+
+    busy = Busy()
+    out = await RowAnswerer(busy, RULES, 2).answer(1, row("a"))
+    assert out.ok and busy.refused == 2
+
+
+def test_outcomes_survive_the_arrow_round_trip():
+    chorus, _ = scripted_chorus({"generalist": lambda req: "x"}, PATTERNS)
+    outs = asyncio.run(RowAnswerer(chorus, RULES, 2).answer_all([1, 2], [row("a"), "{"]))
+    assert outcomes_of(outcomes_table(outs)) == outs
