@@ -55,17 +55,26 @@ class Fleet:
         """The models whose every replica has a full batch and a full wait queue.
 
         Asked of the replicas themselves (their admission is the one truth when several
-        orchestrators share them), all at once; a replica that cannot answer does not count as full.
+        orchestrators share them), all at once, and only of replicas the health board would route
+        to; a replica that cannot answer does not count as full, and one found lost here is marked
+        at once, so the call that follows does not wait on it a second time.
         """
-        pairs = [(m, r) for m in sorted(set(models)) for r in self._replicas(m) if r.max_queue is not None]
+        pairs = [
+            (m, r)
+            for m in sorted(set(models))
+            for r in self._replicas(m)
+            if r.max_queue is not None and self.health.routable(m, r.index)
+        ]
         if not pairs:
             return []
         loads = await asyncio.gather(*(r.load() for _, r in pairs), return_exceptions=True)
         room: dict[str, bool] = {m: False for m, _ in pairs}
-        for (model, _), load in zip(pairs, loads):
+        for (model, replica), load in zip(pairs, loads, strict=True):
             if isinstance(load, BaseException):
                 if not isinstance(load, ChorusError):
                     raise load
+                if isinstance(load, ReplicaLost):
+                    self.health.call_lost(model, replica.index, str(load))
                 room[model] = True  # unreachable: let the call itself find out
             elif not load.full:
                 room[model] = True
