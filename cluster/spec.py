@@ -6,11 +6,24 @@ arguments; the placement planner reads both to size memory and to assign GPUs.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from cluster.vllm_args import problem_with
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+
+
+def _vllm_name(name: str) -> str:
+    problem = problem_with(name)
+    if problem is not None:
+        raise ValueError(problem)
+    return name
+
+
+# Validated as a dict key, so an error's location ends in the misspelt name itself.
+EngineArgName = Annotated[str, AfterValidator(_vllm_name)]
 
 
 class Strict(BaseModel):
@@ -54,6 +67,12 @@ class ModelSpec(Strict):
     enable_prefix_caching: bool = Field(True, description="Reuse KV blocks of shared prompt prefixes.")
     enforce_eager: bool = Field(False, description="Skip CUDA graphs / compilation (always true on CPU).")
     seed: int = Field(0, ge=0, description="Engine sampling seed, for reproducible runs.")
+    engine_kwargs: dict[EngineArgName, Any] = Field(
+        default_factory=dict,
+        description="Any other vLLM engine argument (AsyncEngineArgs: max_num_batched_tokens, trust_remote_code, "
+        "revision, tokenizer…) or OpenAI-layer argument (FrontendArgs: chat_template, tool_call_parser, "
+        "enable_auto_tool_choice…), passed through as given. Names are checked against the pinned vLLM's.",
+    )
 
 
 class GpuSlot(Strict):
