@@ -14,7 +14,9 @@ tree to HTTP statuses in `orchestrator.api.errors`).
     ├── RequestError           the caller asked for something invalid                  → 400
     │   ├── UnknownModelError  `model` names no pattern and no hosted model            → 404
     │   ├── BudgetExceeded     the request's budget ran out before an answer           → 400
-    │   └── PromptTooLong      the prompt does not fit the model's context             → 400
+    │   ├── PromptTooLong      the prompt does not fit the model's context             → 400
+    │   ├── Unsupported        a request field this pattern cannot honour (names it)   → 400
+    │   └── EngineRejected     vLLM's OpenAI layer refused the request (its status)    → 4xx
     ├── OverloadedError        every replica of a needed model is full; retry after    → 429
     │   └── QueueFull          one replica's wait queue is at its bound
     ├── UnavailableError       nothing can serve the request now; retry after          → 503
@@ -127,6 +129,29 @@ class BudgetExceeded(RequestError):
 
 class PromptTooLong(RequestError):
     """The request cannot fit the model's context."""
+
+
+class Unsupported(RequestError):
+    """A request field the named pattern cannot honour; `param` is the field, so it is refused
+    (400) rather than silently dropped."""
+
+    def __init__(self, param: str, problem: str) -> None:
+        super().__init__(param, problem)
+        self.param, self.problem = param, problem
+
+    def __str__(self) -> str:
+        return f"{self.param}: {self.problem}"
+
+
+class EngineRejected(RequestError):
+    """vLLM's OpenAI layer refused a hosted-model request; its message and 4xx status pass on."""
+
+    def __init__(self, message: str, status: int = 400, param: str | None = None) -> None:
+        super().__init__(message, status, param)
+        self.message, self.status, self.param = message, status, param
+
+    def __str__(self) -> str:
+        return self.message
 
 
 class OverloadedError(ChorusError):

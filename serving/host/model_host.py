@@ -19,7 +19,8 @@ from cluster.spec import ModelSpec
 
 from serving.host.admission import Admission
 from serving.engines.base import Engine
-from serving.types import GenerationRequest, Result, StreamChunk
+from serving.host.openai_host import serve_openai
+from serving.types import GenerationRequest, OpenAICall, OpenAIPart, Result, StreamChunk
 
 THROUGHPUT_WINDOW_S = 30.0
 
@@ -122,20 +123,32 @@ class ModelHost:
         )
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
+        """The engine's deltas; the last chunk also carries queue, run and engine time."""
+        arrived = time.perf_counter()
         async with self.admission.slot(request.priority):
+            entered = time.perf_counter()
             mark = self.clock.enter()
-            tokens = 0
+            tokens, left = 0, False
             try:
                 async for chunk in self.engine.stream(request):
-                    if chunk.usage is not None:
-                        tokens = chunk.usage.completion_tokens
+                    if chunk.finish_reason is not None:
+                        share, left = self.clock.leave(mark), True
+                        tokens = chunk.usage.completion_tokens if chunk.usage is not None else 0
+                        timing = {"queue_s": entered - arrived, "run_s": time.perf_counter() - entered}
+                        chunk = chunk.model_copy(update=timing | {"engine_seconds": share})
                     yield chunk
             except BaseException:
                 self.failed += 1
                 raise
             finally:
-                self.clock.leave(mark)
+                if not left:
+                    self.clock.leave(mark)
         self._done(tokens)
+
+    async def openai(self, call: OpenAICall) -> AsyncIterator[OpenAIPart]:
+        """A raw OpenAI request through the engine's OpenAI layer (serving.host.openai_host)."""
+        async for part in serve_openai(self, call):
+            yield part
 
     async def status(self) -> HostStatus:
         health = await self.engine.health() if self.started else None
