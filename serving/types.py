@@ -59,12 +59,21 @@ class Sampling(_Frozen):
     )
 
 
+class Coalesce(_Frozen):
+    """How a stream's pieces are batched before they cross Ray: a message leaves when it holds
+    `max_items` pieces or its first piece has waited `max_wait_s`, whichever comes first."""
+
+    max_wait_s: float = Field(0.01, ge=0.0, le=1.0, description="Longest a piece waits for company.")
+    max_items: int = Field(16, ge=1, le=4096, description="Pieces per message at most.")
+
+
 class GenerationRequest(_Frozen):
     messages: list[Message] = Field(min_length=1)
     sampling: Sampling = Sampling()
     constraint: Constraint | None = None
     priority: int = Field(0, description="Lower runs first when the engine's queue is full.")
     request_id: str | None = None
+    coalesce: Coalesce | None = Field(None, description="How a stream of it is batched across Ray; None: the default.")
 
 
 class Usage(_Frozen):
@@ -142,14 +151,6 @@ class Endpoint(str, Enum):
     def generates(self) -> bool:
         """True for the endpoints that generate tokens (and may stream)."""
         return self in (Endpoint.CHAT, Endpoint.COMPLETIONS)
-
-
-class Coalesce(_Frozen):
-    """How a stream's pieces are batched before they cross Ray: a message leaves when it holds
-    `max_items` pieces or its first piece has waited `max_wait_s`, whichever comes first."""
-
-    max_wait_s: float = Field(0.01, ge=0.0, le=1.0, description="Longest a piece waits for company.")
-    max_items: int = Field(16, ge=1, le=4096, description="Pieces per message at most.")
 
 
 class OpenAICall(_Frozen):

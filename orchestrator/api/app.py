@@ -1,6 +1,7 @@
 """The OpenAI-compatible HTTP API: `build_app(backend, server)`.
 
     POST /v1/chat/completions   `model` names a pattern or a hosted model; `stream: true` for SSE
+    POST /v1/completions, /v1/embeddings, /tokenize, /detokenize   hosted models (vLLM's own layer)
     GET  /v1/models             patterns and hosted models
     GET  /health                200 when every replica is healthy, else 503 with the details
 
@@ -11,28 +12,20 @@ All exception handlers are registered in `orchestrator.api.errors`.
 
 from __future__ import annotations
 
-import json
 import time
-import uuid
-from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 
-from orchestrator.api.errors import error_body, error_response, install_error_handlers
-from orchestrator.api.protocol import ChatCompletionRequest, chunk_json, completion_json, usage_json
-from orchestrator.core.schema import CatalogEntry, ChatRequest, Delta, FleetStatus, Reply
+from orchestrator.api.chat import ChatBackend, chat_router
+from orchestrator.api.errors import error_response, install_error_handlers
+from orchestrator.api.hosted import hosted_router
+from orchestrator.core.schema import FleetStatus
 from orchestrator.service.config import ServerSpec
 
 
-class Backend(Protocol):
-    async def chat(self, req: ChatRequest) -> Reply: ...
-
-    def stream(self, req: ChatRequest) -> AsyncIterator[Delta | Reply]: ...
-
-    async def catalog(self) -> list[CatalogEntry]: ...
-
+class Backend(ChatBackend, Protocol):
     async def status(self) -> FleetStatus: ...
 
 
@@ -47,7 +40,7 @@ def build_app(backend: Backend, server: ServerSpec = ServerSpec()) -> FastAPI:
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > server.max_request_bytes:
             return error_response(413, f"request body of {length} bytes exceeds {server.max_request_bytes}", "invalid_request_error")
-        if server.api_keys and request.url.path.startswith("/v1/"):
+        if server.api_keys and request.url.path != "/health":
             auth = request.headers.get("authorization", "")
             if not auth.startswith("Bearer ") or auth.removeprefix("Bearer ") not in server.api_keys:
                 return error_response(401, "missing or invalid API key (send Authorization: Bearer <key>)", "authentication_error")
@@ -76,45 +69,7 @@ def build_app(backend: Backend, server: ServerSpec = ServerSpec()) -> FastAPI:
             ],
         }
 
-    @app.post("/v1/chat/completions")
-    async def chat_completions(body: ChatCompletionRequest) -> Any:
-        req = body.to_request()
-        if not body.stream:
-            reply = await app.state.backend.chat(req)
-            return JSONResponse(completion_json(reply))
-        include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        events = app.state.backend.stream(req)
-        # Pull the first event before answering so an unknown model or a full queue is a
-        # proper 4xx rather than an error inside a 200 stream.
-        first = await anext(events)
-        return StreamingResponse(_sse(req.model, first, events, include_usage), media_type="text/event-stream")
+    app.include_router(chat_router(backend))
+    app.include_router(hosted_router(backend))
 
     return app
-
-
-async def _sse(
-    model: str, first: Delta | Reply, events: AsyncIterator[Delta | Reply], include_usage: bool
-) -> AsyncIterator[str]:
-    chunk_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
-
-    def data(obj: dict[str, Any]) -> str:
-        return f"data: {json.dumps(obj)}\n\n"
-
-    yield data(chunk_json(chunk_id, created, model, {"role": "assistant", "content": ""}))
-    try:
-        event: Delta | Reply | None = first
-        while event is not None:
-            if isinstance(event, Delta):
-                yield data(chunk_json(chunk_id, created, model, {"content": event.text}))
-            else:
-                final = chunk_json(chunk_id, created, model, {}, event.finish_reason)
-                final["chorus"] = {"trace": event.trace.model_dump(mode="json")}
-                yield data(final)
-                if include_usage:
-                    usage = chunk_json(chunk_id, created, model, {})
-                    usage["choices"], usage["usage"] = [], usage_json(event)
-                    yield data(usage)
-            event = await anext(events, None)
-    except Exception as exc:  # the stream has started: report in-band, never hang the client
-        yield data(error_body(exc))
-    yield "data: [DONE]\n\n"

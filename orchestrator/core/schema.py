@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.core.budget import Budget
 from orchestrator.core.trace import Trace
-from serving.types import Message, Usage
+from serving.types import JsonSchema, Message, Usage
 
 
 class ReplicaStatus(BaseModel):
@@ -47,6 +47,9 @@ class ChatRequest(BaseModel):
     stop: list[str] | None = None
     budget: Budget | None = None
     priority: int = Field(0, description="Lower is served first: interactive 0, batch jobs 10.")
+    response_format: JsonSchema | None = Field(
+        None, description="Constrains the pattern's final step (the answer) to JSON under this schema."
+    )
 
 
 class Reply(BaseModel):
@@ -82,6 +85,16 @@ class CatalogEntry(BaseModel):
 
 class Delta(BaseModel):
     text: str
+
+
+class Progress(BaseModel):
+    """A streamed pattern's earlier step finished (sent before the final step's tokens)."""
+
+    step: str
+    role: str
+    model: str
+    ok: bool
+    latency_s: float
 
 
 class FleetStatus(BaseModel):

@@ -122,6 +122,6 @@ class RouterPattern:
     async def run(self, request: PatternRequest, ctx: Context) -> Answer:
         role, label, confidence, why = await self.classify(request, ctx)
         ctx.note("route", {"label": label, "confidence": round(confidence, 4), "role": role, "fallback": why})
-        out = await ctx.call(role, request.messages, name="answer")
+        out = await ctx.call(role, request.messages, name="answer", final=True)
         return Answer(text=out.text, finish_reason=out.result.finish_reason)
 

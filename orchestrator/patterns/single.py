@@ -28,5 +28,5 @@ class SinglePattern:
     spec: SingleSpec
 
     async def run(self, request: PatternRequest, ctx: Context) -> Answer:
-        out = await ctx.call(self.spec.role, request.messages, name="answer")
+        out = await ctx.call(self.spec.role, request.messages, name="answer", final=True)
         return Answer(text=out.text, finish_reason=out.result.finish_reason)

@@ -51,7 +51,12 @@ class VoteSpec(BallotSpec):
 
 
 async def poll_and_tally(
-    spec: BallotSpec, embedder: Embedder | None, request: PatternRequest, ctx: Context, what: str
+    spec: BallotSpec,
+    embedder: Embedder | None,
+    request: PatternRequest,
+    ctx: Context,
+    what: str,
+    candidates: bool = True,
 ) -> tuple[list[MemberAnswer], Tally]:
     """Ask every member, tally their answers, note the tally; shared with consensus and council."""
     poll = await ask_all(
@@ -61,6 +66,7 @@ async def poll_and_tally(
         name="member",
         constraint=spec.member_constraint(),
         temperature=spec.temperature,
+        candidate=candidates,
     )
     answers = require_answers(poll, what)
     tally = await decide(spec, answers, embedder)

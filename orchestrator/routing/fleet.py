@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-from cluster.errors import ChorusError, UnknownModelError
+from cluster.errors import ChorusError, EngineError, UnknownModelError
 from orchestrator.core.schema import ReplicaStatus
 from orchestrator.routing.balancer import Balancer
 from orchestrator.routing.replicas import Replica
-from serving.types import GenerationRequest, Result, StreamChunk
+from serving.types import GenerationRequest, OpenAICall, OpenAIPart, Result, StreamChunk, Usage
 
 
 @dataclass
@@ -39,7 +39,7 @@ class Fleet:
         )
 
     @asynccontextmanager
-    async def _dispatch(self, model: str, request: GenerationRequest) -> AsyncIterator[Replica]:
+    async def _dispatch(self, model: str, request: GenerationRequest | None) -> AsyncIterator[Replica]:
         replica = self.pick(model, request)
         self.balancer.begin(model, replica)
         try:
@@ -51,10 +51,41 @@ class Fleet:
         async with self._dispatch(model, request) as replica:
             return await replica.generate(request), replica
 
+    async def generate_streaming(
+        self, model: str, request: GenerationRequest, on_delta: Callable[[str], None]
+    ) -> tuple[Result, Replica]:
+        """`generate` over the replica's stream: each delta goes to `on_delta` as it arrives."""
+        async with self._dispatch(model, request) as replica:
+            parts: list[str] = []
+            last: StreamChunk | None = None
+            async for chunk in replica.stream(request):
+                if chunk.delta:
+                    parts.append(chunk.delta)
+                    on_delta(chunk.delta)
+                if chunk.finish_reason is not None:
+                    last = chunk
+            if last is None:
+                raise EngineError(f"the stream of a replica of '{model}' ended without a finish")
+            result = Result(
+                text="".join(parts),
+                finish_reason=last.finish_reason or "stop",
+                usage=last.usage or Usage(),
+                queue_s=last.queue_s,
+                run_s=last.run_s,
+                engine_seconds=last.engine_seconds,
+            )
+            return result, replica
+
     async def stream(self, model: str, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
         async with self._dispatch(model, request) as replica:
             async for chunk in replica.stream(request):
                 yield chunk
+
+    async def openai(self, model: str, call: OpenAICall) -> AsyncIterator[tuple[OpenAIPart, Replica]]:
+        """A raw OpenAI request on one replica of `model`: its parts, each with the replica."""
+        async with self._dispatch(model, None) as replica:
+            async for part in replica.openai(call):
+                yield part, replica
 
     async def status(self) -> list[ReplicaStatus]:
         """Every replica's status; a replica that cannot answer is reported down, not raised."""

@@ -9,9 +9,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from serving.engines.base import Engine
+from cluster.errors import EngineRejected
+from serving.engines.base import Engine, OpenAIEngine
 from serving.host.model_host import HostStatus, ModelHost
-from serving.types import GenerationRequest, Result, StreamChunk
+from serving.types import Accounting, GenerationRequest, OpenAICall, OpenAIPart, OpenAIReply, Result, SSEBatch, StreamChunk
 
 
 class Replica(Protocol):
@@ -23,6 +24,8 @@ class Replica(Protocol):
     async def generate(self, request: GenerationRequest) -> Result: ...
 
     def stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]: ...
+
+    def openai(self, call: OpenAICall) -> AsyncIterator[OpenAIPart]: ...
 
     async def status(self) -> HostStatus: ...
 
@@ -42,6 +45,14 @@ class LocalReplica:
 
     def stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
         return self.engine.stream(request)
+
+    async def openai(self, call: OpenAICall) -> AsyncIterator[OpenAIPart]:
+        """The engine's OpenAI layer without a host: no admission, no coalescing, no timing."""
+        if not isinstance(self.engine, OpenAIEngine):
+            raise EngineRejected(f"{type(self.engine).__name__} has no OpenAI layer", status=400)
+        async for item in self.engine.openai(call.endpoint, call.body):
+            yield OpenAIReply(body=item) if isinstance(item, dict) else SSEBatch(text=item)
+        yield Accounting()
 
     async def status(self) -> HostStatus:
         health = await self.engine.health()
@@ -70,6 +81,9 @@ class HostReplica:
 
     def stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
         return self.host.stream(request)
+
+    def openai(self, call: OpenAICall) -> AsyncIterator[OpenAIPart]:
+        return self.host.openai(call)
 
     async def status(self) -> HostStatus:
         return await self.host.status()

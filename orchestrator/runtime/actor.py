@@ -12,6 +12,9 @@ from orchestrator.runtime.handles import call, stream
 from orchestrator.runtime.ray_replica import RayReplica
 from orchestrator.service.chorus import Chorus
 from orchestrator.service.config import ChorusConfig
+from orchestrator.service.hosted import HostedRequest
+from orchestrator.core.trace import Trace
+from serving.types import OpenAIReply, SSEBatch
 
 WHAT = "the chorus orchestrator"
 
@@ -45,6 +48,10 @@ class Orchestrator:
         async for event in self.chorus.stream(req):
             yield event
 
+    async def hosted(self, req: HostedRequest, full_trace: bool) -> AsyncIterator[OpenAIReply | SSEBatch | Trace]:
+        async for part in self.chorus.hosted(req, full_trace):
+            yield part
+
     async def catalog(self) -> list[CatalogEntry]:
         return await self.chorus.catalog()
 
@@ -71,6 +78,10 @@ class RayBackend:
     async def stream(self, req: ChatRequest) -> AsyncIterator[Delta | Reply]:
         async for event in stream(self.handle.stream, req, what=WHAT, lost=UnavailableError):
             yield event
+
+    async def hosted(self, req: HostedRequest, full_trace: bool) -> AsyncIterator[OpenAIReply | SSEBatch | Trace]:
+        async for part in stream(self.handle.hosted, req, full_trace, what=WHAT, lost=UnavailableError):
+            yield part
 
     async def catalog(self) -> list[CatalogEntry]:
         entries: list[CatalogEntry] = await call(self.handle.catalog, what=WHAT, lost=UnavailableError)

@@ -8,7 +8,7 @@ from typing import Any
 
 from orchestrator.runtime.handles import call, stream
 from serving.host.model_host import HostStatus
-from serving.types import GenerationRequest, Result, StreamChunk
+from serving.types import GenerationRequest, OpenAICall, OpenAIPart, Result, StreamChunk
 
 
 @dataclass
@@ -31,6 +31,10 @@ class RayReplica:
     async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
         async for chunk in stream(self.handle.stream, request, what=self.what):
             yield chunk
+
+    async def openai(self, call: OpenAICall) -> AsyncIterator[OpenAIPart]:
+        async for part in stream(self.handle.openai, call, what=self.what):
+            yield part
 
     async def status(self) -> HostStatus:
         status: HostStatus = await call(self.handle.status, what=self.what)

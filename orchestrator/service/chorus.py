@@ -10,17 +10,25 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from cluster.errors import ChorusError, OverloadedError, PatternFailed, StepFailed, UnknownModelError
+from cluster.errors import OverloadedError, PatternFailed, StepFailed, UnknownModelError, Unsupported
 from orchestrator.core.context import Context
-from orchestrator.core.schema import CatalogEntry, ChatRequest, Delta, FleetStatus, Reply
-from orchestrator.core.trace import Step, Trace
+from orchestrator.core.schema import CatalogEntry, ChatRequest, Delta, FleetStatus, Progress, Reply
+from orchestrator.core.trace import Trace
 from orchestrator.patterns import Pattern, PatternRequest
 from orchestrator.patterns.kit.assembly import build_patterns
 from orchestrator.patterns.kit.embedding import Embedder, MiniLMEmbedder
 from orchestrator.patterns.single import SingleSpec
 from orchestrator.routing.fleet import Fleet
 from orchestrator.service.config import ChorusConfig
-from serving.types import GenerationRequest, Sampling, Usage
+from orchestrator.service.hosted import HostedRequest, serve_hosted
+from orchestrator.service.streaming import StreamSink, streamed
+from serving.types import OpenAIReply, Sampling, SSEBatch
+
+
+# Pattern kinds whose answer is a constrained call's text, so they honour response_format
+# ("model": a hosted model asked through the Python client, a single call).
+ANSWER_FORMAT_KINDS = frozenset({"model", "single", "router", "pipeline", "council", "vote", "best_of_n",
+                                 "planner_executor", "supervisor_worker"})  # fmt: skip
 
 
 class Chorus:
@@ -88,18 +96,29 @@ class Chorus:
             update["stop"] = req.stop
         return self.config.sampling.model_copy(update=update)
 
-    async def chat(self, req: ChatRequest) -> Reply:
-        kind, pattern, roles = self._resolve(req.model)
-        self.admit(req.model)
-        trace = Trace(pattern=req.model, kind=kind)
-        ctx = Context(
+    def _context(self, req: ChatRequest, roles: dict[str, str], trace: Trace, sink: StreamSink | None) -> Context:
+        return Context(
             self.fleet,
             roles,
             trace,
             sampling=self._sampling(req),
             budget=req.budget or self.config.budget,
             priority=req.priority,
+            sink=sink,
+            answer_format=req.response_format,
         )
+
+    async def _run(self, req: ChatRequest, sink: StreamSink | None = None) -> Reply:
+        kind, pattern, roles = self._resolve(req.model)
+        if req.response_format is not None and kind not in ANSWER_FORMAT_KINDS:
+            raise Unsupported(
+                "response_format",
+                f"pattern '{req.model}' ({kind}) cannot constrain its answer; "
+                f"these pattern kinds can: {', '.join(sorted(ANSWER_FORMAT_KINDS - {'model'}))}",
+            )
+        self.admit(req.model)
+        trace = Trace(pattern=req.model, kind=kind)
+        ctx = self._context(req, roles, trace, sink)
         t0 = time.perf_counter()
         try:
             answer = await pattern.run(PatternRequest(messages=req.messages), ctx)
@@ -107,45 +126,31 @@ class Chorus:
             trace.close(time.perf_counter() - t0)
             raise PatternFailed(f"'{req.model}' could not answer: {exc}") from exc
         trace.close(time.perf_counter() - t0)
+        if req.response_format is not None and not ctx.answer_format_applied:
+            # Never a silent 200: the answer came from a path the format did not constrain.
+            raise Unsupported("response_format", f"'{req.model}' answered without following response_format")
         return Reply.of(req.model, answer.text, answer.finish_reason, trace)
 
-    async def stream(self, req: ChatRequest) -> AsyncIterator[Delta | Reply]:
-        """Token deltas for a hosted model; a pattern's answer as one delta. Ends with the Reply."""
-        kind, _, _ = self._resolve(req.model)
-        if kind != "model":
-            reply = await self.chat(req)
-            yield Delta(text=reply.text)
-            yield reply
-            return
-        self.admit(req.model)
-        t0 = time.perf_counter()
-        request = GenerationRequest(messages=req.messages, sampling=self._sampling(req), priority=req.priority)
-        text, finish, usage = [], "stop", Usage()
-        try:
-            async for chunk in self.fleet.stream(req.model, request):
-                if chunk.delta:
-                    text.append(chunk.delta)
-                    yield Delta(text=chunk.delta)
-                if chunk.finish_reason is not None:
-                    finish, usage = chunk.finish_reason, chunk.usage or Usage()
-        except ChorusError:
-            raise
-        except Exception as exc:  # engine faults mid-stream become a typed failure
-            raise PatternFailed(f"'{req.model}' failed while streaming: {type(exc).__name__}: {exc}") from exc
-        wall = time.perf_counter() - t0
-        trace = Trace(pattern=req.model, kind="model")
-        trace.steps.append(
-            Step(
-                index=0,
-                name="answer",
-                role=req.model,
-                model=req.model,
-                prompt_tokens=usage.prompt_tokens,
-                completion_tokens=usage.completion_tokens,
-                cached_tokens=usage.cached_tokens,
-                latency_s=wall,
-                output="".join(text),
-            )
-        )
-        trace.close(wall)
-        yield Reply.of(req.model, "".join(text), finish, trace)
+    async def chat(self, req: ChatRequest) -> Reply:
+        return await self._run(req)
+
+    async def stream(self, req: ChatRequest) -> AsyncIterator[Delta | Progress | Reply]:
+        """The final step's tokens as the engine makes them (see service.streaming), progress
+        events for the steps before it, then the Reply with the trace."""
+        self._resolve(req.model)  # an unknown model fails before the stream starts
+        sink = StreamSink()
+        async for event in streamed(self._run(req, sink), sink):
+            yield event
+
+    async def hosted(self, req: HostedRequest, full_trace: bool = False) -> AsyncIterator[OpenAIReply | SSEBatch | Trace]:
+        """A hosted model's OpenAI endpoint through vLLM's own OpenAI layer (service.hosted)."""
+        model = str(req.body.get("model", ""))
+        if model in self.patterns:
+            raise Unsupported("model", f"'{model}' is a pattern; {req.endpoint.path} takes a hosted model: "
+                              f"{', '.join(self.fleet.models())}")
+        if model not in self.fleet.replicas:
+            raise UnknownModelError(model, [e.id for e in self._catalog()])
+        self.admit(model)
+        budget = req.budget or self.config.budget
+        async for part in serve_hosted(self.fleet, req, budget=budget, coalesce=self.config.streaming, full_trace=full_trace):
+            yield part

@@ -12,7 +12,7 @@ import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from cluster.spec import ModelSpec, PlacementSpec, Strict
-from serving.types import Sampling
+from serving.types import Coalesce, Sampling
 
 from orchestrator.core.budget import Budget
 from cluster.errors import ConfigError
@@ -40,6 +40,11 @@ class ChorusConfig(Strict):
         Sampling(), description="Defaults for every model call; a request's own fields override them."
     )
     budget: Budget = Field(Budget(), description="Default per-request budget.")
+    streaming: Coalesce = Field(
+        Coalesce(),
+        description="How streamed tokens are batched before they cross Ray (a message per max_items pieces "
+        "or per max_wait_s, whichever comes first).",
+    )
     server: ServerSpec = ServerSpec()
 
     @model_validator(mode="after")

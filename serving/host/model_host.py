@@ -19,8 +19,9 @@ from cluster.spec import ModelSpec
 
 from serving.host.admission import Admission
 from serving.engines.base import Engine
+from serving.host.coalesce import coalesced
 from serving.host.openai_host import serve_openai
-from serving.types import GenerationRequest, OpenAICall, OpenAIPart, Result, StreamChunk
+from serving.types import Coalesce, GenerationRequest, OpenAICall, OpenAIPart, Result, StreamChunk
 
 THROUGHPUT_WINDOW_S = 30.0
 
@@ -123,7 +124,12 @@ class ModelHost:
         )
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
-        """The engine's deltas; the last chunk also carries queue, run and engine time."""
+        """The engine's deltas, coalesced (request.coalesce) before they cross Ray; the last
+        chunk also carries queue, run and engine time."""
+        async for batch in coalesced(self._stream(request), request.coalesce or Coalesce()):
+            yield merged(batch)
+
+    async def _stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
         arrived = time.perf_counter()
         async with self.admission.slot(request.priority):
             entered = time.perf_counter()
@@ -172,6 +178,13 @@ class ModelHost:
     async def shutdown(self) -> None:
         await self.engine.shutdown()
         self.started = False
+
+
+def merged(chunks: list[StreamChunk]) -> StreamChunk:
+    """Consecutive chunks as one: the deltas joined, the end (finish, usage, timing) of the last."""
+    if len(chunks) == 1:
+        return chunks[0]
+    return chunks[-1].model_copy(update={"delta": "".join(c.delta for c in chunks)})
 
 
 def _ray_placement() -> dict[str, Any]:

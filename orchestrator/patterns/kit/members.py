@@ -46,12 +46,22 @@ async def ask_all(
     constraint: Constraint | None = None,
     temperature: float | None = None,
     max_tokens: int | None = None,
+    candidate: bool = False,
 ) -> Poll:
-    """Every role answers `messages` concurrently; steps are named `name[i]`."""
+    """Every role answers `messages` concurrently; steps are named `name[i]`. `candidate`: an
+    answer may become the pattern's answer as it is (see `Context.call`)."""
     names = [f"{name}[{i}]" for i in range(len(roles))]
     outs = await ctx.gather(
         *(
-            ctx.call(role, messages, name=step, constraint=constraint, temperature=temperature, max_tokens=max_tokens)
+            ctx.call(
+                role,
+                messages,
+                name=step,
+                constraint=constraint,
+                temperature=temperature,
+                max_tokens=max_tokens,
+                candidate=candidate,
+            )
             for role, step in zip(roles, names, strict=True)
         )
     )

@@ -1,0 +1,121 @@
+"""The OpenAI endpoints of hosted models: the raw body goes to vLLM's own OpenAI layer on a
+replica (orchestrator.service.hosted), and vLLM's response or SSE stream comes back as it is,
+with chorus's trace added (`chorus` in the body, or in one last chunk before `[DONE]`).
+
+    POST /v1/chat/completions   (hosted models; patterns are api.chat's)
+    POST /v1/completions
+    POST /v1/embeddings         (a model whose engine runs a pooling task)
+    POST /tokenize, /detokenize
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
+
+from fastapi import APIRouter, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
+
+from orchestrator.api.errors import error_body
+from orchestrator.api.protocol import ChorusOptions, TraceMode, trace_json
+from orchestrator.core.trace import Trace
+from orchestrator.service.hosted import HostedRequest
+from serving.types import Endpoint, OpenAIReply, SSEBatch
+
+
+class HostedBackend(Protocol):
+    def hosted(self, req: HostedRequest, full_trace: bool) -> AsyncIterator[OpenAIReply | SSEBatch | Trace]: ...
+
+
+class Envelope(BaseModel):
+    """What chorus itself reads from a hosted request; vLLM validates the rest."""
+
+    model_config = ConfigDict(extra="allow")
+    model: str = Field(min_length=1)
+    stream: StrictBool = False
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except json.JSONDecodeError as exc:
+        raise RequestValidationError([{"loc": (), "msg": f"the body is not valid JSON: {exc.msg}"}]) from None
+    if not isinstance(body, dict):
+        raise RequestValidationError([{"loc": (), "msg": "the body must be a JSON object"}])
+    return body
+
+
+def validated(model: type[BaseModel], data: Any, *prefix: str) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = [{**e, "loc": (*prefix, *e["loc"])} for e in exc.errors()]
+        raise RequestValidationError(errors) from None
+
+
+def split_options(body: dict[str, Any]) -> tuple[dict[str, Any], ChorusOptions]:
+    """The body without chorus's own `chorus` field, and that field parsed."""
+    rest = {k: v for k, v in body.items() if k != "chorus"}
+    return rest, validated(ChorusOptions, body.get("chorus") or {}, "chorus")
+
+
+async def serve(backend: HostedBackend, endpoint: Endpoint, body: dict[str, Any]) -> Any:
+    """One hosted-model request: vLLM's JSON with the trace added, or its SSE stream."""
+    body, options = split_options(body)
+    envelope = validated(Envelope, body)
+    req = HostedRequest(endpoint=endpoint, body=body, priority=options.priority, budget=options.budget)
+    parts = backend.hosted(req, options.trace == "full")
+    # Pull the first part before answering, so a refusal (unknown model, too-long prompt, a full
+    # queue) is a proper 4xx rather than an error inside a 200 stream.
+    first = await anext(parts)
+    if not envelope.stream:
+        reply, trace = first, None
+        async for part in parts:
+            if isinstance(part, Trace):
+                trace = part
+        out = reply.body if isinstance(reply, OpenAIReply) else {}
+        if trace is not None and options.trace != "none":
+            out = out | {"chorus": {"trace": trace_json(trace, options.trace)}}
+        return JSONResponse(out)
+    return StreamingResponse(_sse(envelope.model, endpoint, first, parts, options.trace), media_type="text/event-stream")
+
+
+async def _sse(
+    model: str,
+    endpoint: Endpoint,
+    first: OpenAIReply | SSEBatch | Trace,
+    parts: AsyncIterator[OpenAIReply | SSEBatch | Trace],
+    mode: TraceMode,
+) -> AsyncIterator[str]:
+    try:
+        part: OpenAIReply | SSEBatch | Trace | None = first
+        while part is not None:
+            if isinstance(part, SSEBatch):
+                yield part.text
+            elif isinstance(part, Trace) and mode != "none":
+                obj = "chat.completion.chunk" if endpoint is Endpoint.CHAT else "text_completion"
+                last = {"id": f"chorus-{int(time.time() * 1000)}", "object": obj, "created": int(time.time()),
+                        "model": model, "choices": [], "chorus": {"trace": trace_json(part, mode)}}  # fmt: skip
+                yield f"data: {json.dumps(last)}\n\n"
+            part = await anext(parts, None)
+    except Exception as exc:  # the stream has started: report in-band, never hang the client
+        yield f"data: {json.dumps(error_body(exc))}\n\n"
+    yield "data: [DONE]\n\n"
+
+
+def hosted_router(backend: HostedBackend) -> APIRouter:
+    router = APIRouter()
+
+    def route(endpoint: Endpoint) -> None:
+        async def handler(request: Request) -> Any:
+            return await serve(backend, endpoint, await json_body(request))
+
+        router.add_api_route(endpoint.path, handler, methods=["POST"], name=endpoint.value)
+
+    for endpoint in (Endpoint.COMPLETIONS, Endpoint.EMBEDDINGS, Endpoint.TOKENIZE, Endpoint.DETOKENIZE):
+        route(endpoint)
+    return router
