@@ -63,6 +63,7 @@ class OpenAILayer:
         from vllm.entrypoints.openai.completion.protocol import CompletionRequest
         from vllm.entrypoints.pooling.embed.protocol import EmbeddingRequest
         from vllm.entrypoints.serve.tokenize.protocol import DetokenizeRequest, TokenizeRequest
+        from vllm.exceptions import VLLMClientError
 
         try:
             if endpoint is Endpoint.CHAT:
@@ -87,11 +88,19 @@ class OpenAILayer:
                 response = await handler.create_detokenize(request, None)
         except ValidationError as exc:
             raise EngineRejected(_validation_message(exc), status=400, param=_validation_param(exc)) from None
-        except ValueError as exc:  # vLLM's own request checks (VLLMValidationError is a ValueError)
-            raise EngineRejected(str(exc), status=400) from None
+        except (ValueError, VLLMClientError) as exc:  # vLLM's own request checks
+            raise _rejected(exc) from None
         if isinstance(response, AsyncIterator):
-            async for line in response:
-                yield line
+            started = False
+            try:
+                async for line in response:
+                    started = True
+                    yield line
+            except (ValueError, VLLMClientError) as exc:
+                if started:
+                    raise
+                # vLLM checks a stream's prompt (its length…) when the stream is first read.
+                raise _rejected(exc) from None
             return
         yield _as_json(self.spec.name, response)
 
@@ -112,6 +121,15 @@ def _as_json(model: str, response: Any) -> dict[str, Any]:
             raise EngineError(f"'{model}' failed the request: {err.get('message', '')}")
         raise EngineRejected(str(err.get("message", "")), status=code, param=err.get("param"))
     return data
+
+
+def _rejected(exc: Exception) -> EngineRejected:
+    """vLLM's refusal of a request (VLLMClientError, or a ValueError from its checks) as chorus's."""
+    from vllm.exceptions import VLLMNotFoundError
+
+    status = 404 if isinstance(exc, VLLMNotFoundError) else 400
+    param = getattr(exc, "parameter", None)
+    return EngineRejected(str(exc), status=status, param=param if isinstance(param, str) else None)
 
 
 def _validation_param(exc: ValidationError) -> str | None:
