@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from cluster.errors import UnavailableError
-from orchestrator.core.schema import CatalogEntry, ChatRequest, Delta, FleetStatus, Reply
+from orchestrator.core.schema import CatalogEntry, ChatRequest, Delta, FleetStatus, Progress, Reply
 from orchestrator.routing.fleet import Fleet
 from orchestrator.runtime.handles import call, stream
 from orchestrator.runtime.ray_replica import RayReplica
@@ -44,7 +44,7 @@ class Orchestrator:
     async def chat(self, req: ChatRequest) -> Reply:
         return await self.chorus.chat(req)
 
-    async def stream(self, req: ChatRequest) -> AsyncIterator[Delta | Reply]:
+    async def stream(self, req: ChatRequest) -> AsyncIterator[Delta | Progress | Reply]:
         async for event in self.chorus.stream(req):
             yield event
 
@@ -75,7 +75,7 @@ class RayBackend:
         reply: Reply = await call(self.handle.chat, req, what=WHAT, lost=UnavailableError)
         return reply
 
-    async def stream(self, req: ChatRequest) -> AsyncIterator[Delta | Reply]:
+    async def stream(self, req: ChatRequest) -> AsyncIterator[Delta | Progress | Reply]:
         async for event in stream(self.handle.stream, req, what=WHAT, lost=UnavailableError):
             yield event
 
