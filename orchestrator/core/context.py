@@ -11,7 +11,7 @@ from typing import Any, Protocol, TypeVar
 from cluster.errors import BudgetExceeded, EngineError, StepFailed, Unsupported
 from orchestrator.core.budget import Budget
 from orchestrator.core.trace import Step, Trace
-from serving.types import Constraint, GenerationRequest, JsonSchema, Message, Result, Sampling
+from serving.types import Coalesce, Constraint, GenerationRequest, JsonSchema, Message, Result, Sampling
 
 T = TypeVar("T")
 
@@ -62,6 +62,7 @@ class Context:
         priority: int = 0,
         sink: Sink | None = None,
         answer_format: JsonSchema | None = None,
+        coalesce: Coalesce | None = None,
     ) -> None:
         self.fleet = fleet
         # A streamed request: the final step streams its tokens here, earlier steps report progress.
@@ -69,6 +70,7 @@ class Context:
         # The request's response_format: it constrains the calls whose text becomes the answer.
         self.answer_format = answer_format
         self.answer_format_applied = False
+        self.coalesce = coalesce  # how a streamed final step's tokens are batched across Ray
         self.roles = roles
         self.trace = trace
         self.sampling = sampling
@@ -133,6 +135,7 @@ class Context:
             sampling=self.sampling.model_copy(update=overrides),
             constraint=constraint,
             priority=self.priority,
+            coalesce=self.coalesce if final and self.sink is not None else None,
         )
         step = Step(index=len(self.trace.steps), name=name, role=role, model=model)
         self.trace.steps.append(step)

@@ -106,6 +106,7 @@ class Chorus:
             priority=req.priority,
             sink=sink,
             answer_format=req.response_format,
+            coalesce=self.config.streaming,
         )
 
     async def _run(self, req: ChatRequest, sink: StreamSink | None = None) -> Reply:
