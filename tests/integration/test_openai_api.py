@@ -124,7 +124,7 @@ def test_an_unsupported_field_on_a_pattern_is_a_400_naming_it(openai_client):
 
 def test_a_pattern_answers_in_the_requested_json(openai_client):
     fmt = {"type": "json_schema", "json_schema": {"name": "answer", "schema": SCHEMA}}
-    c = openai_client.chat.completions.create(model="pipeline", messages=USER, response_format=fmt, max_tokens=40)
+    c = openai_client.chat.completions.create(model="pipeline", messages=USER, response_format=fmt, max_tokens=64)
     assert set(json.loads(c.choices[0].message.content)) == {"ok", "colour"}
 
 
