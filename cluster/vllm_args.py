@@ -75,7 +75,11 @@ def problem_with(name: str) -> str | None:
     if name in known.engine or name in known.frontend:
         return None
     close = difflib.get_close_matches(name, sorted(known.engine | known.frontend), n=1, cutoff=0.75)
-    hint = f" (did you mean {close[0]}?)" if close else f" (vLLM {known.version}'s AsyncEngineArgs and FrontendArgs list them)"
+    hint = (
+        f" (did you mean {close[0]}?)"
+        if close
+        else f" (vLLM {known.version}'s AsyncEngineArgs and FrontendArgs list them)"
+    )
     return "not a vLLM engine argument" + hint
 
 

@@ -26,7 +26,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchlib import MODELS, chorus_deployment, pyplot, summary, tiny_model, write  # noqa: E402
+from benchlib import MODELS, chorus_deployment, pyplot, summary, tiny_model, write
 
 LEVELS = (1, 32)
 MAX_MODEL_LEN = 1024
@@ -37,7 +37,8 @@ QUESTION = [{"role": "user", "content": "Write a short story about a lighthouse 
 
 async def one_stream(client: Any, model: str, tokens: int) -> tuple[float, int]:
     t0 = time.perf_counter()
-    first, count = float("nan"), 0
+    first: float | None = None
+    count = 0
     stream = await client.chat.completions.create(
         model=model,
         messages=QUESTION,
@@ -48,11 +49,11 @@ async def one_stream(client: Any, model: str, tokens: int) -> tuple[float, int]:
         extra_body={"ignore_eos": True},
     )
     async for chunk in stream:
-        if chunk.choices and chunk.choices[0].delta.content and first != first:
+        if chunk.choices and chunk.choices[0].delta.content and first is None:
             first = time.perf_counter() - t0
         if chunk.usage is not None:
             count = chunk.usage.completion_tokens
-    return first, count
+    return (first if first is not None else float("nan")), count
 
 
 async def level(base_url: str, model: str, concurrency: int, tokens: int, rounds: int) -> dict[str, Any]:

@@ -17,7 +17,14 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from orchestrator.api.errors import error_body
 from orchestrator.api.hosted import HostedBackend, json_body, serve, validated
-from orchestrator.api.protocol import ChatCompletionRequest, TraceMode, chunk_json, completion_json, trace_json, usage_json
+from orchestrator.api.protocol import (
+    ChatCompletionRequest,
+    TraceMode,
+    chunk_json,
+    completion_json,
+    trace_json,
+    usage_json,
+)
 from orchestrator.core.schema import CatalogEntry, ChatRequest, Delta, Progress, Reply
 from serving.types import Endpoint
 

@@ -81,7 +81,9 @@ async def serve(backend: HostedBackend, endpoint: Endpoint, body: dict[str, Any]
         if trace is not None and options.trace != "none":
             out = out | {"chorus": {"trace": trace_json(trace, options.trace)}}
         return JSONResponse(out)
-    return StreamingResponse(_sse(envelope.model, endpoint, first, parts, options.trace), media_type="text/event-stream")
+    return StreamingResponse(
+        _sse(envelope.model, endpoint, first, parts, options.trace), media_type="text/event-stream"
+    )
 
 
 async def _sse(

@@ -24,7 +24,6 @@ from orchestrator.service.hosted import HostedRequest, serve_hosted
 from orchestrator.service.streaming import StreamSink, streamed
 from serving.types import OpenAIReply, Sampling, SSEBatch
 
-
 # Pattern kinds whose answer is a constrained call's text, so they honour response_format
 # ("model": a hosted model asked through the Python client, a single call).
 ANSWER_FORMAT_KINDS = frozenset({"model", "single", "router", "pipeline", "council", "vote", "best_of_n",

@@ -11,13 +11,12 @@ from pathlib import Path
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
-from cluster.spec import ModelSpec, PlacementSpec, Strict
-from serving.types import Coalesce, Sampling
-
-from orchestrator.core.budget import Budget
 from cluster.errors import ConfigError
+from cluster.spec import ModelSpec, PlacementSpec, Strict
+from orchestrator.core.budget import Budget
 from orchestrator.patterns import PatternSpec
 from orchestrator.patterns.kit.assembly import check_references
+from serving.types import Coalesce, Sampling
 
 
 class ServerSpec(Strict):

@@ -39,7 +39,7 @@ async def coalesced(source: AsyncIterator[T], policy: Coalesce) -> AsyncIterator
                 queue.put_nowait(_Item(value))
         except asyncio.CancelledError:
             raise
-        except BaseException as exc:  # handed to the consumer, which re-raises it
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which re-raises it
             queue.put_nowait(_End(exc))
             return
         queue.put_nowait(_End())

@@ -16,9 +16,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from cluster.spec import ModelSpec
-
-from serving.host.admission import Admission
 from serving.engines.base import Engine
+from serving.host.admission import Admission
 from serving.host.coalesce import coalesced
 from serving.host.openai_host import serve_openai
 from serving.types import Coalesce, GenerationRequest, OpenAICall, OpenAIPart, Result, StreamChunk

@@ -38,7 +38,9 @@ async def test_a_whole_reply_then_its_accounting() -> None:
 
 async def test_a_stream_is_coalesced_and_its_usage_taken_but_not_sent_unasked() -> None:
     h = host()
-    call = OpenAICall(endpoint=Endpoint.CHAT, body=BODY | {"stream": True}, coalesce=Coalesce(max_items=3, max_wait_s=1.0))
+    call = OpenAICall(
+        endpoint=Endpoint.CHAT, body=BODY | {"stream": True}, coalesce=Coalesce(max_items=3, max_wait_s=1.0)
+    )
     got = await parts(h, call)
     batches = [p for p in got if isinstance(p, SSEBatch)]
     events = [e for b in batches for e in b.text.split("\n\n") if e]
@@ -74,7 +76,9 @@ async def test_an_engine_without_an_openai_layer_is_refused() -> None:
 
 async def test_a_pattern_stream_crosses_in_coalesced_chunks_with_timing() -> None:
     h = host()
-    req = GenerationRequest.model_validate({"messages": BODY["messages"], "coalesce": {"max_items": 2, "max_wait_s": 1.0}})
+    req = GenerationRequest.model_validate(
+        {"messages": BODY["messages"], "coalesce": {"max_items": 2, "max_wait_s": 1.0}}
+    )
     chunks = [c async for c in h.stream(req)]
     assert "".join(c.delta for c in chunks) == "one two three four five"
     assert len(chunks) == 3 and chunks[-1].finish_reason == "stop" and chunks[-1].engine_seconds >= 0.0

@@ -117,13 +117,17 @@ async def test_trace_size_is_chosen_per_request(mode: str, has_output: bool) -> 
 
 async def test_no_trace_when_asked_for_none() -> None:
     _, _, client, _ = make()
-    reply = await client.chat.completions.create(model="single", messages=USER, extra_body={"chorus": {"trace": "none"}})
+    reply = await client.chat.completions.create(
+        model="single", messages=USER, extra_body={"chorus": {"trace": "none"}}
+    )
     assert reply.model_extra["chorus"]["trace"] is None
 
 
 async def test_hosted_requests_pass_through_with_the_trace() -> None:
-    _, engines, client, _ = make()
-    reply = await client.chat.completions.create(model="generalist", messages=USER, extra_body={"chorus": {"priority": 3}})
+    _, _, client, _ = make()
+    reply = await client.chat.completions.create(
+        model="generalist", messages=USER, extra_body={"chorus": {"priority": 3}}
+    )
     assert reply.choices[0].message.content == "member answer"
     assert reply.model_extra["chorus"]["trace"]["kind"] == "model"
 
