@@ -39,11 +39,12 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from cluster.errors import EngineError, PromptTooLong
 from cluster.inventory import KNOWN_GPUS
 from cluster.sizing.memory import ModelMemory, estimate
 from cluster.spec import ModelSpec
+
 from serving.engines.base import EngineHealth
+from cluster.errors import EngineError, PromptTooLong
 from serving.types import Choice, GenerationRequest, JsonSchema, Regex, Result, StreamChunk, TokenLogprob, Usage
 
 Finish = Literal["stop", "length"]
@@ -52,7 +53,11 @@ CHARS_PER_TOKEN = 4  # tokenizer-free count: a word is one token per 4 character
 NUMERIC_MARK = "####"  # GSM8K-style final answer line that numeric voting reads
 CHOICE_CONFIDENCE = 0.85  # probability reported for the chosen option of a Choice
 # Short words (≤ CHARS_PER_TOKEN characters) so a generated text counts one token per word.
-WORDS = ["the", "a", "of", "and", "to", "in", "is", "it", "that", "for", "on", "with", "as", "be", "by", "this", "are", "we", "can", "use", "more", "one", "each", "step", "then", "so", "if", "not", "all", "new", "data", "time", "fast", "run", "two", "set", "its", "than", "our", "also", "when", "only", "both", "case", "sum", "key", "way", "map", "list", "node", "part", "rate", "cost", "load", "work", "test", "plan", "code", "fact", "view", "form", "goal", "rule"]
+WORDS = (
+    "the a of and to in is it that for on with as be by this are we can use more one each step then "
+    "so if not all new data time fast run two set its than our also when only both case sum key way "
+    "map list node part rate cost load work test plan code fact view form goal rule"
+).split()
 
 
 @dataclass(frozen=True)
