@@ -25,6 +25,7 @@ WEATHER = {
     "function": {
         "name": "get_weather",
         "description": "The weather in a city.",
+        "strict": True,
         "parameters": {
             "type": "object",
             "properties": {"city": {"type": "string", "enum": ["Paris", "Rome"]}},
