@@ -32,6 +32,11 @@ LEVELS = (1, 32)
 MAX_MODEL_LEN = 1024
 KV_BYTES = 256 << 20
 CORES = "0"
+# chorus's `streaming:` policies compared: the default, and a wider window (fewer Ray messages).
+VARIANTS = {
+    "10 ms / 16": {"max_wait_s": 0.01, "max_items": 16},
+    "50 ms / 64": {"max_wait_s": 0.05, "max_items": 64},
+}
 QUESTION = [{"role": "user", "content": "Write a short story about a lighthouse keeper."}]
 
 
@@ -136,33 +141,44 @@ def main() -> None:
         proc.terminate()
         proc.wait(timeout=60)
 
-    print("chorus (hosted model through vLLM's layer in a ModelHost):", flush=True)
     os.environ["VLLM_CPU_OMP_THREADS_BIND"] = CORES  # Ray's workers inherit the driver's environment
-    config = {
-        "models": [tiny_model("tiny", max_num_seqs=64, kv_cache_memory_bytes=KV_BYTES)],
-        "roles": {"generalist": "tiny"},
-        "server": {"port": 0},
-    }
-    with chorus_deployment(config) as dep:
-        chorus = measure(dep.url, "tiny", args.tokens, args.rounds)
+    chorus: dict[str, dict[str, Any]] = {}
+    for label, policy in VARIANTS.items():
+        print(f"chorus, streams coalesced per {label} (hosted model through vLLM's layer in a ModelHost):", flush=True)
+        config = {
+            "models": [tiny_model("tiny", max_num_seqs=64, kv_cache_memory_bytes=KV_BYTES)],
+            "roles": {"generalist": "tiny"},
+            "server": {"port": 0},
+            "streaming": policy,
+        }
+        with chorus_deployment(config) as dep:
+            chorus[label] = measure(dep.url, "tiny", args.tokens, args.rounds)
 
-    ratios = {c: chorus[c]["tokens_per_s"] / vllm[c]["tokens_per_s"] for c in vllm}
-    for c, r in ratios.items():
-        print(f"  {c:>2} streams: chorus / vLLM = {r:.2f}x")
+    ratios = {
+        label: {c: runs[c]["tokens_per_s"] / vllm[c]["tokens_per_s"] for c in vllm} for label, runs in chorus.items()
+    }
+    for label, by_level in ratios.items():
+        for c, r in by_level.items():
+            print(f"  {label:>14}, {c:>2} streams: chorus / vLLM = {r:.2f}x")
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    xs = range(len(LEVELS))
-    ax.bar([x - 0.2 for x in xs], [vllm[str(c)]["tokens_per_s"] for c in LEVELS], 0.4, label="vLLM OpenAI server")
-    ax.bar([x + 0.2 for x in xs], [chorus[str(c)]["tokens_per_s"] for c in LEVELS], 0.4, label="chorus")
-    for x, c in zip(xs, LEVELS, strict=True):
-        ax.text(x + 0.2, chorus[str(c)]["tokens_per_s"], f"{ratios[str(c)]:.2f}x", ha="center", va="bottom")
-    ax.set_xticks(list(xs), [f"{c} stream{'s' if c > 1 else ''}" for c in LEVELS])
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    xs = list(range(len(LEVELS)))
+    width = 0.8 / (1 + len(chorus))
+    ax.bar([x - 0.4 + width / 2 for x in xs], [vllm[str(c)]["tokens_per_s"] for c in LEVELS], width,
+           label="vLLM OpenAI server")  # fmt: skip
+    for i, (label, runs) in enumerate(chorus.items(), start=1):
+        pos = [x - 0.4 + width * (i + 0.5) for x in xs]
+        ax.bar(pos, [runs[str(c)]["tokens_per_s"] for c in LEVELS], width, label=f"chorus, {label}")
+        for p, c in zip(pos, LEVELS, strict=True):
+            ax.text(p, runs[str(c)]["tokens_per_s"], f"{ratios[label][str(c)]:.2f}x", ha="center", va="bottom")
+    ax.set_xticks(xs, [f"{c} stream{'s' if c > 1 else ''}" for c in LEVELS])
     ax.set_ylabel("streamed tokens / s")
-    ax.set_title(f"Hosted-model stream, tiny-qwen2, {args.tokens} tokens each")
-    ax.legend()
+    ax.set_title(f"Hosted-model stream, tiny-qwen2, {args.tokens} tokens each (2-core CPU)")
+    ax.legend(fontsize=8)
     write(
         "stream",
-        {"tokens": args.tokens, "rounds": args.rounds, "vllm": vllm, "chorus": chorus, "ratio": ratios},
+        {"tokens": args.tokens, "rounds": args.rounds, "vllm": vllm, "chorus": chorus, "ratio": ratios,
+         "variants": VARIANTS},  # fmt: skip
         fig,
     )
 
