@@ -177,8 +177,7 @@ def main() -> None:
     ax.legend(fontsize=8)
     write(
         "stream",
-        {"tokens": args.tokens, "rounds": args.rounds, "vllm": vllm, "chorus": chorus, "ratio": ratios,
-         "variants": VARIANTS},  # fmt: skip
+        {"tokens": args.tokens, "rounds": args.rounds, "vllm": vllm, "chorus": chorus, "ratio": ratios, "variants": VARIANTS},
         fig,
     )
 
