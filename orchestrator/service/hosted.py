@@ -43,7 +43,9 @@ def capped(endpoint: Endpoint, body: dict[str, Any], budget: Budget) -> dict[str
     else:
         asked = body.get("max_tokens")
         field = "max_tokens"
-    limit = budget.max_tokens if asked is None else min(int(asked), budget.max_tokens)
+    if asked is not None and not isinstance(asked, int):
+        return body  # not a number: vLLM's own validation refuses it, naming the field
+    limit = budget.max_tokens if asked is None else min(asked, budget.max_tokens)
     out = {k: v for k, v in body.items() if k not in ("max_tokens", "max_completion_tokens")}
     return out | {field: limit}
 
@@ -54,8 +56,9 @@ async def serve_hosted(
     """vLLM's reply (one `OpenAIReply`) or stream (`SSEBatch`es without the closing `[DONE]`),
     then the call's closed `Trace`."""
     model = str(req.body.get("model", ""))
-    if budget.max_model_calls is not None and int(req.body.get("n") or 1) > budget.max_model_calls:
-        raise Unsupported("n", f"{req.body['n']} choices exceed the budget of {budget.max_model_calls} model calls")
+    n = req.body.get("n")
+    if budget.max_model_calls is not None and isinstance(n, int) and n > budget.max_model_calls:
+        raise Unsupported("n", f"{n} choices exceed the budget of {budget.max_model_calls} model calls")
     call = OpenAICall(
         endpoint=req.endpoint, body=capped(req.endpoint, req.body, budget), priority=req.priority, coalesce=coalesce
     )
