@@ -20,7 +20,7 @@ from orchestrator.patterns.kit.embedding import Embedder, MiniLMEmbedder
 from orchestrator.patterns.single import SingleSpec
 from orchestrator.routing.fleet import Fleet
 from orchestrator.service.config import ChorusConfig
-from orchestrator.service.hosted import HostedRequest, serve_hosted
+from orchestrator.service.hosted import HostedRequest, serve_hosted, with_defaults
 from orchestrator.service.streaming import StreamSink, streamed
 from serving.types import OpenAIReply, Sampling, SSEBatch
 
@@ -151,6 +151,7 @@ class Chorus:
         if model not in self.fleet.replicas:
             raise UnknownModelError(model, [e.id for e in self._catalog()])
         self.admit(model)
+        req = with_defaults(req, self.config.sampling)
         budget = req.budget or self.config.budget
         async for part in serve_hosted(self.fleet, req, budget=budget, coalesce=self.config.streaming, full_trace=full_trace):
             yield part

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from cluster.errors import Unsupported
 from orchestrator.core.budget import Budget
 from orchestrator.core.trace import Step, Trace
 from orchestrator.routing.fleet import Fleet
-from serving.types import Accounting, Coalesce, Endpoint, OpenAICall, OpenAIReply, SSEBatch
+from serving.types import Accounting, Coalesce, Endpoint, OpenAICall, OpenAIReply, Sampling, SSEBatch
 
 DONE = "data: [DONE]\n\n"
 
@@ -30,6 +30,22 @@ class HostedRequest:
     body: dict[str, Any]
     priority: int = 0
     budget: Budget | None = None
+
+
+def with_defaults(req: HostedRequest, sampling: Sampling) -> HostedRequest:
+    """The config's `sampling:` defaults for what the request leaves out, as for every model
+    call chorus makes (a request's own fields win)."""
+    if not req.endpoint.generates:
+        return req
+    body = dict(req.body)
+    asked = "max_tokens" in body or "max_completion_tokens" in body
+    if not asked:
+        body["max_completion_tokens" if req.endpoint is Endpoint.CHAT else "max_tokens"] = sampling.max_tokens
+    defaults = {"temperature": sampling.temperature, "top_p": sampling.top_p, "seed": sampling.seed}
+    body |= {k: v for k, v in defaults.items() if k not in body and v is not None}
+    if sampling.stop and "stop" not in body:
+        body["stop"] = list(sampling.stop)
+    return replace(req, body=body)
 
 
 def capped(endpoint: Endpoint, body: dict[str, Any], budget: Budget) -> dict[str, Any]:

@@ -154,3 +154,28 @@ def test_a_token_budget_caps_a_hosted_completion() -> None:
     assert capped(Endpoint.CHAT, body, Budget(max_tokens=100)) == {"model": "m", "max_completion_tokens": 100}
     assert capped(Endpoint.COMPLETIONS, {"model": "m"}, Budget(max_tokens=7)) == {"model": "m", "max_tokens": 7}
     assert capped(Endpoint.EMBEDDINGS, body, Budget(max_tokens=7)) == body
+
+
+def test_the_configs_sampling_defaults_fill_what_a_hosted_request_leaves_out() -> None:
+    from orchestrator.service.hosted import HostedRequest, with_defaults
+    from serving.types import Sampling
+
+    sampling = Sampling(max_tokens=16, temperature=0.0, stop=["END"])
+    req = with_defaults(HostedRequest(Endpoint.CHAT, {"model": "m", "temperature": 0.7}), sampling)
+    assert req.body == {"model": "m", "temperature": 0.7, "max_completion_tokens": 16, "top_p": 1.0, "stop": ["END"]}
+    emb = HostedRequest(Endpoint.EMBEDDINGS, {"model": "m", "input": "x"})
+    assert with_defaults(emb, sampling) == emb
+
+
+async def test_a_council_that_trims_the_streamed_answer_still_streams() -> None:
+    chorus, _ = scripted_chorus(
+        {"generalist": lambda r: "member answer", "synthesizer": lambda r: "merged words here  "}, PATTERNS
+    )
+    from orchestrator.core.schema import ChatRequest, Delta, Reply
+    from serving.types import Message
+
+    req = ChatRequest(model="council", messages=[Message(role="user", content="hi")])
+    events = [e async for e in chorus.stream(req)]
+    text = "".join(e.text for e in events if isinstance(e, Delta))
+    assert isinstance(events[-1], Reply) and text.startswith("merged words here")
+    assert "Council agreement" in text and events[-1].text.startswith("merged words here\n\nCouncil agreement")
