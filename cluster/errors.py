@@ -21,6 +21,7 @@ tree to HTTP statuses in `orchestrator.api.errors`).
     │   └── QueueFull          one replica's wait queue is at its bound
     ├── UnavailableError       nothing can serve the request now; retry after          → 503
     │   └── NotRunning         no chorus is reachable at the given address
+    ├── DeadlineExceeded       the request ran past `server.request_timeout_s`            → 504
     ├── EngineError            an engine fault: the engine failed, its replica died or timed out.
     │                          A pattern's member call that hits one is a failed member.
     └── StepFailed             a model call failed and the pattern could not do without it → 500
@@ -178,6 +179,10 @@ class UnavailableError(ChorusError):
 
 class NotRunning(UnavailableError):
     """No chorus is reachable at the given address."""
+
+
+class DeadlineExceeded(ChorusError):
+    """The request did not finish within the server's request timeout."""
 
 
 class EngineError(ChorusError):

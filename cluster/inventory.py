@@ -5,17 +5,24 @@ Pure data plus two readers:
 * `from_nvml()` asks the NVIDIA driver (pynvml / nvidia-ml-py) for each GPU's name, total and
   free memory, compute capability and NVLink peers. No driver or no GPU gives an empty
   inventory whose `reason` says why, never a traceback.
+  It also asks each GPU's CPU affinity (`nvmlDeviceGetCpuAffinity`: the cores of the NUMA node
+  the GPU hangs off), so an engine's CPU threads can follow its GPU.
+* `local_cpus()` lists the cores this process may run on (its affinity mask), the CPUs a
+  one-node plan divides among engines and the request tier.
 * `from_spec("2x4xA100-40GB")` describes GPUs to plan for ahead of time: NODESxGPUSxNAME-MEMGB
   (NODES defaults to 1); different nodes are joined with commas ("1xH100-80GB,1xRTX4090-24GB").
 
-A running Ray cluster's nodes come from `cluster.runtime.reservation.ray_inventory()` (the only module
-here that imports ray).
+A running Ray cluster's nodes come from `cluster.runtime.nodes.ray_inventory()` (`cluster/runtime/`
+is the only folder of `cluster/` that imports ray).
 """
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from cluster.errors import GpuSpecError
 
@@ -51,6 +58,7 @@ class Gpu:
     free_bytes: int
     compute_capability: tuple[int, int] | None = None
     nvlink: frozenset[int] = field(default_factory=frozenset)  # GPU indices on the same node linked by NVLink
+    cpus: tuple[int, ...] = ()  # cores close to this GPU (NVML CPU affinity); empty: unknown
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,7 @@ class Node:
     name: str
     gpus: tuple[Gpu, ...]
     ray_node_id: str | None = None
+    cpus: tuple[int, ...] = ()  # the node's cores (OS CPU ids); empty: unknown (a spec string)
 
 
 @dataclass(frozen=True)
@@ -114,13 +123,47 @@ def from_spec(spec: str) -> Inventory:
     return Inventory(tuple(nodes), source=f"spec:{text}")
 
 
-def from_nvml(nvml=None) -> Inventory:
+def parse_cpu_list(text: str) -> tuple[int, ...]:
+    """"0,2-4" → (0, 2, 3, 4): the Linux CPU list taskset, cpusets and vLLM read."""
+    out: list[int] = []
+    for part in text.split(","):
+        low, _, high = part.strip().partition("-")
+        out += range(int(low), int(high or low) + 1)
+    return tuple(sorted(set(out)))
+
+
+def format_cpu_list(cpus: Iterable[int]) -> str:
+    """(0, 2, 3, 4) → "0,2-4"; the inverse of `parse_cpu_list`."""
+    ids = sorted(set(cpus))
+    parts: list[str] = []
+    i = 0
+    while i < len(ids):
+        j = i
+        while j + 1 < len(ids) and ids[j + 1] == ids[j] + 1:
+            j += 1
+        parts.append(str(ids[i]) if i == j else f"{ids[i]}-{ids[j]}")
+        i = j + 1
+    return ",".join(parts)
+
+
+def local_cpus() -> tuple[int, ...]:
+    """The cores this process may run on (its affinity mask, which a container or cpuset limits)."""
+    return tuple(sorted(os.sched_getaffinity(0)))
+
+
+def _mask_cpus(words: Sequence[int], bits: int = 64) -> tuple[int, ...]:
+    """NVML's CPU affinity bitmask (64-bit words, lowest CPU in the lowest bit) → CPU ids."""
+    return tuple(w * bits + b for w, word in enumerate(words) for b in range(bits) if int(word) >> b & 1)
+
+
+def from_nvml(nvml: Any = None) -> Inventory:
     """This machine's NVIDIA GPUs. `nvml` replaces the pynvml module (tests pass a fake)."""
     if nvml is None:
         try:
-            import pynvml as nvml
+            import pynvml
         except ImportError:
             return Inventory((), source="nvml", reason="nvidia-ml-py is not installed")
+        nvml = pynvml
     try:
         nvml.nvmlInit()
     except nvml.NVMLError as exc:
@@ -139,6 +182,7 @@ def from_nvml(nvml=None) -> Inventory:
                     free_bytes=int(mem.free),
                     compute_capability=_capability(nvml, h),
                     nvlink=_nvlink_peers(nvml, i, handles),
+                    cpus=_cpu_affinity(nvml, h),
                 )
             )
     except nvml.NVMLError as exc:
@@ -150,14 +194,14 @@ def from_nvml(nvml=None) -> Inventory:
             pass  # shutting down after a failed listing: the listing's error is the one to report
     if not gpus:
         return Inventory((), source="nvml", reason="the NVIDIA driver reports no GPU")
-    return Inventory((Node(0, "local", tuple(gpus)),), source="nvml")
+    return Inventory((Node(0, "local", tuple(gpus), cpus=local_cpus()),), source="nvml")
 
 
 def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _capability(nvml, handle) -> tuple[int, int] | None:
+def _capability(nvml: Any, handle: Any) -> tuple[int, int] | None:
     try:
         major, minor = nvml.nvmlDeviceGetCudaComputeCapability(handle)
         return int(major), int(minor)
@@ -165,7 +209,25 @@ def _capability(nvml, handle) -> tuple[int, int] | None:
         return None
 
 
-def _nvlink_peers(nvml, index: int, handles: list) -> frozenset[int]:
+def _cpu_affinity(nvml: Any, handle: Any) -> tuple[int, ...]:
+    """Cores NVML says are close to the GPU (its NUMA node's), within this process's own mask.
+
+    Empty where NVML cannot tell (old driver, or a board that reports no affinity): the CPU
+    plan then treats every core of the node as equally close.
+    """
+    ask = getattr(nvml, "nvmlDeviceGetCpuAffinity", None)
+    if ask is None:  # an nvidia-ml-py without it
+        return ()
+    words = -(-(os.cpu_count() or 1) // 64)  # 64-bit words to cover every CPU id
+    try:
+        mask = ask(handle, words)
+    except nvml.NVMLError:
+        return ()
+    allowed = set(local_cpus())
+    return tuple(c for c in _mask_cpus(list(mask)) if c in allowed)
+
+
+def _nvlink_peers(nvml: Any, index: int, handles: list[Any]) -> frozenset[int]:
     """GPU indices this GPU reaches over NVLink (empty where NVML cannot tell).
 
     Asks NVML's P2P status for the NVLink capability pair by pair: that also covers NVSwitch

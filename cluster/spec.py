@@ -6,6 +6,7 @@ arguments; the placement planner reads both to size memory and to assign GPUs.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
@@ -13,6 +14,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from cluster.vllm_args import problem_with
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+# A Linux CPU list as taskset and vLLM's VLLM_CPU_OMP_THREADS_BIND read it: "1", "0-3", "0,2,8-11".
+CPU_SET_PATTERN = r"^\d+(-\d+)?(,\d+(-\d+)?)*$"
 
 
 def _vllm_name(name: str) -> str:
@@ -107,6 +110,12 @@ class PlacementSpec(Strict):
     gpus: list[GpuSlot] | None = Field(
         None, description="Explicit GPUs per replica (written by `chorus plan`); omitted lets Ray choose."
     )
+    cpus: list[str] | None = Field(
+        None,
+        description="CPU cores per replica, as a Linux CPU list (\"1\", \"0-3\", \"0,2\"), that its engine's "
+        "threads are bound to (vLLM-CPU's VLLM_CPU_OMP_THREADS_BIND). Written by `chorus plan`; omitted, "
+        "`chorus up` plans them on a one-node cluster (cluster.placement.cpus).",
+    )
     # Sizing targets `chorus plan` reads; the engine itself ignores them.
     min_concurrency: int | None = Field(
         None,
@@ -142,6 +151,16 @@ class PlacementSpec(Strict):
                 f"tensor_parallel_size={self.tensor_parallel_size} needs GPUs: set gpu_share > 0 "
                 "or tensor_parallel_size: 1 for a CPU deployment"
             )
+        if self.cpus is not None:
+            if len(self.cpus) != self.replicas:
+                raise ValueError(f"cpus lists {len(self.cpus)} CPU sets for replicas={self.replicas}: give one per replica")
+            for i, text in enumerate(self.cpus):
+                if not re.match(CPU_SET_PATTERN, text):
+                    raise ValueError(f"cpus[{i}] = {text!r} is not a CPU list: write it like \"1\", \"0-3\" or \"0,2\"")
+                for part in text.split(","):
+                    low, _, high = part.partition("-")
+                    if high and int(high) < int(low):
+                        raise ValueError(f"cpus[{i}] = {text!r}: range {part} runs backwards; write {high}-{low}")
         if self.gpus is not None:
             if len(self.gpus) != self.replicas:
                 raise ValueError(f"gpus lists {len(self.gpus)} slots for replicas={self.replicas}: give one per replica")
@@ -163,6 +182,5 @@ class PlacementSpec(Strict):
 
     def share_of(self, replica: int) -> float:
         """The GPU share replica `replica` runs with: its slot's, else the deployment's."""
-        if self.gpus is not None and self.gpus[replica].gpu_share is not None:
-            return self.gpus[replica].gpu_share
-        return self.gpu_share
+        own = self.gpus[replica].gpu_share if self.gpus is not None else None
+        return own if own is not None else self.gpu_share

@@ -1,27 +1,35 @@
 """Python access to a running chorus through Ray: `connect(address).ask(pattern, messages)`.
 
     from orchestrator.client import connect
-    chorus = connect()                      # the cluster `chorus up` recorded, or "auto"
+    chorus = connect()                      # the cluster `chorus up` recorded, "auto", or ray://…
     reply = chorus.ask("router", "Write a haiku about GPUs")
     print(reply.text, reply.trace.totals)
+
+The client holds a Serve handle (`DeploymentHandle`) to the orchestrator deployment, so its calls
+are spread over the replicas like HTTP requests; it works from any driver, Ray Client included.
+
+    from orchestrator.patterns import decision_of
+    route = decision_of(reply.trace)        # what the pattern decided, as its typed model (docs/trace.md)
 """
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import ray
+from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 
-from serving.types import Message
-
+from cluster.errors import DeadlineExceeded, NotRunning, OverloadedError
 from orchestrator.core.budget import Budget
-from orchestrator.runtime.deploy import NAMESPACE, find_orchestrator
-from cluster.errors import NotRunning
-from orchestrator.runtime.handles import call, call_blocking
 from orchestrator.core.schema import CatalogEntry, ChatRequest, FleetStatus, Reply
+from orchestrator.runtime.deploy import NAMESPACE, find_orchestrator
+from orchestrator.runtime.handles import translated
 from orchestrator.runtime.state import read_state
+from serving.types import Message
 
 WHAT = "the chorus orchestrator"
 
@@ -57,29 +65,45 @@ class Client:
 
     def ask(self, model: str, messages: str | Sequence[Message | dict[str, str]], *, timeout_s: float = 600, **kw: Any) -> Reply:
         """Run a pattern (or a hosted model) and wait for its reply. Raises chorus's own errors."""
-        reply: Reply = call_blocking(
-            self.handle.chat, self.request(model, messages, **kw), what=WHAT, timeout_s=timeout_s, lost=NotRunning
-        )
+        with _served():
+            reply: Reply = self.handle.chat.remote(self.request(model, messages, **kw)).result(timeout_s=timeout_s)
         return reply
 
     async def ask_async(self, model: str, messages: str | Sequence[Message | dict[str, str]], **kw: Any) -> Reply:
-        reply: Reply = await call(self.handle.chat, self.request(model, messages, **kw), what=WHAT, lost=NotRunning)
+        with _served():
+            reply: Reply = await self.handle.chat.remote(self.request(model, messages, **kw))
         return reply
 
     def models(self) -> list[CatalogEntry]:
-        entries: list[CatalogEntry] = call_blocking(self.handle.catalog, what=WHAT, timeout_s=60, lost=NotRunning)
+        with _served():
+            entries: list[CatalogEntry] = self.handle.catalog.remote().result(timeout_s=60)
         return entries
 
     def status(self) -> FleetStatus:
-        status: FleetStatus = call_blocking(self.handle.status, what=WHAT, timeout_s=60, lost=NotRunning)
+        with _served():
+            status: FleetStatus = self.handle.status.remote().result(timeout_s=60)
         return status
+
+
+@contextmanager
+def _served() -> Iterator[None]:
+    """Serve's and Ray's failures as chorus's errors (the replica's own errors pass as they are)."""
+    try:
+        with translated(WHAT, NotRunning):
+            yield
+    except TimeoutError:
+        raise DeadlineExceeded(f"{WHAT} did not answer in time") from None
+    except BackPressureError as exc:
+        raise OverloadedError(f"{WHAT} is at capacity; retry shortly", retry_after_s=exc.retry_after_s or 1.0) from None
+    except DeploymentUnavailableError:
+        raise NotRunning(f"{WHAT} is not available now") from None
 
 
 def _set_ray_auth_mode(mode: str) -> None:
     """Ray only turns token auth on by itself for clusters it finds as "auto"; for a recorded
     address the client must say so. Ray caches its config at import, so refresh it the way
     Ray's own token set-up does."""
-    from ray._raylet import Config
+    from ray._raylet import Config  # type: ignore[attr-defined]  # absent from Ray's _raylet stub
 
     os.environ["RAY_AUTH_MODE"] = mode
     Config.initialize("")
@@ -96,18 +120,16 @@ def ray_connect(address: str | None = None) -> str:
     address = address or "auto"
     if not ray.is_initialized():
         try:
-            ray.init(address=address, namespace=NAMESPACE, log_to_driver=False, logging_level="error")
+            ray.init(address=address, namespace=NAMESPACE, log_to_driver=False, logging_level=logging.ERROR)
         except ConnectionError as exc:
             raise NotRunning(f"no Ray cluster at {address}: {exc}; start chorus with `chorus up`") from None
     return address
 
 
 def connect(address: str | None = None) -> Client:
-    """Connect this process to the chorus cluster and find its orchestrator."""
+    """Connect this process to the chorus cluster and find its orchestrator deployment."""
     address = ray_connect(address)
     try:
         return Client(find_orchestrator())
-    except ValueError:
-        raise NotRunning(
-            f"no chorus orchestrator in Ray namespace '{NAMESPACE}' at {address}; start one with `chorus up`"
-        ) from None
+    except NotRunning as exc:
+        raise NotRunning(f"{exc} at {address}; start one with `chorus up`") from None

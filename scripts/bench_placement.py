@@ -21,8 +21,9 @@ import time
 from pathlib import Path
 
 from cluster.inventory import from_spec
+from cluster.placement.demand import ModelDemand
+from cluster.placement.planner import DEFAULT_CEILING, plan_placement, usable_bytes
 from cluster.sizing.memory import estimate
-from cluster.placement.planner import DEFAULT_CEILING, Deployment, plan, usable_bytes
 from cluster.spec import ModelSpec
 
 # The fleet of configs/gpu-8x80.yaml: name, hub id, KV target (sequences × context).
@@ -39,28 +40,28 @@ SCALE_DEPLOYMENTS = 30
 RUNS = 20
 
 
-def fleet() -> list[Deployment]:
+def fleet() -> list[ModelDemand]:
     out = []
     for name, source, seqs, context in FLEET:
         model = ModelSpec(name=name, source=source, dtype="bfloat16", max_model_len=16384, max_num_seqs=64)
-        out.append(Deployment(name, estimate(model), seqs=seqs, context=context))
+        out.append(ModelDemand(name, estimate(model), seqs=seqs, context=context))
     return out
 
 
-def one_group_per_model(deps: list[Deployment], spec: str) -> dict:
+def one_group_per_model(demands: list[ModelDemand], spec: str) -> dict:
     """Each model alone on the fewest whole GPUs that hold it (smallest valid tensor-parallel size)."""
     gpu = from_spec(spec).nodes[0].gpus[0]
     usable = usable_bytes(gpu, DEFAULT_CEILING)
     gpus, kv = 0, {}
-    for d in deps:
+    for d in demands:
         tp = next(t for t in d.memory.tp_sizes(64) if d.memory.need_bytes(d.min_tokens, t) <= usable)
         gpus += tp
         kv[d.name] = d.memory.kv_tokens(usable, tp)
     return {"gpus": gpus, "kv_tokens": kv}
 
 
-def chorus(deps: list[Deployment], spec: str) -> dict:
-    p = plan(deps, from_spec(spec))
+def chorus(demands: list[ModelDemand], spec: str) -> dict:
+    p = plan_placement(demands, from_spec(spec))
     return {
         "gpus": p.gpus_used(),
         "kv_tokens": {m: min(r.kv_tokens for r in p.replicas_of(m)) for m in p.models},
@@ -72,26 +73,26 @@ def chorus(deps: list[Deployment], spec: str) -> dict:
     }
 
 
-def scale_case() -> list[Deployment]:
+def scale_case() -> list[ModelDemand]:
     sources = [s for _, s, _, _ in FLEET] + ["Qwen/Qwen2.5-0.5B-Instruct", "Qwen/Qwen2.5-3B-Instruct"]
-    deps = []
+    demands = []
     for i in range(SCALE_DEPLOYMENTS):
         model = ModelSpec(name=f"d{i:02d}", source=sources[i % len(sources)], dtype="bfloat16", max_model_len=8192)
-        deps.append(Deployment(model.name, estimate(model), replicas=1 + i % 3, seqs=4, context=4096, fill=i % 5 == 0))
-    return deps
+        demands.append(ModelDemand(model.name, estimate(model), replicas=1 + i % 3, seqs=4, context=4096, fill=i % 5 == 0))
+    return demands
 
 
 def planning_time() -> dict:
-    deps = scale_case()
+    demands = scale_case()
     inv = from_spec(SCALE_SPEC)
     times = []
     for _ in range(RUNS):
         start = time.perf_counter()
-        p = plan(deps, inv)
+        p = plan_placement(demands, inv)
         times.append(time.perf_counter() - start)
     return {
         "gpus": inv.gpu_count,
-        "deployments": len(deps),
+        "deployments": len(demands),
         "replicas": len(p.replicas),
         "gpus_used": p.gpus_used(),
         "runs": RUNS,
@@ -156,13 +157,13 @@ def main() -> None:
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    deps = fleet()
+    demands = fleet()
     result = {
         "machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine()},
         "ceiling": DEFAULT_CEILING,
         "fleet_targets": {name: {"sequences": s, "context": c} for name, _, s, c in FLEET},
         "fleet": {
-            key: {"spec": spec, "chorus": chorus(deps, spec), "one_group_per_model": one_group_per_model(deps, spec)}
+            key: {"spec": spec, "chorus": chorus(demands, spec), "one_group_per_model": one_group_per_model(demands, spec)}
             for key, spec in GPUS.items()
         },
         "planning_time": planning_time(),

@@ -53,8 +53,8 @@ def document(i: int) -> str:
 
 
 async def run(requests: int) -> dict:
-    from orchestrator.runtime.deploy import find_orchestrator
     from orchestrator.core.schema import ChatRequest
+    from orchestrator.runtime.deploy import find_orchestrator
     from serving.types import Message
 
     per_layer: dict[str, dict[int, dict[str, list[float]]]] = {

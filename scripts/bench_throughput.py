@@ -13,6 +13,12 @@ sampling, same concurrency; four systems measured in one run, interleaved per le
            own throughput at the batch size chorus ran them at
 Reported per pattern and concurrency (1, 8, 32): requests/s, completion tokens/s, p50 latency,
 and the ratios chorus/moa, chorus/naive, chorus/engines.
+Equal footing: every engine of every system is bound to the same cores, the ones chorus's CPU
+plan gives that model (cluster.placement.cpus over this machine's cores: on 2 cores, `tiny` on
+core 0 and `tiny-b` on core 1): chorus's engines through its placement, the baseline vLLM
+servers and the in-process engines through VLLM_CPU_OMP_THREADS_BIND. The JSON records it.
+Targets (issue 14): council and pyramid ≥ 1.5× moa at concurrency 8 and 32; pyramid ≥ 0.9×
+engines at 1, 8 and 32.
 Usage: python scripts/bench_throughput.py [--levels 1 8 32]
 """
 
@@ -29,7 +35,6 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
-
 from benchlib import MODELS, chorus_deployment, pyplot, summary, tiny_model, write
 
 MAX_TOKENS = 32
@@ -59,13 +64,25 @@ def config() -> dict:
 # --- the vLLM servers the baselines talk to -------------------------------------------------------
 
 
-def start_vllm_server(name: str, port: int, log: Path) -> subprocess.Popen:
+def core_plan() -> dict[str, str]:
+    """model → the cores chorus's CPU plan binds its engine to on this machine."""
+    from cluster.inventory import local_cpus
+    from cluster.placement.cpus import CpuNode, plan_cpus
+    from cluster.spec import PlacementSpec
+
+    names = [m["name"] for m in config()["models"]]
+    plan = plan_cpus(names, {n: PlacementSpec() for n in names}, [CpuNode(0, local_cpus())])
+    return {m: sets[0] for m, sets in plan.sets().items()}
+
+
+def start_vllm_server(name: str, port: int, log: Path, cpus: str) -> subprocess.Popen:
     cmd = [
         sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(MODELS / "tiny-qwen2"),
         "--served-model-name", name, "--dtype", "float32", "--max-model-len", "1024", "--max-num-seqs", "64",
         "--kv-cache-memory-bytes", str(256 << 20), "--enforce-eager", "--host", "127.0.0.1", "--port", str(port),
     ]
-    return subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    env = {**os.environ, "VLLM_CPU_OMP_THREADS_BIND": cpus}  # the cores chorus gives this model
+    return subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True, env=env)
 
 
 async def wait_healthy(urls: list[str], procs: list[subprocess.Popen], deadline_s: float = 600) -> None:
@@ -163,20 +180,24 @@ def question(i: int) -> str:
 
 async def run(levels: list[int]) -> dict:
     from cluster.spec import ModelSpec
+    from serving.engines.vllm_engine import EngineSettings, VLLMEngine
     from serving.types import GenerationRequest, Message, Sampling
-    from serving.engines.vllm_engine import VLLMEngine
 
-    logs = Path(__file__).resolve().parents[1] / ".cache" / "bench-logs"
+    logs = Path(__file__).resolve().parents[1] / ".cache" / "bench-logs"  # noqa: ASYNC240 - once, before anything runs
     logs.mkdir(parents=True, exist_ok=True)
     ports = {"tiny": 18301, "tiny-b": 18302}
     urls = {m: f"http://127.0.0.1:{p}/v1" for m, p in ports.items()}
     results: dict = {p: {s: {} for s in SYSTEMS} for p in ("council", "pyramid")}
     with ExitStack() as stack:
-        procs = [start_vllm_server(m, p, logs / f"vllm-{m}.log") for m, p in ports.items()]
+        cores = core_plan()
+        print(f"  engine cores (every system): {cores}", flush=True)
+        procs = [start_vllm_server(m, p, logs / f"vllm-{m}.log", cores[m]) for m, p in ports.items()]
         for proc in procs:
             stack.callback(proc.terminate)
         dep = stack.enter_context(chorus_deployment(config()))
-        engines = {m["name"]: VLLMEngine(ModelSpec(**m)) for m in config()["models"]}
+        engines = {
+            m["name"]: VLLMEngine(ModelSpec(**m), EngineSettings(cpus=cores[m["name"]])) for m in config()["models"]
+        }
         for engine in engines.values():
             await engine.start()
         await wait_healthy([u.removesuffix("/v1") + "/health" for u in urls.values()], procs)
@@ -203,7 +224,7 @@ async def run(levels: list[int]) -> dict:
 
             def engines_one(pattern: str) -> Callable[[int], Awaitable[int]]:
                 """The pattern's calls as independent requests straight to the engines, at its widest batch."""
-                roles = COUNCIL + ["synthesizer"] if pattern == "council" else [r for layer in PYRAMID for r in layer]
+                roles = [*COUNCIL, "synthesizer"] if pattern == "council" else [r for layer in PYRAMID for r in layer]
 
                 async def one(i: int) -> int:
                     role = roles[i % len(roles)]
@@ -248,7 +269,10 @@ async def run(levels: list[int]) -> dict:
         for p in results
     }
     return {"max_tokens": MAX_TOKENS, "levels": levels, "results": results, "ratios_tokens_per_s": ratios,
-            "targets": {"chorus/moa": "> 1", "chorus/naive": "> 1", "chorus/engines": ">= 0.8"}}
+            "core_binding": {"cores": cores, "how": "chorus: placement cpus (planned by deploy); vLLM servers and "
+                             "in-process engines: VLLM_CPU_OMP_THREADS_BIND set to the same cores"},
+            "targets": {"council, pyramid chorus/moa at 8 and 32": ">= 1.5", "pyramid chorus/engines": ">= 0.9",
+                        "chorus/naive": "> 1"}}
 
 
 def plot(result: dict):

@@ -37,8 +37,8 @@ def chorus_deployment(data: dict[str, Any], *, http: bool = True) -> Iterator[An
     """A local Ray and `data` (a config mapping) deployed on it, torn down afterwards."""
     import ray
 
-    from orchestrator.service.config import parse_config
     from orchestrator.runtime.deploy import NAMESPACE, deploy
+    from orchestrator.service.config import parse_config
 
     config = parse_config(data, "<bench>", ROOT)
     ray.init(address="local", num_cpus=8, namespace=NAMESPACE, include_dashboard=False, log_to_driver=False, logging_level="error")

@@ -1,7 +1,8 @@
 """A placement plan: where every replica of every deployment runs and what it gets. Pure data.
 
-`cluster.placement.planner.plan()` computes one; `cluster.placement.report` renders it; `placement_specs()` turns it
-into the `placement:` section of a config (which `cluster.runtime.reservation.reserve()` applies).
+`cluster.placement.planner.plan_placement()` computes one; `cluster.placement.report` renders
+it; `placement_specs()` turns it into the `placement:` section of a config (which
+`cluster.runtime.reservation.reserve()` applies).
 """
 
 from __future__ import annotations

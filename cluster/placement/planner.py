@@ -12,7 +12,7 @@ Rules, in order:
    when no used one fits, which keeps the GPU count low. A second packing tries used GPUs
    without a tensor-parallel group first; the plan keeps the packing with fewer GPUs, then
    less memory left unused.
-4. With `fill`, GPUs still empty take extra replicas of fill deployments (a whole GPU, or an
+4. With `fill`, GPUs still empty take extra replicas of fill models (a whole GPU, or an
    empty tensor-parallel set, each), round robin, the busiest (most roles bound) first.
 5. Shares: on each GPU the memory up to the ceiling (or the GPU's free memory, if less) that
    the minimums leave is split in proportion to each replica's minimum KV cache, in whole
@@ -23,34 +23,15 @@ All orders are fixed by names and indices, so the same input gives the same plan
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from cluster.errors import PlacementError
 from cluster.inventory import GiB, Gpu, Inventory
-from cluster.sizing.memory import ModelMemory, estimate, kv_target, weight_bytes
+from cluster.placement.demand import ModelDemand
 from cluster.placement.plan import SHARE_UNITS, PlacementPlan, ReplicaPlacement
-from cluster.spec import ModelSpec, PlacementSpec
+from cluster.sizing.memory import weight_bytes
 
 DEFAULT_CEILING = 0.90  # vLLM's own default gpu_memory_utilization; the rest absorbs fragmentation
-
-
-@dataclass(frozen=True)
-class Deployment:
-    """What the planner places: a model's memory facts and its targets."""
-
-    name: str
-    memory: ModelMemory
-    replicas: int = 1
-    seqs: int = 16  # minimum concurrent sequences…
-    context: int = 2048  # …of this many tokens each
-    fill: bool = False
-    weight: int = 1  # how busy: roles bound to the model (fill order)
-
-    @property
-    def min_tokens(self) -> int:
-        return self.seqs * self.context
 
 
 @dataclass
@@ -71,7 +52,7 @@ class _GpuState:
 
 @dataclass
 class _Item:
-    dep: Deployment
+    demand: ModelDemand
     replica: int
     tp: int
     need: int  # bytes per GPU
@@ -88,37 +69,37 @@ def _cap_units(gpu: Gpu, ceiling: float) -> int:
     return usable_bytes(gpu, ceiling) * SHARE_UNITS // gpu.total_bytes
 
 
-def choose_tp(dep: Deployment, inventory: Inventory, ceiling: float) -> int:
+def choose_tp(demand: ModelDemand, inventory: Inventory, ceiling: float) -> int:
     """Smallest valid tensor-parallel size whose per-GPU need fits some node; else PlacementError."""
-    for tp in dep.memory.tp_sizes(max((len(n.gpus) for n in inventory.nodes), default=0)):
-        need = dep.memory.need_bytes(dep.min_tokens, tp)
+    for tp in demand.memory.tp_sizes(max((len(n.gpus) for n in inventory.nodes), default=0)):
+        need = demand.memory.need_bytes(demand.min_tokens, tp)
         for n in inventory.nodes:
             if sum(1 for g in n.gpus if _fits_alone(g, need, ceiling)) >= tp:
                 return tp
-    raise no_fit_error(dep, inventory, ceiling)
+    raise no_fit_error(demand, inventory, ceiling)
 
 
 def _fits_alone(gpu: Gpu, need: int, ceiling: float) -> bool:
     return -(-need * SHARE_UNITS // gpu.total_bytes) <= _cap_units(gpu, ceiling)
 
 
-def no_fit_error(dep: Deployment, inventory: Inventory, ceiling: float) -> PlacementError:
+def no_fit_error(demand: ModelDemand, inventory: Inventory, ceiling: float) -> PlacementError:
     """Says what the model needs, the largest space there is and what would make it fit."""
-    m = dep.memory
-    need = m.need_bytes(dep.min_tokens)
+    m = demand.memory
+    need = m.need_bytes(demand.min_tokens)
     gpus = [g for n in inventory.nodes for g in n.gpus]
     if not gpus:
-        return PlacementError(dep.name, f"there are no GPUs to place it on ({inventory.reason or 'empty inventory'})")
+        return PlacementError(demand.name, f"there are no GPUs to place it on ({inventory.reason or 'empty inventory'})")
     largest = max(usable_bytes(g, ceiling) for g in gpus)
     biggest_node = max(len(n.gpus) for n in inventory.nodes)
     fixes = []
     for tp in m.tp_sizes(64):
-        if tp > 1 and m.need_bytes(dep.min_tokens, tp) <= largest:
+        if tp > 1 and m.need_bytes(demand.min_tokens, tp) <= largest:
             where = "" if tp <= biggest_node else f" (the largest node has {biggest_node})"
             fixes.append(f"tensor parallel over {tp} GPUs of one node{where}")
             break
     if m.weight_format in ("bfloat16", "float16", "float32"):
-        rest = m.overhead_bytes() + m.kv_bytes(dep.min_tokens)
+        rest = m.overhead_bytes() + m.kv_bytes(demand.min_tokens)
         fp8, _ = weight_bytes(m.arch, m.act_bytes, "fp8", 8)
         int4, _ = weight_bytes(m.arch, m.act_bytes, "awq", 4)
         if fp8 + rest <= largest:
@@ -127,17 +108,17 @@ def no_fit_error(dep: Deployment, inventory: Inventory, ceiling: float) -> Place
             fixes.append(f"an AWQ/int4 checkpoint (weights ≈ {int4 / GiB:.1f} GiB)")
     room = largest - m.fixed_bytes(1)
     if room > 0:
-        seqs = room // m.kv_bytes(dep.context)
+        seqs = room // m.kv_bytes(demand.context)
         if seqs >= 1:
-            fixes.append(f"min_concurrency ≤ {seqs} at context {dep.context}")
-        ctx = room // m.kv_bytes(dep.seqs)
+            fixes.append(f"min_concurrency ≤ {seqs} at context {demand.context}")
+        ctx = room // m.kv_bytes(demand.seqs)
         if ctx >= 16:
-            fixes.append(f"context ≤ {ctx} tokens at {dep.seqs} sequences")
+            fixes.append(f"context ≤ {ctx} tokens at {demand.seqs} sequences")
     fixes.append("a GPU with more memory")
     return PlacementError(
-        dep.name,
+        demand.name,
         f"needs {need / GiB:.1f} GiB on one GPU (weights {m.weight_bytes / GiB:.1f} GiB {m.weight_format}, "
-        f"KV for {dep.seqs} × {dep.context} tokens {m.kv_bytes(dep.min_tokens) / GiB:.1f} GiB, "
+        f"KV for {demand.seqs} × {demand.context} tokens {m.kv_bytes(demand.min_tokens) / GiB:.1f} GiB, "
         f"overhead {m.overhead_bytes() / GiB:.1f} GiB); the largest GPU offers {largest / GiB:.1f} GiB "
         f"(ceiling {ceiling:g}) and no valid tensor-parallel size fits a node",
         needed_bytes=need,
@@ -146,20 +127,20 @@ def no_fit_error(dep: Deployment, inventory: Inventory, ceiling: float) -> Place
     )
 
 
-def plan(deployments: list[Deployment], inventory: Inventory, *, ceiling: float = DEFAULT_CEILING) -> PlacementPlan:
+def plan_placement(demands: list[ModelDemand], inventory: Inventory, *, ceiling: float = DEFAULT_CEILING) -> PlacementPlan:
     if not 0.0 < ceiling <= 1.0:
         raise ValueError(f"ceiling {ceiling} must be in (0, 1]")
-    names = [d.name for d in deployments]
+    names = [d.name for d in demands]
     if len(set(names)) != len(names):
         raise PlacementError("", f"deployment names repeat: {sorted({n for n in names if names.count(n) > 1})}")
-    tp_of = {d.name: choose_tp(d, inventory, ceiling) for d in deployments}
+    tp_of = {d.name: choose_tp(d, inventory, ceiling) for d in demands}
     # Two packings: plain first fit, and first fit that tries GPUs without a tensor-parallel
     # group first (a group's share is capped by its fullest GPU, so a small model on one of its
     # GPUs can strand memory on the others). Keep the one with fewer GPUs, then less unused.
     best, error = None, None
     for spare_groups in (False, True):
         try:
-            placed, states = _pack(deployments, inventory, ceiling, tp_of, spare_groups)
+            placed, states = _pack(demands, inventory, ceiling, tp_of, spare_groups)
         except PlacementError as exc:
             error = error or exc
             continue
@@ -167,23 +148,23 @@ def plan(deployments: list[Deployment], inventory: Inventory, *, ceiling: float 
         score = (len(used), sum(s.cap_units - _granted(s) for s in used))
         if best is None or score < best[0]:
             best = (score, placed)
-    if best is None:
-        raise error
+    if best is None:  # both packings failed: report the first one's reason
+        raise error or PlacementError("", "no packing fits")
     rank = {n: k for k, n in enumerate(names)}
     replicas = []
-    for item in sorted(best[1], key=lambda i: (rank[i.dep.name], i.replica)):
+    for item in sorted(best[1], key=lambda i: (rank[i.demand.name], i.replica)):
         share = item.units / SHARE_UNITS
         budget = min(int(share * g.gpu.total_bytes) for g in item.gpus)
         replicas.append(
             ReplicaPlacement(
-                model=item.dep.name,
+                model=item.demand.name,
                 replica=item.replica,
                 node=item.gpus[0].node,
                 gpu_ids=tuple(g.gpu.index for g in item.gpus),
                 gpu_memory_utilization=share,
-                kv_tokens=item.dep.memory.kv_tokens(budget, item.tp),
+                kv_tokens=item.demand.memory.kv_tokens(budget, item.tp),
                 need_bytes=item.need,
-                weight_bytes=-(-item.dep.memory.weight_bytes // item.tp),
+                weight_bytes=-(-item.demand.memory.weight_bytes // item.tp),
                 extra=item.extra,
             )
         )
@@ -195,7 +176,7 @@ def _granted(s: _GpuState) -> int:
 
 
 def _pack(
-    deployments: list[Deployment], inventory: Inventory, ceiling: float, tp_of: dict[str, int], spare_groups: bool
+    demands: list[ModelDemand], inventory: Inventory, ceiling: float, tp_of: dict[str, int], spare_groups: bool
 ) -> tuple[list[_Item], list[_GpuState]]:
     """One packing (rules 2-5); raises PlacementError when a replica finds no room."""
     states = [_GpuState(n.index, g, _cap_units(g, ceiling)) for n in inventory.nodes for g in n.gpus]
@@ -204,11 +185,11 @@ def _pack(
         by_node.setdefault(s.node, []).append(s)
     items = [
         _Item(d, r, tp_of[d.name], d.memory.need_bytes(d.min_tokens, tp_of[d.name]))
-        for d in deployments
+        for d in demands
         for r in range(d.replicas)
     ]
-    multi = sorted((i for i in items if i.tp > 1), key=lambda i: (-i.tp, -i.need, i.dep.name, i.replica))
-    single = sorted((i for i in items if i.tp == 1), key=lambda i: (-i.need, i.dep.name, i.replica))
+    multi = sorted((i for i in items if i.tp > 1), key=lambda i: (-i.tp, -i.need, i.demand.name, i.replica))
+    single = sorted((i for i in items if i.tp == 1), key=lambda i: (-i.need, i.demand.name, i.replica))
     for item in multi:
         if not _place_group(item, by_node):
             raise _full_error(item, states, ceiling)
@@ -217,8 +198,8 @@ def _pack(
             raise _full_error(item, states, ceiling)
 
     placed = multi + single
-    fillers = sorted((d for d in deployments if d.fill), key=lambda d: (-d.weight, d.name))
-    count = {d.name: d.replicas for d in deployments}
+    fillers = sorted((d for d in demands if d.fill), key=lambda d: (-d.weight, d.name))
+    count = {d.name: d.replicas for d in demands}
     while fillers:
         progress = False
         for d in fillers:
@@ -270,7 +251,7 @@ def _place_group(item: _Item, by_node: dict[int, list[_GpuState]], empty_only: b
 def _room(s: _GpuState, item: _Item, empty_only: bool) -> bool:
     if empty_only and s.holders:
         return False
-    if any(h.dep.name == item.dep.name for h in s.holders):
+    if any(h.demand.name == item.demand.name for h in s.holders):
         return False  # two replicas of one model on one GPU add no throughput
     return s.used_units + s.units(item.need) <= s.cap_units
 
@@ -311,7 +292,7 @@ def _share_out(states: list[_GpuState]) -> None:
         if not s.holders:
             continue
         mins = [s.units(h.need) for h in s.holders]
-        weights = [h.dep.memory.kv_bytes(h.dep.min_tokens) for h in s.holders]
+        weights = [h.demand.memory.kv_bytes(h.demand.min_tokens) for h in s.holders]
         for h, m, e in zip(s.holders, mins, _split(s.cap_units - sum(mins), weights)):
             offered.setdefault(id(h), []).append(m + e)
             h.units = m + e
@@ -323,7 +304,7 @@ def _share_out(states: list[_GpuState]) -> None:
         singles = [h for h in s.holders if h.tp == 1]
         left = s.cap_units - sum(h.units for h in s.holders)
         if singles and left > 0:
-            weights = [h.dep.memory.kv_bytes(h.dep.min_tokens) for h in singles]
+            weights = [h.demand.memory.kv_bytes(h.demand.min_tokens) for h in singles]
             for h, e in zip(singles, _split(left, weights)):
                 h.units += e
 
@@ -348,8 +329,8 @@ def _full_error(item: _Item, states: list[_GpuState], ceiling: float) -> Placeme
     largest = max(free, default=0)
     what = f"each of {item.tp} GPUs of one node" if item.tp > 1 else "one GPU"
     return PlacementError(
-        item.dep.name,
-        f"replica {item.replica} needs {item.need / GiB:.1f} GiB on {what}, but the other deployments already "
+        item.demand.name,
+        f"replica {item.replica} needs {item.need / GiB:.1f} GiB on {what}, but the other demands already "
         f"fill the {gpus} GPU(s): the largest space left is {largest / GiB:.1f} GiB (ceiling {ceiling:g})",
         needed_bytes=item.need,
         largest_bytes=largest,
@@ -360,23 +341,3 @@ def _full_error(item: _Item, states: list[_GpuState], ceiling: float) -> Placeme
             "quantized checkpoints (AWQ, fp8)",
         ),
     )
-
-
-def deployments(
-    models: list[ModelSpec],
-    placement: Mapping[str, PlacementSpec],
-    roles: Mapping[str, str] | None = None,
-    memory: Mapping[str, ModelMemory] | None = None,
-) -> list[Deployment]:
-    """Planner input from a config's models, placement targets and roles (roles set fill order)."""
-    bound = Counter((roles or {}).values())
-    out = []
-    for m in models:
-        p = placement.get(m.name) or PlacementSpec()
-        seqs, context = kv_target(m, p)
-        mem = (memory or {}).get(m.name) or estimate(m)
-        # A fill deployment's `replicas` is the planner's own output: start again from one, so
-        # planning a planned config gives the same plan.
-        replicas = 1 if p.fill else p.replicas
-        out.append(Deployment(m.name, mem, replicas, seqs, context, p.fill, max(1, bound[m.name])))
-    return out

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 from cluster.errors import SizingError
 from cluster.inventory import GiB, Inventory
-from cluster.sizing.memory import ModelMemory, estimate, kv_target
 from cluster.placement.plan import SHARE_UNITS
 from cluster.placement.planner import DEFAULT_CEILING, usable_bytes
+from cluster.sizing.memory import ModelMemory, estimate, kv_target
 from cluster.spec import ModelSpec, PlacementSpec
 
 EPS = 0.5 / SHARE_UNITS  # shares are thousandths; tolerate float rounding of their sums
@@ -119,6 +119,8 @@ def check(
                 )
     for (n, g), users in sorted(load.items()):
         gpu = inventory.gpu(n, g)
+        if gpu is None:  # `load` only holds GPUs found above
+            continue
         total = sum(s for _, s in users)
         limit = usable_bytes(gpu, ceiling) / gpu.total_bytes
         if total > limit + EPS:

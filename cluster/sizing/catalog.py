@@ -16,6 +16,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 CATALOG_DIR = Path(__file__).with_name("catalog")
 # Suffix of a quantized hub repository → (quant_method, bits) its config.json declares.
@@ -29,16 +30,16 @@ QUANT_SUFFIXES: dict[str, tuple[str, int]] = {
 
 @dataclass(frozen=True)
 class FoundConfig:
-    config: dict
+    config: dict[str, Any]
     origin: str  # "local:<path>", "hf-cache:<path>" or "catalog:<entry>"
 
 
-def catalog_entries() -> dict[str, dict]:
+def catalog_entries() -> dict[str, dict[str, Any]]:
     """Catalog entry name → its config.json-like facts (read fresh each call; a few small files)."""
     return {p.stem: json.loads(p.read_text()) for p in sorted(CATALOG_DIR.glob("*.json"))}
 
 
-def _split_quant(hub_id: str) -> tuple[str, dict | None]:
+def _split_quant(hub_id: str) -> tuple[str, dict[str, Any] | None]:
     lower = hub_id.lower()
     for suffix, (method, bits) in QUANT_SUFFIXES.items():
         if lower.endswith(suffix):
@@ -53,11 +54,11 @@ def from_catalog(hub_id: str) -> FoundConfig | None:
     base, quant = _split_quant(hub_id)
     for name, cfg in catalog_entries().items():
         if base.lower() in (h.lower() for h in cfg.get("chorus_hub_ids", [])):
-            cfg = {k: v for k, v in cfg.items() if k != "chorus_hub_ids"}
+            found = {k: v for k, v in cfg.items() if k != "chorus_hub_ids"}
             if quant:
-                cfg["quantization_config"] = quant
-                cfg["torch_dtype"] = "float16"  # the published AWQ/GPTQ checkpoints are float16
-            return FoundConfig(cfg, f"catalog:{name}")
+                found["quantization_config"] = quant
+                found["torch_dtype"] = "float16"  # the published AWQ/GPTQ checkpoints are float16
+            return FoundConfig(found, f"catalog:{name}")
     return None
 
 

@@ -24,9 +24,10 @@ logits for every sequence. docs/placement.md shows where these figures come from
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from cluster.sizing.catalog import find_config
 from cluster.errors import SizingError
+from cluster.sizing.catalog import find_config
 from cluster.spec import ModelSpec, PlacementSpec
 
 GiB = 1 << 30
@@ -52,7 +53,7 @@ class Architecture:
     qkv_bias: bool = True
 
     @classmethod
-    def from_config(cls, cfg: dict, model: str = "?") -> Architecture:
+    def from_config(cls, cfg: dict[str, Any], model: str = "?") -> Architecture:
         text = cfg.get("text_config", cfg)  # multimodal configs nest the language model
         try:
             hidden = int(text["hidden_size"])
@@ -168,7 +169,7 @@ def estimate(model: ModelSpec) -> ModelMemory:
     if quant not in (None, "awq", "gptq", "fp8"):
         raise SizingError(model.name, f"quantization '{quant}' is not one chorus can size (awq, gptq, fp8)")
     bits = int(qc.get("bits", 4 if quant in ("awq", "gptq") else 8))
-    dtype = model.dtype
+    dtype: str = model.dtype
     if dtype == "auto":
         dtype = str(cfg.get("torch_dtype") or cfg.get("dtype") or "bfloat16")
     act_bytes = DTYPE_BYTES.get(dtype, 2)

@@ -13,10 +13,11 @@ from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 
-from orchestrator.api.errors import error_body
-from orchestrator.api.hosted import HostedBackend, json_body, serve, validated
+from orchestrator.api.deadline import Deadline
+from orchestrator.api.errors import OpenAIJSONResponse, error_body
+from orchestrator.api.hosted import STREAM_OR_JSON, HostedBackend, inline_schema, json_body, serve, validated
 from orchestrator.api.protocol import (
     ChatCompletionRequest,
     TraceMode,
@@ -26,7 +27,16 @@ from orchestrator.api.protocol import (
     usage_json,
 )
 from orchestrator.core.schema import CatalogEntry, ChatRequest, Delta, Progress, Reply
+from orchestrator.service.config import ServerSpec
 from serving.types import Endpoint
+
+# The document shows a pattern's request (a hosted model's body is vLLM's and may carry more).
+_BODY_DOC = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": inline_schema(ChatCompletionRequest)}},
+    }
+}
 
 
 class ChatBackend(HostedBackend, Protocol):
@@ -37,7 +47,7 @@ class ChatBackend(HostedBackend, Protocol):
     async def catalog(self) -> list[CatalogEntry]: ...
 
 
-def chat_router(backend: ChatBackend) -> APIRouter:
+def chat_router(backend: ChatBackend, server: ServerSpec) -> APIRouter:
     router = APIRouter()
     hosted: set[str] = set()  # hosted model names; the catalog is fixed for a deployment's life
 
@@ -46,24 +56,36 @@ def chat_router(backend: ChatBackend) -> APIRouter:
             hosted.update(e.id for e in await backend.catalog() if e.kind == "model")
         return isinstance(model, str) and model in hosted
 
-    @router.post("/v1/chat/completions")
+    @router.post("/v1/chat/completions", responses=STREAM_OR_JSON, openapi_extra=_BODY_DOC)
     async def chat_completions(request: Request) -> Any:
         body = await json_body(request)
+        deadline = Deadline(server.request_timeout_s)
+        request_id: str | None = getattr(request.state, "request_id", None)
         if await is_hosted(body.get("model")):
-            return await serve(backend, Endpoint.CHAT, body)
+            return await serve(backend, Endpoint.CHAT, body, deadline, request_id)
         wire: ChatCompletionRequest = validated(ChatCompletionRequest, body)
-        req = wire.to_request()
+        req = wire.to_request().model_copy(update={"request_id": request_id})
         mode = wire.chorus.trace
         if not wire.stream:
-            return JSONResponse(completion_json(await backend.chat(req), mode))
+            return OpenAIJSONResponse(completion_json(await deadline.run(backend.chat(req)), mode))
         include_usage = bool(wire.stream_options and wire.stream_options.include_usage)
-        events = backend.stream(req)
-        first = await anext(events)  # a refusal before the stream starts is a proper 4xx
+        events = backend.stream(req) if wire.chorus.progress else _answer_only(backend.stream(req))
+        # Pull the first event before answering so an unknown model, a full queue or a pattern
+        # that fails before its answer starts is a proper status rather than an error inside a
+        # 200 stream (with progress asked for, the stream starts at the first step that ends).
+        first = await deadline.run(anext(events))
         return StreamingResponse(
-            _sse(req.model, first, events, include_usage, mode, wire.chorus.progress), media_type="text/event-stream"
+            _sse(req.model, first, events, include_usage, mode, deadline), media_type="text/event-stream"
         )
 
     return router
+
+
+async def _answer_only(events: AsyncIterator[Delta | Progress | Reply]) -> AsyncIterator[Delta | Progress | Reply]:
+    """The stream without its progress events (the caller did not ask for them)."""
+    async for event in events:
+        if not isinstance(event, Progress):
+            yield event
 
 
 async def _sse(
@@ -72,12 +94,12 @@ async def _sse(
     events: AsyncIterator[Delta | Progress | Reply],
     include_usage: bool,
     mode: TraceMode,
-    progress: bool,
+    deadline: Deadline,
 ) -> AsyncIterator[str]:
     chunk_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
 
     def data(obj: dict[str, Any]) -> str:
-        return f"data: {json.dumps(obj)}\n\n"
+        return f"data: {json.dumps(obj, ensure_ascii=True)}\n\n"
 
     yield data(chunk_json(chunk_id, created, model, {"role": "assistant", "content": ""}))
     try:
@@ -86,10 +108,9 @@ async def _sse(
             if isinstance(event, Delta):
                 yield data(chunk_json(chunk_id, created, model, {"content": event.text}))
             elif isinstance(event, Progress):
-                if progress:
-                    chunk = chunk_json(chunk_id, created, model, {})
-                    chunk["choices"], chunk["chorus"] = [], {"progress": event.model_dump(mode="json")}
-                    yield data(chunk)
+                chunk = chunk_json(chunk_id, created, model, {})
+                chunk["choices"], chunk["chorus"] = [], {"progress": event.model_dump(mode="json")}
+                yield data(chunk)
             else:
                 final = chunk_json(chunk_id, created, model, {}, event.finish_reason)
                 trace = trace_json(event.trace, mode)
@@ -100,7 +121,7 @@ async def _sse(
                     usage = chunk_json(chunk_id, created, model, {})
                     usage["choices"], usage["usage"] = [], usage_json(event)
                     yield data(usage)
-            event = await anext(events, None)
-    except Exception as exc:  # the stream has started: report in-band, never hang the client
+            event = await deadline.run(anext(events, None))
+    except Exception as exc:  # noqa: BLE001 - error_body logs what is not chorus's; the stream has started: report in-band, never hang the client
         yield data(error_body(exc))
     yield "data: [DONE]\n\n"

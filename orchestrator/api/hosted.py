@@ -17,14 +17,56 @@ from typing import Any, Protocol
 
 from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
-from orchestrator.api.errors import error_body
-from orchestrator.api.protocol import ChorusOptions, TraceMode, trace_json
+from orchestrator.api.deadline import Deadline
+from orchestrator.api.errors import OpenAIJSONResponse, error_body
+from orchestrator.api.protocol import ChorusOptions, TraceMode, surrogate_at, trace_json
 from orchestrator.core.trace import Trace
+from orchestrator.service.config import ServerSpec
 from orchestrator.service.hosted import HostedRequest
 from serving.types import Endpoint, OpenAIReply, SSEBatch
+
+# A 200 is JSON, or SSE when the request asked to stream.
+STREAM_OR_JSON: dict[int | str, dict[str, Any]] = {200: {"content": {"application/json": {}, "text/event-stream": {}}}}
+
+# The document shows only what chorus reads of a hosted body; vLLM validates the rest.
+_HOSTED_BODY_DOC = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["model"],
+                    "properties": {"model": {"type": "string", "minLength": 1}, "stream": {"type": "boolean"}},
+                    "additionalProperties": True,
+                }
+            }
+        },
+    }
+}
+
+
+def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """A model's JSON schema with its `$defs` written in place (for an operation's openapi_extra,
+    which cannot add components). The request models are not recursive."""
+    schema = model.model_json_schema()
+    defs: dict[str, Any] = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return inline(defs[ref.removeprefix("#/$defs/")])
+            return {k: inline(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [inline(v) for v in node]
+        return node
+
+    out: dict[str, Any] = inline(schema)
+    return out
 
 
 class HostedBackend(Protocol):
@@ -44,8 +86,14 @@ async def json_body(request: Request) -> dict[str, Any]:
         body = await request.json()
     except json.JSONDecodeError as exc:
         raise RequestValidationError([{"loc": (), "msg": f"the body is not valid JSON: {exc.msg}"}]) from None
+    except UnicodeDecodeError:
+        raise RequestValidationError([{"loc": (), "msg": "the body is not valid UTF-8"}]) from None
     if not isinstance(body, dict):
         raise RequestValidationError([{"loc": (), "msg": "the body must be a JSON object"}])
+    where = surrogate_at(body, ())  # JSON may carry a lone surrogate ("\ud800"); no tokenizer can encode it
+    if where is not None:
+        msg = "text is not valid Unicode (a lone surrogate)"
+        raise RequestValidationError([{"loc": where, "msg": msg}])
     return body
 
 
@@ -63,26 +111,30 @@ def split_options(body: dict[str, Any]) -> tuple[dict[str, Any], ChorusOptions]:
     return rest, validated(ChorusOptions, body.get("chorus") or {}, "chorus")
 
 
-async def serve(backend: HostedBackend, endpoint: Endpoint, body: dict[str, Any]) -> Any:
+async def serve(
+    backend: HostedBackend, endpoint: Endpoint, body: dict[str, Any], deadline: Deadline, request_id: str | None
+) -> Any:
     """One hosted-model request: vLLM's JSON with the trace added, or its SSE stream."""
     body, options = split_options(body)
     envelope = validated(Envelope, body)
-    req = HostedRequest(endpoint=endpoint, body=body, priority=options.priority, budget=options.budget)
+    req = HostedRequest(
+        endpoint=endpoint, body=body, priority=options.priority, budget=options.budget, request_id=request_id
+    )
     parts = backend.hosted(req, options.trace == "full")
     # Pull the first part before answering, so a refusal (unknown model, too-long prompt, a full
     # queue) is a proper 4xx rather than an error inside a 200 stream.
-    first = await anext(parts)
+    first = await deadline.run(anext(parts))
     if not envelope.stream:
         reply, trace = first, None
-        async for part in parts:
+        while (part := await deadline.run(anext(parts, None))) is not None:
             if isinstance(part, Trace):
                 trace = part
         out = reply.body if isinstance(reply, OpenAIReply) else {}
         if trace is not None and options.trace != "none":
             out = out | {"chorus": {"trace": trace_json(trace, options.trace)}}
-        return JSONResponse(out)
+        return OpenAIJSONResponse(out)
     return StreamingResponse(
-        _sse(envelope.model, endpoint, first, parts, options.trace), media_type="text/event-stream"
+        _sse(envelope.model, endpoint, first, parts, options.trace, deadline), media_type="text/event-stream"
     )
 
 
@@ -92,6 +144,7 @@ async def _sse(
     first: OpenAIReply | SSEBatch | Trace,
     parts: AsyncIterator[OpenAIReply | SSEBatch | Trace],
     mode: TraceMode,
+    deadline: Deadline,
 ) -> AsyncIterator[str]:
     try:
         part: OpenAIReply | SSEBatch | Trace | None = first
@@ -102,21 +155,30 @@ async def _sse(
                 obj = "chat.completion.chunk" if endpoint is Endpoint.CHAT else "text_completion"
                 last = {"id": f"chorus-{int(time.time() * 1000)}", "object": obj, "created": int(time.time()),
                         "model": model, "choices": [], "chorus": {"trace": trace_json(part, mode)}}  # fmt: skip
-                yield f"data: {json.dumps(last)}\n\n"
-            part = await anext(parts, None)
-    except Exception as exc:  # the stream has started: report in-band, never hang the client
-        yield f"data: {json.dumps(error_body(exc))}\n\n"
+                yield f"data: {json.dumps(last, ensure_ascii=True)}\n\n"
+            part = await deadline.run(anext(parts, None))
+    except Exception as exc:  # noqa: BLE001 - error_body logs what is not chorus's; the stream has started: report in-band, never hang the client
+        yield f"data: {json.dumps(error_body(exc), ensure_ascii=True)}\n\n"
     yield "data: [DONE]\n\n"
 
 
-def hosted_router(backend: HostedBackend) -> APIRouter:
+def hosted_router(backend: HostedBackend, server: ServerSpec) -> APIRouter:
     router = APIRouter()
 
     def route(endpoint: Endpoint) -> None:
         async def handler(request: Request) -> Any:
-            return await serve(backend, endpoint, await json_body(request))
+            body = await json_body(request)
+            request_id: str | None = getattr(request.state, "request_id", None)
+            return await serve(backend, endpoint, body, Deadline(server.request_timeout_s), request_id)
 
-        router.add_api_route(endpoint.path, handler, methods=["POST"], name=endpoint.value)
+        router.add_api_route(
+            endpoint.path,
+            handler,
+            methods=["POST"],
+            name=endpoint.value,
+            responses=STREAM_OR_JSON,
+            openapi_extra=_HOSTED_BODY_DOC,
+        )
 
     for endpoint in (Endpoint.COMPLETIONS, Endpoint.EMBEDDINGS, Endpoint.TOKENIZE, Endpoint.DETOKENIZE):
         route(endpoint)

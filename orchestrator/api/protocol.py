@@ -117,7 +117,7 @@ class ChatCompletionRequest(BaseModel):
     max_completion_tokens: int | None = Field(None, ge=1)
     temperature: float | None = Field(None, ge=0.0, le=2.0)
     top_p: float | None = Field(None, gt=0.0, le=1.0)
-    seed: int | None = None
+    seed: int | None = Field(None, ge=0, le=2**63 - 1)
     stop: str | list[str] | None = None
     n: int | None = Field(None, ge=1)
     stream: StrictBool = False
@@ -135,6 +135,15 @@ class ChatCompletionRequest(BaseModel):
     frequency_penalty: Any = None
     logit_bias: Any = None
     chorus: ChorusOptions = ChorusOptions()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_unicode(cls, data: Any) -> Any:
+        # JSON may carry a lone surrogate ("\ud800"); no tokenizer can encode it.
+        where = surrogate_at(data, ())
+        if where is not None:
+            raise ValueError(f"{'.'.join(where) or 'body'}: text is not valid Unicode (a lone surrogate)")
+        return data
 
     def refuse_unhonoured(self) -> None:
         """400 naming the first field no pattern honours (a default-valued one is not refused)."""
@@ -169,6 +178,23 @@ def trace_json(trace: Trace, mode: TraceMode) -> dict[str, Any] | None:
     if mode == "full":
         return trace.model_dump(mode="json")
     return trace.model_dump(mode="json", exclude={"steps": {"__all__": {"output"}}})
+
+
+def surrogate_at(value: Any, path: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The path of the first string holding a lone surrogate, or None."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path
+        return None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = surrogate_at(key, path) if isinstance(key, str) else None
+        found = found if found is not None else surrogate_at(item, (*path, str(key)))
+        if found is not None:
+            return found
+    return None
 
 
 def usage_json(reply: Reply) -> dict[str, Any]:

@@ -10,16 +10,17 @@ state, and waits for SIGTERM/SIGINT to tear everything down.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import sys
 import threading
+import time
+from typing import Any
 
-import ray
-
-from orchestrator.service.config import load_config
-from orchestrator.runtime.deploy import NAMESPACE, deploy
+from orchestrator.runtime.ray_env import apply_ray_env
 from orchestrator.runtime.state import RunState, clear_state, write_state
+from orchestrator.service.config import load_config
 
 READY = "chorus-ready"
 
@@ -27,6 +28,28 @@ READY = "chorus-ready"
 def logical_cpus(config_cpus: float) -> int:
     # Engines mostly wait on each other; declare at least what the placement asks for.
     return max(os.cpu_count() or 1, int(config_cpus + 0.999) + 1)
+
+
+def start_local_ray(num_cpus: int, num_gpus: int | None, **kw: Any) -> str:
+    """Start a new local Ray cluster owned by this process, listening on loopback only; returns
+    its address. Call before anything in this process imports ray."""
+    apply_ray_env(loopback=True)
+    import ray
+
+    from orchestrator.runtime.hosts import NAMESPACE
+
+    ctx = ray.init(
+        address="local",  # always a new cluster, owned by this process, never someone else's
+        num_cpus=num_cpus,
+        num_gpus=num_gpus,
+        namespace=NAMESPACE,
+        include_dashboard=False,
+        dashboard_host="127.0.0.1",
+        log_to_driver=False,
+        logging_level=logging.WARNING,
+        **kw,
+    )
+    return str(ctx.address_info["gcs_address"])  # type: ignore[attr-defined]  # a RayContext, typed as its base
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,17 +64,13 @@ def main(argv: list[str] | None = None) -> int:
 
     config = load_config(args.config)
     wanted = sum(config.placement_of(m.name).num_cpus * config.placement_of(m.name).replicas for m in config.models)
-    ctx = ray.init(
-        address="local",  # always a new cluster, owned by this process, never someone else's
-        num_cpus=args.num_cpus or logical_cpus(wanted),
-        num_gpus=args.num_gpus,
-        namespace=NAMESPACE,
-        include_dashboard=False,
-        log_to_driver=False,
-        logging_level="warning",
-    )
-    address = ctx.address_info["gcs_address"]
-    say(f"started a local Ray cluster at {address}")
+    began = time.monotonic()
+    address = start_local_ray(args.num_cpus or logical_cpus(wanted), args.num_gpus)
+    import ray
+
+    from orchestrator.runtime.deploy import deploy
+
+    say(f"started a local Ray cluster at {address} in {time.monotonic() - began:.1f}s")
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -1,25 +1,26 @@
 """The `chorus` command.
 
-    chorus up -c CONFIG [--address ADDR]   start (or join) Ray, place the models, serve HTTP
+    chorus up -c CONFIG [--address ADDR]   start (or join) Ray, place the models, deploy the Serve app
     chorus ask [-m NAME] QUESTION          run a pattern or a hosted model; print answer + trace
     chorus status                          models, replicas, health, load
     chorus down                            stop what `chorus up` started
     chorus plan --gpus auto|SPEC -c CONFIG place a fleet on GPUs (see `chorus plan -h`)
+    chorus serve-config -c CONFIG          a Serve config file for `serve deploy` / KubeRay
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-
-from orchestrator.cli import plan_command
 from cluster.errors import ChorusError
+from orchestrator.cli import plan_command, serve_config
 from orchestrator.runtime.state import RunState, clear_state, log_path, read_state, write_state
 
 
@@ -64,8 +65,8 @@ def _up_local(args: argparse.Namespace) -> int:
         proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=log_file, stdin=subprocess.DEVNULL, start_new_session=True, text=True
         )
-    for line in proc.stdout or ():
-        line = line.rstrip("\n")
+    for raw in proc.stdout or ():
+        line = raw.rstrip("\n")
         if line.startswith(READY):
             print(f"chorus is up: {line.removeprefix(READY).strip()}  (logs: {log})")
             return 0
@@ -79,8 +80,8 @@ def _up_local(args: argparse.Namespace) -> int:
 def _up_joined(args: argparse.Namespace) -> int:
     """Deploy detached actors on an existing cluster and return."""
     from orchestrator.client import ray_connect
-    from orchestrator.service.config import load_config
     from orchestrator.runtime.deploy import deploy
+    from orchestrator.service.config import load_config
 
     ray_connect(args.address)
     dep = deploy(load_config(args.config), detached=True, progress=lambda s: print(s, flush=True))
@@ -130,8 +131,11 @@ def render_trace(reply) -> str:  # type: ignore[no-untyped-def]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = [f"trace of '{t.pattern}' ({t.kind})"]
     lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-    for key, value in t.decisions.items():
-        lines.append(f"  {key}: {json.dumps(value)}")
+    if t.decision is not None:
+        # The decision's own fields, those left at their defaults (no early stop, no failures…) omitted.
+        shown = t.decision.model_dump(mode="json", exclude_defaults=True, exclude={"kind"})
+        lines.append(f"  decision ({t.decision.kind}):")
+        lines += [f"    {key}: {json.dumps(value)}" for key, value in shown.items()]
     tot = t.totals
     lines.append(
         f"  total: {tot.model_calls} call(s), {tot.prompt_tokens}+{tot.completion_tokens} tokens, "
@@ -246,6 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     down.set_defaults(func=cmd_down)
 
     plan_command.add_parser(sub)
+    serve_config.add_parser(sub)
     return parser
 
 
@@ -258,6 +263,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # a one-line report here; the traceback goes to the log, not the terminal
+        log = log_path()
+        log.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(log)
+        logger = logging.getLogger("chorus.cli")
+        logger.addHandler(handler)
+        logger.error("chorus %s failed", args.command, exc_info=exc)
+        logger.removeHandler(handler)
+        print(f"chorus {args.command}: {type(exc).__name__}: {_first_line(exc)} (details in {log})", file=sys.stderr)
+        return 1
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else "no message"
 
 
 if __name__ == "__main__":

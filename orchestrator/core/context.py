@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from cluster.errors import BudgetExceeded, EngineError, StepFailed, Unsupported
 from orchestrator.core.budget import Budget
+from orchestrator.core.decisions import Decided
 from orchestrator.core.trace import Step, Trace
 from serving.types import Coalesce, Constraint, GenerationRequest, JsonSchema, Message, Result, Sampling
 
@@ -63,6 +65,7 @@ class Context:
         sink: Sink | None = None,
         answer_format: JsonSchema | None = None,
         coalesce: Coalesce | None = None,
+        request_id: str | None = None,
     ) -> None:
         self.fleet = fleet
         # A streamed request: the final step streams its tokens here, earlier steps report progress.
@@ -76,14 +79,18 @@ class Context:
         self.sampling = sampling
         self.budget = budget
         self.priority = priority
+        self.request_id = request_id
         self._calls_started = 0
 
     def model_of(self, role: str) -> str:
         return self.roles[role]
 
-    def note(self, key: str, value: Any) -> None:
-        """Record a decision (route, agreement, escalation…) in the trace."""
-        self.trace.decisions[key] = value
+    def decide(self, decision: Decided) -> Decided:
+        """Record the pattern's decision (its typed decision model) in the trace and return it, so
+        the pattern can fill it in as it goes. A later call replaces it: adaptive records its own
+        decision, with the chosen pattern's nested in it, after that pattern has run."""
+        self.trace.decision = decision
+        return decision
 
     def _check_budget(self) -> None:
         b = self.budget
@@ -136,6 +143,7 @@ class Context:
             constraint=constraint,
             priority=self.priority,
             coalesce=self.coalesce if final and self.sink is not None else None,
+            request_id=self._engine_request_id(len(self.trace.steps)),
         )
         step = Step(index=len(self.trace.steps), name=name, role=role, model=model)
         self.trace.steps.append(step)
@@ -171,6 +179,13 @@ class Context:
         if self.sink is not None and not final:
             self.sink.progress(step)
         return StepOutput(text=result.text, result=result, step=step)
+
+    def _engine_request_id(self, step: int) -> str | None:
+        """The engine's id for one call: the request's id, the step, and a random tail (a client
+        may reuse its id, the engine needs every id unique)."""
+        if self.request_id is None:
+            return None
+        return f"{self.request_id}-{step}-{uuid.uuid4().hex[:8]}"
 
     async def gather(self, *calls: Awaitable[T]) -> list[T | StepFailed]:
         """Run independent calls concurrently (so the engines batch them).

@@ -50,6 +50,9 @@ class ChatRequest(BaseModel):
     response_format: JsonSchema | None = Field(
         None, description="Constrains the pattern's final step (the answer) to JSON under this schema."
     )
+    request_id: str | None = Field(
+        None, description="The caller's id (HTTP x-request-id); prefixes the engine request ids and is in the trace."
+    )
 
 
 class Reply(BaseModel):

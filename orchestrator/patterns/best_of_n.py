@@ -1,6 +1,6 @@
 """`best_of_n`: N members answer concurrently; a judge scores each 1–10 (concurrently too); the
 highest score wins, the earliest member on ties. If no judgement succeeds, the first answer is
-returned and the trace says it was unjudged. Decisions: `scores`, `best`."""
+returned and the decision says it was unjudged. Decision: `BestOfNDecision`."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import Field
 
 from orchestrator.core.context import Context
+from orchestrator.core.decisions import PatternDecisionBase
 from orchestrator.patterns.kit import judging
 from orchestrator.patterns.kit.base import Answer, BuildEnv, PatternRequest, PatternSpecBase
 from orchestrator.patterns.kit.members import ask_all, require_answers
@@ -35,6 +36,15 @@ class BestOfNSpec(PatternSpecBase):
         return BestOfNPattern(self)
 
 
+class BestOfNDecision(PatternDecisionBase):
+    """The judge's score of every answer and which answer was returned."""
+
+    kind: Literal["best_of_n"] = "best_of_n"
+    scores: list[judging.JudgedAnswer] = Field(description="One per member that answered, in member order.")
+    best: int = Field(description="Member index of the returned answer.")
+    judged: bool = Field(description="False when no judgement succeeded and the first answer was returned.")
+
+
 @dataclass(frozen=True)
 class BestOfNPattern:
     spec: BestOfNSpec
@@ -48,9 +58,13 @@ class BestOfNPattern:
             ctx, self.spec.judge, request.question, [a.text for a in answers], name="judge"
         )
         pick = judging.best(scores)
-        ctx.note(
-            "scores", [{"member": f"{a.index}:{a.role}", "score": s} for a, s in zip(answers, scores, strict=True)]
-        )
-        ctx.note("best", {"member": answers[pick or 0].index, "judged": pick is not None})
         won = answers[pick or 0]
+        ctx.decide(
+            BestOfNDecision(
+                scores=judging.judged(answers, scores),
+                best=won.index,
+                judged=pick is not None,
+                failed_members=poll.failed,
+            )
+        )
         return Answer(text=won.text, finish_reason=won.finish_reason)

@@ -1,8 +1,8 @@
 """`consensus`: a vote; when agreement is below `threshold`, a stronger role decides instead.
 
 The escalation role sees the question and the members' answers as numbered references (unless
-`show_answers: false`). Decisions: `vote`, `agreement`, `escalated` (False, or the reason and role),
-`escalation_skipped` (below threshold but no budget left for the escalation).
+`show_answers: false`). Below the threshold with no budget left for the escalation, the plurality
+answer is returned and the decision says the escalation was skipped. Decision: `ConsensusDecision`.
 """
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ from typing import Literal
 
 from pydantic import Field
 
-from orchestrator.patterns.kit import prompts
 from orchestrator.core.context import Context
+from orchestrator.core.decisions import PatternDecisionBase
+from orchestrator.patterns.kit import prompts
+from orchestrator.patterns.kit.ballot import BallotSpec, TallyRecord, embedder_for, poll_and_tally
 from orchestrator.patterns.kit.base import Answer, BuildEnv, PatternRequest
 from orchestrator.patterns.kit.embedding import Embedder
 from orchestrator.patterns.kit.spending import can_afford
-from orchestrator.patterns.vote import BallotSpec, poll_and_tally
-from orchestrator.patterns.kit.ballot import embedder_for
 
 
 class ConsensusSpec(BallotSpec):
@@ -39,6 +39,21 @@ class ConsensusSpec(BallotSpec):
         return ConsensusPattern(self, embedder_for(self, env))
 
 
+class ConsensusDecision(PatternDecisionBase):
+    """The members' vote and whether a stronger role answered instead (`escalated`)."""
+
+    kind: Literal["consensus"] = "consensus"
+    tally: TallyRecord = Field(description="The members' count: winner, agreement, tie, groups.")
+    threshold: float = Field(description="The agreement the vote needed (the spec's threshold).")
+    escalated_to: str | None = Field(
+        default=None, description="The role that answered instead of the vote; null if none."
+    )
+    escalation_skipped: bool = Field(
+        default=False, description="Agreement was below the threshold but the budget left no call to escalate."
+    )
+    why: str = Field(default="", description="Why the vote was not accepted, in words; '' when it was.")
+
+
 @dataclass(frozen=True)
 class ConsensusPattern:
     spec: ConsensusSpec
@@ -46,19 +61,21 @@ class ConsensusPattern:
 
     async def run(self, request: PatternRequest, ctx: Context) -> Answer:
         spec = self.spec
-        answers, tally = await poll_and_tally(spec, self.embedder, request, ctx, "the consensus")
+        count = await poll_and_tally(spec, self.embedder, request, ctx, "the consensus")
+        answers, tally = count.answers, count.tally
+        decision = ctx.decide(
+            ConsensusDecision(tally=count.record(), threshold=spec.threshold, failed_members=count.failed)
+        )
         if tally.winner is not None and tally.agreement >= spec.threshold:
-            ctx.note("escalated", False)
             won = answers[tally.winner]
             return Answer(text=won.text, finish_reason=won.finish_reason)
-        why = f"agreement {tally.agreement:.2f} below threshold {spec.threshold:.2f}"
+        decision.why = f"agreement {tally.agreement:.2f} below threshold {spec.threshold:.2f}"
         if not can_afford(ctx, 1):
             # Out of budget: the plurality answer is still an answer; say it was not confirmed.
-            ctx.note("escalated", False)
-            ctx.note("escalation_skipped", {"reason": why, "skipped": "budget"})
+            decision.escalation_skipped = True
             won = answers[tally.winner if tally.winner is not None else 0]
             return Answer(text=won.text, finish_reason=won.finish_reason)
-        ctx.note("escalated", {"reason": why, "role": spec.escalate_to})
+        decision.escalated, decision.escalated_to = True, spec.escalate_to
         if spec.show_answers:
             messages = prompts.references_messages(prompts.ESCALATE_SYSTEM, request.question, [a.text for a in answers])
         else:

@@ -2,8 +2,8 @@
 `merge` (a synthesizer writes one answer from them), `vote` (the majority answer) or `best_of_n`
 (the judge's favourite). Agreement is always measured (same rules as `vote`); the answer ends
 with a line stating it, flagging uncertainty when it is below `diverge_below`. If the
-synthesizer fails, the representative member answer is returned (decision `merge_failed`).
-Decisions: `council` (mode, agreement, uncertain), `vote`, and `scores` for best_of_n."""
+synthesizer fails, the representative member answer is returned (and the decision says so).
+Decision: `CouncilDecision`."""
 
 from __future__ import annotations
 
@@ -12,20 +12,21 @@ from typing import Literal
 
 from pydantic import Field
 
-from orchestrator.patterns.kit import prompts
-from orchestrator.core.context import Context
 from cluster.errors import PatternFailed, StepFailed
-from orchestrator.patterns.kit import judging
+from orchestrator.core.context import Context
+from orchestrator.core.decisions import PatternDecisionBase
+from orchestrator.patterns.kit import judging, prompts
+from orchestrator.patterns.kit.ballot import BallotSpec, TallyRecord, embedder_for, poll_and_tally
 from orchestrator.patterns.kit.base import Answer, BuildEnv, PatternRequest
 from orchestrator.patterns.kit.embedding import Embedder
 from orchestrator.patterns.kit.members import MemberAnswer
-from orchestrator.patterns.vote import BallotSpec, poll_and_tally
-from orchestrator.patterns.kit.ballot import embedder_for
+
+Combine = Literal["merge", "vote", "best_of_n"]
 
 
 class CouncilSpec(BallotSpec):
     kind: Literal["council"]
-    combine: Literal["merge", "vote", "best_of_n"] = Field("merge", description="How the answers become one.")
+    combine: Combine = Field("merge", description="How the answers become one.")
     synthesizer: str = Field("synthesizer", description="combine: merge: the role that writes the combined answer.")
     judge: str = Field("judge", description="combine: best_of_n: the role that scores each answer.")
     diverge_below: float = Field(
@@ -48,6 +49,22 @@ class CouncilSpec(BallotSpec):
         return CouncilPattern(self, embedder_for(self, env))
 
 
+class CouncilDecision(PatternDecisionBase):
+    """How the members agreed and how their answers became one."""
+
+    kind: Literal["council"] = "council"
+    combine: Combine = Field(description="How the answers became one (the spec's combine).")
+    tally: TallyRecord = Field(description="The members' agreement, measured as vote measures it.")
+    uncertain: bool = Field(description="Agreement was below diverge_below: the answer is flagged uncertain.")
+    answered: int = Field(description="Members that answered.")
+    scores: list[judging.JudgedAnswer] = Field(
+        default_factory=list, description="combine: best_of_n: the judge's score of each answer."
+    )
+    merge_failed: str | None = Field(
+        default=None, description="combine: merge: why the synthesizer failed (the representative answer was returned)."
+    )
+
+
 def agreement_line(agreeing: int, answered: int, asked: int, agreement: float, uncertain: bool) -> str:
     line = f"Council agreement: {agreeing} of {answered} members agree ({agreement:.0%})"
     if answered < asked:
@@ -63,7 +80,12 @@ class CouncilPattern:
     embedder: Embedder | None = None
 
     async def _combine(
-        self, request: PatternRequest, ctx: Context, answers: list[MemberAnswer], winner: int | None
+        self,
+        request: PatternRequest,
+        ctx: Context,
+        answers: list[MemberAnswer],
+        winner: int | None,
+        decision: CouncilDecision,
     ) -> str:
         spec = self.spec
         if spec.combine == "vote":
@@ -72,16 +94,14 @@ class CouncilPattern:
             return answers[winner].text
         if spec.combine == "best_of_n":
             scores = await judging.score_all(ctx, spec.judge, request.question, [a.text for a in answers], name="judge")
-            ctx.note(
-                "scores", [{"member": f"{a.index}:{a.role}", "score": s} for a, s in zip(answers, scores, strict=True)]
-            )
+            decision.scores = judging.judged(answers, scores)
             return answers[judging.best(scores) or 0].text
         messages = prompts.references_messages(prompts.MERGE_SYSTEM, request.question, [a.text for a in answers])
         try:
             out = await ctx.call(spec.synthesizer, messages, name="merge", final=True)
         except StepFailed as exc:
             # The members did answer: fall back to the one most of them agree with, and say so.
-            ctx.note("merge_failed", f"{exc}; answered with the representative member answer")
+            decision.merge_failed = str(exc)
             return answers[winner if winner is not None else 0].text
         return out.text
 
@@ -89,10 +109,19 @@ class CouncilPattern:
         spec = self.spec
         # With merge the synthesizer writes the answer; otherwise a member's answer is it.
         candidates = spec.combine != "merge"
-        answers, tally = await poll_and_tally(spec, self.embedder, request, ctx, "the council", candidates)
+        count = await poll_and_tally(spec, self.embedder, request, ctx, "the council", candidates)
+        answers, tally = count.answers, count.tally
         uncertain = tally.agreement < spec.diverge_below
-        ctx.note("council", {"combine": spec.combine, "uncertain": uncertain, "answered": len(answers)})
-        text = await self._combine(request, ctx, answers, tally.winner)
+        decision = ctx.decide(
+            CouncilDecision(
+                combine=spec.combine,
+                tally=count.record(),
+                uncertain=uncertain,
+                answered=len(answers),
+                failed_members=count.failed,
+            )
+        )
+        text = await self._combine(request, ctx, answers, tally.winner, decision)
         if spec.state_agreement and ctx.answer_format is None:  # a line after JSON would break it
             agreeing = len(tally.groups[0].members) if tally.groups else 0
             line = agreement_line(agreeing, len(answers), len(spec.members), tally.agreement, uncertain)

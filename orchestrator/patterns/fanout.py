@@ -1,4 +1,5 @@
-"""`fanout`: the same request to N roles at once; every answer comes back, side by side."""
+"""`fanout`: the same request to N roles at once; every answer comes back, side by side.
+Decision: `FanoutDecision`."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Literal
 from pydantic import Field
 
 from orchestrator.core.context import Context
+from orchestrator.core.decisions import PatternDecisionBase
 from orchestrator.patterns.kit.base import Answer, BuildEnv, PatternRequest, PatternSpecBase
 from orchestrator.patterns.kit.members import ask_all, require_answers
 
@@ -29,6 +31,14 @@ class FanoutSpec(PatternSpecBase):
         return FanoutPattern(self)
 
 
+class FanoutDecision(PatternDecisionBase):
+    """How many members answered (the failed ones are in `failed_members`)."""
+
+    kind: Literal["fanout"] = "fanout"
+    answered: int = Field(description="Members that answered.")
+    asked: int = Field(description="Members asked.")
+
+
 @dataclass(frozen=True)
 class FanoutPattern:
     spec: FanoutSpec
@@ -41,5 +51,5 @@ class FanoutPattern:
         for i, role in enumerate(self.spec.members):
             body = by_index[i].text.strip() if i in by_index else "(no answer: this member failed)"
             sections.append(f"### {i + 1}. {role}\n{body}")
-        ctx.note("answered", f"{len(poll.answers)} of {len(self.spec.members)}")
+        ctx.decide(FanoutDecision(answered=len(poll.answers), asked=len(self.spec.members), failed_members=poll.failed))
         return Answer(text="\n\n".join(sections))

@@ -2,6 +2,7 @@
 TEMPLATES`) applied to the request and the previous step's output. The last output is the answer.
 
 Steps depend on each other, so they run one after another; a failed step ends the request.
+Decision: `PipelineDecision`.
 """
 
 from __future__ import annotations
@@ -9,12 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cluster.spec import Strict
-
-from orchestrator.patterns.kit import prompts
 from orchestrator.core.context import Context
+from orchestrator.core.decisions import PatternDecisionBase
+from orchestrator.patterns.kit import prompts
 from orchestrator.patterns.kit.base import Answer, BuildEnv, PatternRequest, PatternSpecBase
 
 Template = Literal["answer", "draft", "critique", "refine", "summarize", "custom"]
@@ -54,6 +55,22 @@ class PipelineSpec(PatternSpecBase):
         return PipelinePattern(self)
 
 
+class StepRun(BaseModel):
+    """One pipeline step that ran."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: str = Field(description="The step's role.")
+    template: Template = Field(description="The step's prompt template.")
+
+
+class PipelineDecision(PatternDecisionBase):
+    """The steps the pipeline ran, in order."""
+
+    kind: Literal["pipeline"] = "pipeline"
+    steps: list[StepRun] = Field(description="Each step, in order.")
+
+
 @dataclass(frozen=True)
 class PipelinePattern:
     spec: PipelineSpec
@@ -66,5 +83,5 @@ class PipelinePattern:
             last = i == len(self.spec.steps) - 1
             out = await ctx.call(step.role, messages, name=f"step[{i}]:{step.template}", final=last)
             previous, finish = out.text, out.result.finish_reason
-        ctx.note("steps", [f"{s.template}@{s.role}" for s in self.spec.steps])
+        ctx.decide(PipelineDecision(steps=[StepRun(role=s.role, template=s.template) for s in self.spec.steps]))
         return Answer(text=previous or "", finish_reason=finish)

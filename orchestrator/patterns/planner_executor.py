@@ -5,7 +5,7 @@ run concurrently); the planner then writes the answer from the results.
 A malformed or cyclic plan gets one repair attempt (the planner sees its plan and the problem);
 a second bad plan ends the request with an error that names the problem. A failed step is
 recorded and the steps after it are skipped; the planner answers from what finished.
-Decisions: `plan`, `plan_repaired`, `failed_members`, `skipped_steps`.
+Decision: `PlannerExecutorDecision`.
 """
 
 from __future__ import annotations
@@ -16,15 +16,14 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from serving.types import JsonSchema, Message
-
-from orchestrator.patterns.kit import prompts
-from orchestrator.core.context import Context
 from cluster.errors import PatternFailed, StepFailed
+from orchestrator.core.context import Context
+from orchestrator.core.decisions import FailedMember, PatternDecisionBase
+from orchestrator.patterns.kit import prompts
 from orchestrator.patterns.kit.base import Answer, BuildEnv, PatternRequest, PatternSpecBase
-from orchestrator.patterns.kit.members import record_failures
-from orchestrator.patterns.kit.task_graph import Plan, PlanError, parse_plan, plan_schema
 from orchestrator.patterns.kit.spending import can_afford
+from orchestrator.patterns.kit.task_graph import Plan, PlanError, PlanStep, parse_plan, plan_schema
+from serving.types import JsonSchema, Message
 
 
 class PlannerExecutorSpec(PatternSpecBase):
@@ -54,15 +53,27 @@ class PlannerExecutorSpec(PatternSpecBase):
         return PlannerExecutorPattern(self)
 
 
+class PlannerExecutorDecision(PatternDecisionBase):
+    """The plan that ran, whether it needed a repair, and the steps that did not run."""
+
+    kind: Literal["planner_executor"] = "planner_executor"
+    plan: list[PlanStep] = Field(default_factory=list, description="The plan's steps (type, instruction, after).")
+    plan_repaired: bool = Field(default=False, description="The first plan was invalid and the planner repaired it.")
+    plan_problem: str | None = Field(default=None, description="What was wrong with the first plan.")
+    skipped_steps: list[int] = Field(
+        default_factory=list, description="1-based steps skipped because a step they come after failed."
+    )
+
+
 @dataclass(frozen=True)
 class PlannerExecutorPattern:
     spec: PlannerExecutorSpec
 
-    async def _plan(self, ctx: Context, question: str) -> Plan:
+    async def _plan(self, ctx: Context, question: str, decision: PlannerExecutorDecision) -> Plan:
         spec = self.spec
         types = list(spec.executors)
         schema = JsonSchema(json_schema=plan_schema(types, spec.max_steps, spec.instruction_chars))
-        ctx.note("plan_repaired", False)
+
         async def ask(messages: list[Message], name: str) -> str:
             out = await ctx.call(
                 spec.planner, messages, name=name, constraint=schema, max_tokens=spec.plan_max_tokens, temperature=0.0
@@ -74,7 +85,7 @@ class PlannerExecutorPattern:
             return parse_plan(text, types, spec.max_steps)
         except PlanError as exc:
             first = str(exc)
-        ctx.note("plan_repaired", {"problem": first})
+        decision.plan_repaired, decision.plan_problem = True, first
         if not can_afford(ctx, 3):  # the repair, at least one step, the synthesis
             raise PatternFailed(f"the planner's plan was invalid ({first}) and the budget leaves no room to repair it")
         text = await ask(prompts.plan_repair_messages(types, spec.max_steps, question, text, first), "plan_repair")
@@ -86,11 +97,12 @@ class PlannerExecutorPattern:
                 f"a stronger planner role or a larger plan_max_tokens may help"
             ) from None
 
-    async def _execute(self, ctx: Context, question: str, plan: Plan) -> list[str | None]:
+    async def _execute(
+        self, ctx: Context, question: str, plan: Plan, decision: PlannerExecutorDecision
+    ) -> list[str | None]:
         """Each step's result (None: failed or skipped), in plan order."""
         loop = asyncio.get_running_loop()
         done = [loop.create_future() for _ in plan.steps]
-        failed: list[dict[str, object]] = []
         skipped: list[int] = []
 
         async def run(i: int) -> None:
@@ -102,25 +114,26 @@ class PlannerExecutorPattern:
                 if any(x is None for x in inputs):
                     skipped.append(i + 1)
                     return
-                messages = prompts.plan_step_messages(question, step.instruction, inputs)  # type: ignore[arg-type]
+                messages = prompts.plan_step_messages(question, step.instruction, inputs)
                 out = await ctx.call(role, messages, name=f"step[{i + 1}]:{step.type}")
                 text = out.text
             except StepFailed as exc:
-                failed.append({"step": f"step[{i + 1}]:{step.type}", "role": role, "error": str(exc)})
+                decision.failed_members.append(
+                    FailedMember(step=f"step[{i + 1}]:{step.type}", role=role, error=str(exc))
+                )
             finally:
                 done[i].set_result(text)  # always: the steps after this one wait on it
 
         await ctx.gather(*(run(i) for i in range(len(plan.steps))))
-        record_failures(ctx, failed)
-        if skipped:
-            ctx.note("skipped_steps", sorted(skipped))
+        decision.skipped_steps = sorted(skipped)
         return [f.result() for f in done]
 
     async def run(self, request: PatternRequest, ctx: Context) -> Answer:
         question = request.question
-        plan = await self._plan(ctx, question)
-        ctx.note("plan", [s.model_dump() for s in plan.steps])
-        results = await self._execute(ctx, question, plan)
+        decision = ctx.decide(PlannerExecutorDecision())
+        plan = await self._plan(ctx, question, decision)
+        decision.plan = list(plan.steps)
+        results = await self._execute(ctx, question, plan, decision)
         if all(r is None for r in results):
             raise PatternFailed(f"every step of the {len(results)}-step plan failed or was skipped")
         shown = [

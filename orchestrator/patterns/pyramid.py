@@ -4,9 +4,9 @@ Layer 1 answers the conversation. Each later layer sees the question and the pre
 answers as numbered references, placed after a prefix every member of every layer shares (so the
 engine's prefix cache serves it). After any layer but the last, if its members' agreement reaches
 `early_stop`, the pyramid stops and returns that layer's representative answer. The last layer
-(one role) aggregates. A layer whose members all fail ends the request; some failing is noted;
-if the aggregator fails, the layer below's representative answer stands (noted too).
-Decisions: `layers` (agreement per layer), `agreement`, `early_stop`.
+(one role) aggregates. A layer whose members all fail ends the request; some failing is recorded;
+if the aggregator fails, the layer below's representative answer stands (recorded too).
+Decision: `PyramidDecision`.
 """
 
 from __future__ import annotations
@@ -14,18 +14,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from serving.types import Message
-
-from orchestrator.patterns.kit import prompts
-from orchestrator.core.context import Context
 from cluster.errors import StepFailed
+from orchestrator.core.context import Context
+from orchestrator.core.decisions import FailedMember, PatternDecisionBase
+from orchestrator.patterns.kit import prompts
+from orchestrator.patterns.kit.ballot import AgreementFields, decide, embedder_for
 from orchestrator.patterns.kit.base import Answer, BuildEnv, PatternRequest, PatternSpecBase
 from orchestrator.patterns.kit.embedding import Embedder
-from orchestrator.patterns.kit.members import ask_all, record_failures, require_answers
+from orchestrator.patterns.kit.members import ask_all, require_answers
 from orchestrator.patterns.kit.spending import can_afford
-from orchestrator.patterns.kit.ballot import AgreementFields, decide, embedder_for
+from serving.types import Message
 
 
 class PyramidSpec(PatternSpecBase, AgreementFields):
@@ -69,6 +69,34 @@ class PyramidSpec(PatternSpecBase, AgreementFields):
         return PyramidPattern(self, embedder_for(self, env))
 
 
+class LayerRun(BaseModel):
+    """One layer that ran."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    layer: int = Field(description="1-based layer number.")
+    answered: int = Field(description="Members of the layer that answered.")
+    agreement: float | None = Field(
+        default=None, description="The layer's agreement (4 places); null for the last layer, which aggregates."
+    )
+
+
+class PyramidDecision(PatternDecisionBase):
+    """The layers that ran, their agreement, and whether the pyramid stopped early (`early_stop`)."""
+
+    kind: Literal["pyramid"] = "pyramid"
+    layers: list[LayerRun] = Field(default_factory=list, description="Each layer that ran, in order.")
+    agreement: float | None = Field(default=None, description="The agreement of the last layer that measured one.")
+    stopped_after_layer: int | None = Field(default=None, description="On an early stop: the last layer that ran.")
+    stop_reason: Literal["agreement", "budget"] | None = Field(
+        default=None,
+        description="On an early stop: agreement reached early_stop, or the budget could not pay for more.",
+    )
+
+    def stop(self, after_layer: int, reason: Literal["agreement", "budget"]) -> None:
+        self.early_stop, self.stopped_after_layer, self.stop_reason = True, after_layer, reason
+
+
 @dataclass(frozen=True)
 class PyramidPattern:
     spec: PyramidSpec
@@ -80,14 +108,12 @@ class PyramidPattern:
 
     async def run(self, request: PatternRequest, ctx: Context) -> Answer:
         spec = self.spec
-        history: list[dict[str, object]] = []
-        ctx.note("layers", history)  # filled in as layers finish
-        ctx.note("early_stop", False)
+        decision = ctx.decide(PyramidDecision())  # filled in as layers finish
         references: list[str] = []
         representative = ""
         for depth, roles in enumerate(spec.layers[:-1]):
             if depth > 0 and not can_afford(ctx, len(roles) + 1):
-                ctx.note("early_stop", {"after_layer": depth, "reason": "budget"})
+                decision.stop(depth, "budget")
                 return Answer(text=representative)
             poll = await ask_all(
                 ctx,
@@ -97,17 +123,19 @@ class PyramidPattern:
                 constraint=spec.member_constraint(),
                 temperature=spec.temperature,
             )
+            decision.failed_members += poll.failed
             answers = require_answers(poll, f"pyramid layer {depth + 1}")
             tally = await decide(spec, answers, self.embedder)
-            history.append({"layer": depth + 1, "answered": len(answers), "agreement": round(tally.agreement, 4)})
-            ctx.note("agreement", round(tally.agreement, 4))
+            agreement = round(tally.agreement, 4)
+            decision.layers.append(LayerRun(layer=depth + 1, answered=len(answers), agreement=agreement))
+            decision.agreement = agreement
             references = [a.text for a in answers]
             representative = answers[tally.winner if tally.winner is not None else 0].text
             if spec.early_stop is not None and tally.winner is not None and tally.agreement >= spec.early_stop:
-                ctx.note("early_stop", {"after_layer": depth + 1, "agreement": round(tally.agreement, 4)})
+                decision.stop(depth + 1, "agreement")
                 return Answer(text=representative, finish_reason=answers[tally.winner].finish_reason)
         if not can_afford(ctx, 1):
-            ctx.note("early_stop", {"after_layer": len(spec.layers) - 1, "reason": "budget"})
+            decision.stop(len(spec.layers) - 1, "budget")
             return Answer(text=representative)
         top = len(spec.layers)
         try:
@@ -119,8 +147,8 @@ class PyramidPattern:
             )
         except StepFailed as exc:
             # The layer below did answer: its representative answer stands, and the trace says why.
-            history.append({"layer": top, "answered": 0})
-            record_failures(ctx, [{"step": f"layer{top}[0]", "role": spec.layers[-1][0], "error": str(exc)}])
+            decision.layers.append(LayerRun(layer=top, answered=0))
+            decision.failed_members.append(FailedMember(step=f"layer{top}[0]", role=spec.layers[-1][0], error=str(exc)))
             return Answer(text=representative)
-        history.append({"layer": top, "answered": 1})
+        decision.layers.append(LayerRun(layer=top, answered=1))
         return Answer(text=out.text, finish_reason=out.result.finish_reason)

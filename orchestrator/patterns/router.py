@@ -4,7 +4,7 @@ The label is forced to be one of the configured labels (vLLM structured outputs,
 the classifier can never answer off-list. Its confidence is the probability the classifier gave
 the chosen label's first token, renormalised over the first tokens of all labels (from the
 engine's top logprobs). Below `min_confidence`, or when the classifier call fails, the request
-goes to `fallback`.
+goes to `fallback`. Decision: `RouterDecision`.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from cluster.spec import Strict
-from serving.types import Choice, TokenLogprob
-
-from orchestrator.patterns.kit import prompts
-from orchestrator.core.context import Context, StepOutput
 from cluster.errors import StepFailed
+from cluster.spec import Strict
+from orchestrator.core.context import Context
+from orchestrator.core.decisions import PatternDecisionBase
 from orchestrator.patterns.kit.base import Answer, BuildEnv, PatternRequest, PatternSpecBase
+from orchestrator.patterns.kit.classify import classify
+from serving.types import TokenLogprob
 
 TOP_LOGPROBS = 20
 
@@ -55,6 +55,26 @@ class RouterSpec(PatternSpecBase):
         return RouterPattern(self)
 
 
+RouterFallback = Literal["classifier_failed", "unknown_label", "low_confidence"]
+
+
+class RouterDecision(PatternDecisionBase):
+    """Which label the classifier chose, how sure it was, and which role answered."""
+
+    kind: Literal["router"] = "router"
+    label: str = Field(description="The classifier's label; '' when the classifier call failed.")
+    confidence: float = Field(
+        description="The label's probability among the labels (4 places); 0 when the call failed."
+    )
+    role: str = Field(description="The role that answered: the label's, or the fallback role.")
+    fallback: RouterFallback | None = Field(
+        default=None, description="Why the fallback role answered; null when routed."
+    )
+    why: str = Field(
+        default="", description="The fallback reason in words (the classifier's error, the label, the confidence)."
+    )
+
+
 def label_confidence(logprobs: list[TokenLogprob] | None, chosen: str, labels: list[str]) -> float:
     """P(chosen) among the labels, judged at the first generated token.
 
@@ -67,7 +87,7 @@ def label_confidence(logprobs: list[TokenLogprob] | None, chosen: str, labels: l
     first = logprobs[0]
     alternatives = dict(first.top)
     alternatives.setdefault(first.token, first.logprob)
-    mass = {label: 0.0 for label in labels}
+    mass = dict.fromkeys(labels, 0.0)
     for token, lp in alternatives.items():
         piece = token.strip()
         starts = [label for label in labels if piece and label.startswith(piece)]
@@ -79,49 +99,33 @@ def label_confidence(logprobs: list[TokenLogprob] | None, chosen: str, labels: l
     return mass.get(chosen, 0.0) / total
 
 
-async def classify(
-    ctx: Context, classifier: str, labels: dict[str, str], question: str, *, logprobs: int | None = None
-) -> StepOutput:
-    """One `classify` step: `classifier` picks a label (label → when to pick it) under a Choice
-    constraint, so it cannot answer off the list. Shared by router and adaptive."""
-    return await ctx.call(
-        classifier,
-        prompts.router_messages(labels, question),
-        name="classify",
-        constraint=Choice(options=list(labels)),
-        max_tokens=32,
-        temperature=0.0,
-        logprobs=logprobs,
-    )
-
-
 @dataclass(frozen=True)
 class RouterPattern:
     spec: RouterSpec
 
-    async def classify(self, request: PatternRequest, ctx: Context) -> tuple[str, str, float, str | None]:
-        """Returns (role, label, confidence, why-fallback-or-None)."""
-        labels = list(self.spec.routes)
+    async def classify(self, request: PatternRequest, ctx: Context) -> RouterDecision:
+        """The route: the label's role, or the fallback role and why."""
+        spec = self.spec
+        labels = list(spec.routes)
         try:
-            out = await classify(
-                ctx, self.spec.classifier, {k: r.when for k, r in self.spec.routes.items()}, request.question,
-                logprobs=TOP_LOGPROBS,
-            )
+            labelled = {k: r.when for k, r in spec.routes.items()}
+            out = await classify(ctx, spec.classifier, labelled, request.question, logprobs=TOP_LOGPROBS)
         except StepFailed as exc:
-            return self.spec.fallback, "", 0.0, f"classifier failed: {exc}"
+            why = f"classifier failed: {exc}"
+            return RouterDecision(label="", confidence=0.0, role=spec.fallback, fallback="classifier_failed", why=why)
         label = out.text.strip()
         confidence = label_confidence(out.result.logprobs, label, labels)
-        if label not in self.spec.routes:
-            return self.spec.fallback, label, confidence, f"unknown label {label!r}"
-        if confidence < self.spec.min_confidence:
-            return self.spec.fallback, label, confidence, (
-                f"confidence {confidence:.2f} below min_confidence {self.spec.min_confidence:.2f}"
-            )
-        return self.spec.routes[label].role, label, confidence, None
+        routed = RouterDecision(label=label, confidence=round(confidence, 4), role=spec.fallback)
+        if label not in spec.routes:
+            routed.fallback, routed.why = "unknown_label", f"unknown label {label!r}"
+        elif confidence < spec.min_confidence:
+            routed.fallback = "low_confidence"
+            routed.why = f"confidence {confidence:.2f} below min_confidence {spec.min_confidence:.2f}"
+        else:
+            routed.role = spec.routes[label].role
+        return routed
 
     async def run(self, request: PatternRequest, ctx: Context) -> Answer:
-        role, label, confidence, why = await self.classify(request, ctx)
-        ctx.note("route", {"label": label, "confidence": round(confidence, 4), "role": role, "fallback": why})
-        out = await ctx.call(role, request.messages, name="answer", final=True)
+        route = ctx.decide(await self.classify(request, ctx))
+        out = await ctx.call(route.role, request.messages, name="answer", final=True)
         return Answer(text=out.text, finish_reason=out.result.finish_reason)
-

@@ -4,7 +4,7 @@ revise with feedback per task) for at most `max_rounds` rounds of work, then wri
 
 Bounded and forgiving: an unusable assignment gives every worker the whole request; an unusable
 or failed review accepts what there is; a failed worker's task is redone in the next round if
-there is one. Decisions: `assignments`, `reviews`, `rounds`, `failed_members`.
+there is one. Decision: `SupervisorWorkerDecision`.
 """
 
 from __future__ import annotations
@@ -13,17 +13,16 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from cluster.spec import Strict
-from serving.types import JsonSchema
-
-from orchestrator.patterns.kit import prompts
-from orchestrator.core.context import Context
 from cluster.errors import PatternFailed, StepFailed
+from cluster.spec import Strict
+from orchestrator.core.context import Context
+from orchestrator.core.decisions import FailedMember, PatternDecisionBase
+from orchestrator.patterns.kit import prompts
 from orchestrator.patterns.kit.base import Answer, BuildEnv, PatternRequest, PatternSpecBase
-from orchestrator.patterns.kit.members import record_failures
 from orchestrator.patterns.kit.spending import can_afford
+from serving.types import JsonSchema
 
 
 class Worker(Strict):
@@ -60,8 +59,10 @@ class SupervisorWorkerSpec(PatternSpecBase):
 
 
 class Assignment(BaseModel):
-    worker: str
-    task: str
+    """A sub-task the supervisor gave a worker."""
+
+    worker: str = Field(description="The worker's name (a key of the spec's workers).")
+    task: str = Field(description="The sub-task.")
 
 
 class Assignments(BaseModel):
@@ -76,6 +77,42 @@ class Feedback(BaseModel):
 class Review(BaseModel):
     verdict: Literal["accept", "revise"]
     feedback: list[Feedback] = []
+
+
+ReviewOutcome = Literal[
+    "accepted", "revising", "nothing_to_revise", "review_unusable", "no_budget_for_review", "no_budget_for_revision"
+]
+
+
+class ReviewRecord(BaseModel):
+    """What came of the review after one round of work."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    round: int = Field(description="The round of work reviewed (1-based).")
+    verdict: Literal["accept", "revise"] | None = Field(
+        default=None, description="What the supervisor said; null when there was no usable review."
+    )
+    revise: list[int] = Field(default_factory=list, description="1-based tasks to redo.")
+    outcome: ReviewOutcome = Field(
+        description="accepted: work stops; revising: the named tasks are redone next round; nothing_to_revise: "
+        "'revise' named no task, work stops; review_unusable: the review failed or was invalid, what there is "
+        "is accepted; no_budget_for_review / no_budget_for_revision: the budget could not pay for it, work stops."
+    )
+
+
+class SupervisorWorkerDecision(PatternDecisionBase):
+    """The assignments, each review, and how many rounds of work ran."""
+
+    kind: Literal["supervisor_worker"] = "supervisor_worker"
+    assignments: list[Assignment] = Field(default_factory=list, description="The sub-tasks, in order.")
+    unusable_assignment: str | None = Field(
+        default=None,
+        description="The supervisor's unusable assignment (first 200 characters), when every worker got the "
+        "whole request instead; null when the assignment was used.",
+    )
+    reviews: list[ReviewRecord] = Field(default_factory=list, description="One per review, in order.")
+    rounds: int = Field(default=0, description="Rounds of work that ran.")
 
 
 def _closed(properties: dict[str, Any]) -> dict[str, Any]:
@@ -110,7 +147,7 @@ def _rows(tasks: list[Assignment], results: list[str | None]) -> list[tuple[str,
 class SupervisorWorkerPattern:
     spec: SupervisorWorkerSpec
 
-    async def _assign(self, ctx: Context, question: str) -> list[Assignment]:
+    async def _assign(self, ctx: Context, question: str, decision: SupervisorWorkerDecision) -> list[Assignment]:
         spec = self.spec
         names = list(spec.workers)
         schema = JsonSchema(json_schema=assignment_schema(names, spec.max_assignments, spec.task_chars))
@@ -129,7 +166,7 @@ class SupervisorWorkerPattern:
             tasks = []
         if not tasks:
             # An unusable assignment should not end the request: every worker takes the whole request.
-            ctx.note("assignment_fallback", f"unusable assignment {out.text[:200]!r}; every worker gets the request")
+            decision.unusable_assignment = out.text[:200]
             tasks = [Assignment(worker=n, task=question) for n in names][: spec.max_assignments]
         return tasks
 
@@ -159,6 +196,7 @@ class SupervisorWorkerPattern:
         which: dict[int, str | None],
         results: list[str | None],
         round_: int,
+        decision: SupervisorWorkerDecision,
     ) -> None:
         """Run tasks `which` (index → feedback or None) concurrently, updating `results` in place."""
 
@@ -170,49 +208,52 @@ class SupervisorWorkerPattern:
 
         order = sorted(which)
         outs = await ctx.gather(*(one(k, which[k]) for k in order))
-        failed = []
         for k, out in zip(order, outs, strict=True):
             if isinstance(out, StepFailed):  # a failed redo keeps the previous result, if any
-                failed.append({"step": f"round{round_}:{tasks[k].worker}[{k + 1}]", "error": str(out)})
+                t = tasks[k]
+                decision.failed_members.append(
+                    FailedMember(
+                        step=f"round{round_}:{t.worker}[{k + 1}]", role=self.spec.workers[t.worker].role, error=str(out)
+                    )
+                )
             else:
                 results[k] = out
-        record_failures(ctx, failed)
 
     async def run(self, request: PatternRequest, ctx: Context) -> Answer:
         spec = self.spec
         question = request.question
-        tasks = await self._assign(ctx, question)
-        ctx.note("assignments", [t.model_dump() for t in tasks])
+        decision = ctx.decide(SupervisorWorkerDecision())
+        tasks = await self._assign(ctx, question, decision)
+        decision.assignments = tasks
         results: list[str | None] = [None] * len(tasks)
-        reviews: list[dict[str, object]] = []
-        ctx.note("reviews", reviews)
-        todo: dict[int, str | None] = {k: None for k in range(len(tasks))}
+        reviews = decision.reviews
+        todo: dict[int, str | None] = dict.fromkeys(range(len(tasks)))
         rounds = 0
         for round_ in range(1, spec.max_rounds + 1):
-            await self._work(ctx, question, tasks, todo, results, round_)
-            rounds = round_
+            await self._work(ctx, question, tasks, todo, results, round_, decision)
+            rounds = decision.rounds = round_
             if round_ == spec.max_rounds:
                 break
             if not can_afford(ctx, 3):  # a review, at least one redo, the answer
-                reviews.append({"round": round_, "verdict": "skipped: budget"})
+                reviews.append(ReviewRecord(round=round_, outcome="no_budget_for_review"))
                 break
             review = await self._review(ctx, question, _rows(tasks, results), round_)
             if review is None:
-                reviews.append({"round": round_, "verdict": "accept (review unusable)"})
+                reviews.append(ReviewRecord(round=round_, outcome="review_unusable"))
                 break
             todo = {f.task - 1: f.note for f in review.feedback if 1 <= f.task <= len(tasks)}
             todo.update({k: "Your previous attempt failed; try again." for k, r in enumerate(results) if r is None})
             if review.verdict == "accept" or not todo:
-                reviews.append(
-                    {"round": round_, "verdict": "accept" if review.verdict == "accept" else "revise (nothing named)"}
-                )
+                outcome: ReviewOutcome = "accepted" if review.verdict == "accept" else "nothing_to_revise"
+                reviews.append(ReviewRecord(round=round_, verdict=review.verdict, outcome=outcome))
                 break
             revise = sorted(k + 1 for k in todo)
             if not can_afford(ctx, len(todo) + 1):  # the redos and the answer
-                reviews.append({"round": round_, "verdict": "revise", "revise": revise, "skipped": "budget"})
+                reviews.append(
+                    ReviewRecord(round=round_, verdict="revise", revise=revise, outcome="no_budget_for_revision")
+                )
                 break
-            reviews.append({"round": round_, "verdict": "revise", "revise": revise})
-        ctx.note("rounds", rounds)
+            reviews.append(ReviewRecord(round=round_, verdict="revise", revise=revise, outcome="revising"))
         if all(r is None for r in results):
             raise PatternFailed(f"every worker's task failed ({len(tasks)} tasks, {rounds} rounds)")
         out = await ctx.call(spec.supervisor, prompts.write_messages(question, _rows(tasks, results)), name="write", final=True)

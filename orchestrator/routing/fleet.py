@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -31,12 +31,27 @@ class Fleet:
     def pick(self, model: str, request: GenerationRequest | None = None) -> Replica:
         return self.balancer.choose(model, self._replicas(model), request)  # type: ignore[return-value]
 
-    def saturated(self, model: str) -> bool:
-        """True when every replica's batch and wait queue are full: a new request would only wait."""
-        return all(
-            r.max_queue is not None and self.balancer.load(model, r) >= r.capacity + r.max_queue
-            for r in self._replicas(model)
-        )
+    async def saturated(self, models: Iterable[str]) -> list[str]:
+        """The models whose every replica has a full batch and a full wait queue.
+
+        Asked of the replicas themselves (their admission is the one truth when several
+        orchestrators share them), all at once; a replica that cannot answer does not count as full.
+        """
+        pairs = [(m, r) for m in sorted(set(models)) for r in self._replicas(m) if r.max_queue is not None]
+        if not pairs:
+            return []
+        loads = await asyncio.gather(*(r.load() for _, r in pairs), return_exceptions=True)
+        room: dict[str, bool] = {m: False for m, _ in pairs}
+        for (model, _), load in zip(pairs, loads):
+            if isinstance(load, BaseException):
+                if not isinstance(load, ChorusError):
+                    raise load
+                room[model] = True  # unreachable: let the call itself find out
+            elif not load.full:
+                room[model] = True
+        # A model with any replica that has no queue bound is never refused up front.
+        bounded = {m for m in models if all(r.max_queue is not None for r in self._replicas(m))}
+        return sorted(m for m, ok in room.items() if not ok and m in bounded)
 
     @asynccontextmanager
     async def _dispatch(self, model: str, request: GenerationRequest | None) -> AsyncIterator[Replica]:

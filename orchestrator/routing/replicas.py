@@ -6,13 +6,23 @@ The Ray kind (a `ModelHost` actor) is `orchestrator.runtime.ray_replica.RayRepli
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from cluster.errors import EngineRejected
 from serving.engines.base import Engine, OpenAIEngine
+from serving.host.admission import Load
 from serving.host.model_host import HostStatus, ModelHost
-from serving.types import Accounting, GenerationRequest, OpenAICall, OpenAIPart, OpenAIReply, Result, SSEBatch, StreamChunk
+from serving.types import (
+    Accounting,
+    GenerationRequest,
+    OpenAICall,
+    OpenAIPart,
+    OpenAIReply,
+    Result,
+    SSEBatch,
+    StreamChunk,
+)
 
 
 class Replica(Protocol):
@@ -29,6 +39,10 @@ class Replica(Protocol):
 
     async def status(self) -> HostStatus: ...
 
+    async def load(self) -> Load:
+        """The replica's own admission state: the truth every orchestrator replica shares."""
+        ...
+
 
 @dataclass
 class LocalReplica:
@@ -39,12 +53,26 @@ class LocalReplica:
     gpus: float = 0.0
     capacity: int = 16
     max_queue: int | None = None
+    inflight: int = field(default=0, init=False)  # calls inside the engine or waiting for it
 
     async def generate(self, request: GenerationRequest) -> Result:
-        return await self.engine.generate(request)
+        self.inflight += 1
+        try:
+            return await self.engine.generate(request)
+        finally:
+            self.inflight -= 1
 
-    def stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
-        return self.engine.stream(request)
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
+        self.inflight += 1
+        try:
+            async for chunk in self.engine.stream(request):
+                yield chunk
+        finally:
+            self.inflight -= 1
+
+    async def load(self) -> Load:
+        running = min(self.inflight, self.capacity)
+        return Load(running, self.inflight - running, self.capacity, self.max_queue)
 
     async def openai(self, call: OpenAICall) -> AsyncIterator[OpenAIPart]:
         """The engine's OpenAI layer without a host: no admission, no coalescing, no timing."""
@@ -87,3 +115,6 @@ class HostReplica:
 
     async def status(self) -> HostStatus:
         return await self.host.status()
+
+    async def load(self) -> Load:
+        return await self.host.load()

@@ -1,85 +1,87 @@
-"""Bring a config up on a Ray cluster: reserve GPUs, start ModelHosts wave by wave, then the
-Orchestrator and the HTTP Gateway; and take it down again.
+"""Bring a config up on a Ray cluster: the ModelHosts (the GPU tier, `orchestrator.runtime.hosts`)
+and then the Ray Serve application of the request tier (`orchestrator.runtime.serve_app`); and take
+it down again.
 
-Actors are named in the `chorus` namespace (`chorus.host.<model>.<replica>`,
-`chorus.orchestrator`, `chorus.gateway`) so other drivers find them.
+ModelHosts are named actors in the chorus namespace (`chorus.host.<model>.<replica>`); the Serve
+application is `chorus` (or `chorus-<namespace>` for another namespace), its ingress deployment
+`Orchestrator`; Serve's HTTP proxy binds `server.host:server.port`.
 """
 
 from __future__ import annotations
 
+import logging
+import socket
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import ray
+from ray import serve
 
-from cluster.runtime.reservation import Reservation, ReplicaSlot, reserve
-from serving.engines.base import Engine
-from serving.host.model_host import ModelHost
-from serving.engines.vllm_engine import EngineSettings, VLLMEngine
+from cluster.errors import DeployError, NotRunning
+from cluster.runtime.reservation import Reservation
+from orchestrator.runtime.hosts import (
+    NAMESPACE,
+    EngineChoice,
+    HostSet,
+    Progress,
+    start_hosts,
+    vllm_engine_for,
+    with_planned_cpus,
+)
+from orchestrator.runtime.serve_app import app_name, build_app_for
+from orchestrator.service.config import ChorusConfig, ServerSpec
 
-from orchestrator.runtime.actor import Orchestrator
-from orchestrator.service.config import ChorusConfig
-from cluster.errors import DeployError
-from orchestrator.runtime.gateway import Gateway
+log = logging.getLogger("chorus.deploy")
 
-NAMESPACE = "chorus"
-ORCHESTRATOR = "chorus.orchestrator"
-GATEWAY = "chorus.gateway"
-
-Progress = Callable[[str], None]
-
-
-
-def host_name(model: str, replica: int) -> str:
-    return f"chorus.host.{model}.{replica}"
-
-
-def vllm_engine_for(config: ChorusConfig, slot: ReplicaSlot) -> tuple[type[Engine], dict[str, Any]]:
-    placement = config.placement_of(slot.model)
-    settings = EngineSettings(
-        on_gpu=placement.on_gpu,
-        gpu_memory_utilization=slot.gpu_memory_utilization,
-        tensor_parallel_size=placement.tensor_parallel_size,
-    )
-    return VLLMEngine, {"settings": settings}
-
-
-EngineChoice = Callable[[ChorusConfig, ReplicaSlot], tuple[type[Engine], dict[str, Any]]]
+__all__ = ["NAMESPACE", "LiveDeployment", "deploy", "find_orchestrator", "teardown_named", "vllm_engine_for"]
 
 
 @dataclass
-class Deployment:
+class LiveDeployment:
     config: ChorusConfig
     reservation: Reservation
     hosts: dict[str, list[Any]] = field(default_factory=dict)
-    orchestrator: Any = None
-    gateway: Any = None
+    app: str | None = None
+    orchestrator: Any = None  # the Serve handle of the ingress deployment
     url: str | None = None
+    _hostset: HostSet | None = None
 
     def shutdown(self) -> None:
-        """Stops the server, the engines (and their processes) and frees the GPUs. Idempotent."""
-        if self.gateway is not None:
-            _quietly(lambda: ray.get(self.gateway.stop.remote(), timeout=30))
-            ray.kill(self.gateway)
-            self.gateway = None
-        if self.orchestrator is not None:
-            ray.kill(self.orchestrator)
-            self.orchestrator = None
-        handles = [h for replicas in self.hosts.values() for h in replicas]
-        _quietly(lambda: ray.get([h.shutdown.remote() for h in handles], timeout=60))
-        for h in handles:
-            ray.kill(h)
+        """Deletes the Serve application, stops the engines and frees the GPUs. Idempotent."""
+        if self.app is not None:
+            serve.delete(self.app)
+            self.app, self.orchestrator = None, None
+        if self._hostset is not None:
+            self._hostset.shutdown()
+            self._hostset = None
         self.hosts = {}
-        self.reservation.release()
 
 
-def _quietly(fn: Callable[[], Any]) -> None:
-    try:
-        fn()
-    except Exception:  # best effort while tearing down: the actor is killed right after
-        pass
+def _free_port(host: str) -> int:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _url(server: ServerSpec, port: int) -> str:
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(server.host, server.host)
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}/v1"
+
+
+def start_serve(server: ServerSpec) -> int:
+    """Start Serve's proxy on `server.host:server.port` (0: a free port); returns the port.
+
+    Serve's HTTP options are cluster-wide: when Serve already runs, its proxy's port is kept."""
+    client = serve.context._get_global_client(raise_if_no_controller_running=False)
+    if client is not None:
+        return int(client.http_config.port)
+    port = server.port or _free_port(server.host)
+    serve.start(proxy_location="EveryNode", http_options={"host": server.host, "port": port})
+    return port
 
 
 def deploy(
@@ -91,93 +93,62 @@ def deploy(
     progress: Progress = lambda _: None,
     timeout_s: float = 900.0,
     namespace: str = NAMESPACE,
-) -> Deployment:
-    """Start everything `config` describes on the connected Ray cluster.
-
-    Engines sharing a GPU start in separate waves (vLLM sizes its KV cache from free memory at
-    start). If any engine fails or the deadline passes, everything started is torn down and a
-    DeployError names the model.
-    """
+) -> LiveDeployment:
+    """Start everything `config` describes on the connected Ray cluster: the ModelHosts, then the
+    Serve application (`http=False`: reachable through handles only, no HTTP route)."""
     deadline = time.monotonic() + timeout_s
-    lifetime = {"lifetime": "detached"} if detached else {}
-    progress(f"reserving resources for {sum(config.placement_of(m.name).replicas for m in config.models)} replica(s)")
-    reservation = reserve(
-        config.models, config.placement, timeout_s=min(120.0, timeout_s), lifetime="detached" if detached else None
+    config = with_planned_cpus(config, progress)  # engines on their own cores (cluster.placement.cpus)
+    hostset = start_hosts(
+        config, engine=engine, detached=detached, progress=progress, deadline=deadline, namespace=namespace
     )
-    dep = Deployment(config=config, reservation=reservation)
-    remote_host = ray.remote(ModelHost)
-    made: dict[tuple[str, int], tuple[Any, ReplicaSlot]] = {}
+    dep = LiveDeployment(config=config, reservation=hostset.reservation, hosts=hostset.hosts, _hostset=hostset)
     try:
-        for n, wave in enumerate(reservation.waves, 1):
-            started: dict[Any, ReplicaSlot] = {}
-            for slot in wave:
-                engine_cls, engine_kwargs = engine(config, slot)
-                handle = remote_host.options(
-                    **slot.options, name=host_name(slot.model, slot.replica), namespace=namespace, **lifetime
-                ).remote(config.model(slot.model), slot.replica, engine_cls, engine_kwargs, gpus=slot.gpus)
-                made[(slot.model, slot.replica)] = (handle, slot)
-                dep.hosts.setdefault(slot.model, []).append(handle)  # so a failure tears it down
-                started[handle.start.remote()] = slot
-            names = ", ".join(f"{s.model}[{s.replica}]" for s in wave)
-            progress(f"wave {n}/{len(reservation.waves)}: starting {names}")
-            _await_starts(started, deadline, progress)
-        # Waves may start a model's replicas out of order; list them by replica index.
-        hosts = {
-            m.name: [made[(m.name, r)] for r in range(config.placement_of(m.name).replicas)] for m in config.models
-        }
-        dep.hosts = {m: [h for h, _ in pairs] for m, pairs in hosts.items()}
-        dep.orchestrator = (
-            ray.remote(Orchestrator)
-            .options(name=ORCHESTRATOR, namespace=namespace, num_cpus=0, max_concurrency=10_000, **lifetime)
-            .remote(config, {m: [(h, s.gpus) for h, s in pairs] for m, pairs in hosts.items()})
+        # Without HTTP, Serve still needs a proxy setting; keep it on loopback, on a free port.
+        serve_port = start_serve(config.server if http else ServerSpec(port=0))
+        port = serve_port if http else None
+        dep.app = app_name(namespace)
+        progress(f"starting {config.server.num_replicas if config.server.autoscaling is None else 'autoscaled'} orchestrator replica(s)")
+        dep.orchestrator = serve.run(
+            build_app_for(config, namespace), name=dep.app, route_prefix="/" if http else None
         )
-        ray.get(dep.orchestrator.warm.remote(), timeout=max(1.0, deadline - time.monotonic()))
         progress("orchestrator ready")
-        if http:
-            dep.gateway = (
-                ray.remote(Gateway)
-                .options(name=GATEWAY, namespace=namespace, num_cpus=0, max_concurrency=10_000, **lifetime)
-                .remote(config.server, dep.orchestrator)
-            )
-            dep.url = ray.get(dep.gateway.start.remote(), timeout=max(1.0, deadline - time.monotonic()))
+        if port is not None:
+            dep.url = _url(config.server, port)
             progress(f"serving the OpenAI API at {dep.url}")
     except BaseException:
         dep.shutdown()
         raise
+    if time.monotonic() > deadline:
+        dep.shutdown()
+        raise DeployError(f"chorus did not start within {timeout_s:g} s")
     return dep
 
 
-def _await_starts(started: dict[Any, ReplicaSlot], deadline: float, progress: Progress) -> None:
-    t0 = time.monotonic()
-    pending = list(started)
-    while pending:
-        ready, pending = ray.wait(pending, num_returns=1, timeout=max(0.0, deadline - time.monotonic()))
-        if not ready:
-            late = ", ".join(f"{started[r].model}[{started[r].replica}]" for r in pending)
-            raise DeployError(f"engine(s) {late} did not start before the deadline")
-        slot = started[ready[0]]
-        try:
-            ray.get(ready[0])
-        except Exception as exc:
-            cause = getattr(exc, "cause", None) or exc
-            raise DeployError(f"model '{slot.model}' replica {slot.replica} failed to start: {cause}") from None
-        progress(f"  {slot.model}[{slot.replica}] ready after {time.monotonic() - t0:.1f}s")
-
-
 def find_orchestrator(namespace: str = NAMESPACE) -> Any:
-    """The running Orchestrator actor (requires a connected Ray); raises ValueError if absent."""
-    return ray.get_actor(ORCHESTRATOR, namespace=namespace)
+    """The Serve handle of the running orchestrator (requires a connected Ray)."""
+    try:
+        return serve.get_app_handle(app_name(namespace))
+    except Exception as exc:  # noqa: BLE001 - Serve raises its own RayServeException (or a ValueError) when absent
+        raise NotRunning(f"no chorus application '{app_name(namespace)}' on this Ray cluster ({type(exc).__name__})") from None
 
 
-def teardown_named() -> list[str]:
-    """Kill every chorus actor in the namespace (for `chorus down` on a shared cluster)."""
+def teardown_named(namespace: str = NAMESPACE) -> list[str]:
+    """Delete the Serve application and kill every chorus actor in the namespace (`chorus down`
+    on a shared cluster)."""
     killed = []
+    name = app_name(namespace)
+    if name in serve.status().applications:
+        serve.delete(name)
+        killed.append(f"serve application {name}")
     for info in ray.util.list_named_actors(all_namespaces=True):
-        if info.get("namespace") != NAMESPACE:
+        if info.get("namespace") != namespace or not info["name"].startswith("chorus."):
             continue
-        handle = ray.get_actor(info["name"], namespace=NAMESPACE)
+        handle = ray.get_actor(info["name"], namespace=namespace)
         if info["name"].startswith("chorus.host."):
-            _quietly(lambda: ray.get(handle.shutdown.remote(), timeout=60))
+            try:
+                ray.get(handle.shutdown.remote(), timeout=60)
+            except Exception:
+                log.warning("ModelHost %s did not shut its engine down cleanly", info["name"], exc_info=True)
         ray.kill(handle)
         killed.append(info["name"])
     return killed

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.runtime.handles import call, stream
+from serving.host.admission import Load
 from serving.host.model_host import HostStatus
 from serving.types import GenerationRequest, OpenAICall, OpenAIPart, Result, StreamChunk
 
@@ -35,6 +36,10 @@ class RayReplica:
     async def openai(self, call: OpenAICall) -> AsyncIterator[OpenAIPart]:
         async for part in stream(self.handle.openai, call, what=self.what):
             yield part
+
+    async def load(self) -> Load:
+        load: Load = await call(self.handle.load, what=self.what)
+        return load
 
     async def status(self) -> HostStatus:
         status: HostStatus = await call(self.handle.status, what=self.what)

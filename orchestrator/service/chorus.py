@@ -1,6 +1,6 @@
 """`Chorus`: resolves a request's `model` to a pattern or a hosted model, runs it, returns a `Reply`.
 
-Transport-free: the Ray actor (orchestrator.runtime.actor), the HTTP app and the tests all drive it.
+Transport-free: the Serve deployment (orchestrator.runtime.serve_app), the HTTP app and the tests all drive it.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from orchestrator.core.trace import Trace
 from orchestrator.patterns import Pattern, PatternRequest
 from orchestrator.patterns.kit.assembly import build_patterns
 from orchestrator.patterns.kit.embedding import Embedder, MiniLMEmbedder
-from orchestrator.patterns.single import SingleSpec
+from orchestrator.patterns.single import SinglePattern, SingleSpec
 from orchestrator.routing.fleet import Fleet
 from orchestrator.service.config import ChorusConfig
 from orchestrator.service.hosted import HostedRequest, serve_hosted, with_defaults
@@ -72,10 +72,11 @@ class Chorus:
             models |= self._models_of(used)
         return models
 
-    def admit(self, name: str) -> None:
+    async def admit(self, name: str) -> None:
         """Refuse a new request up front when a model it needs has a full queue on every replica,
-        rather than letting it wait without bound (or fail half-way through a pattern)."""
-        full = sorted(m for m in self._models_of(name) if self.fleet.saturated(m))
+        rather than letting it wait without bound (or fail half-way through a pattern). The
+        replicas are asked, not a local count: several orchestrator replicas share them."""
+        full = await self.fleet.saturated(self._models_of(name))
         if full:
             raise OverloadedError(f"model(s) {', '.join(full)} are at capacity; retry shortly", retry_after_s=1.0)
 
@@ -85,7 +86,7 @@ class Chorus:
             kind, pattern = self.patterns[name]
             return kind, pattern, self.config.roles
         if name in self.fleet.replicas:
-            return "model", SingleSpec(kind="single", role=name).build(), {name: name}
+            return "model", SinglePattern(SingleSpec(kind="single", role=name), hosted=True), {name: name}
         raise UnknownModelError(name, [e.id for e in self._catalog()])
 
     def _sampling(self, req: ChatRequest) -> Sampling:
@@ -106,6 +107,7 @@ class Chorus:
             sink=sink,
             answer_format=req.response_format,
             coalesce=self.config.streaming,
+            request_id=req.request_id,
         )
 
     async def _run(self, req: ChatRequest, sink: StreamSink | None = None) -> Reply:
@@ -116,8 +118,8 @@ class Chorus:
                 f"pattern '{req.model}' ({kind}) cannot constrain its answer; "
                 f"these pattern kinds can: {', '.join(sorted(ANSWER_FORMAT_KINDS - {'model'}))}",
             )
-        self.admit(req.model)
-        trace = Trace(pattern=req.model, kind=kind)
+        await self.admit(req.model)
+        trace = Trace(pattern=req.model, kind=kind, request_id=req.request_id)
         ctx = self._context(req, roles, trace, sink)
         t0 = time.perf_counter()
         try:
@@ -150,7 +152,7 @@ class Chorus:
                               f"{', '.join(self.fleet.models())}")
         if model not in self.fleet.replicas:
             raise UnknownModelError(model, [e.id for e in self._catalog()])
-        self.admit(model)
+        await self.admit(model)
         req = with_defaults(req, self.config.sampling)
         budget = req.budget or self.config.budget
         async for part in serve_hosted(self.fleet, req, budget=budget, coalesce=self.config.streaming, full_trace=full_trace):

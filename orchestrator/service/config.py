@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from cluster.errors import ConfigError
 from cluster.spec import ModelSpec, PlacementSpec, Strict
@@ -19,13 +19,64 @@ from orchestrator.patterns.kit.assembly import check_references
 from serving.types import Coalesce, Sampling
 
 
-class ServerSpec(Strict):
-    host: str = Field("127.0.0.1", description="Address the HTTP server binds; 0.0.0.0 exposes it to the network.")
-    port: int = Field(8000, ge=0, le=65535, description="HTTP port; 0 picks a free one.")
-    api_keys: list[str] = Field(
-        default_factory=list, description="Accepted bearer tokens; empty accepts every request."
+class AutoscalingSpec(Strict):
+    """Serve's autoscaling for the orchestrator deployment (replaces `num_replicas`)."""
+
+    min_replicas: int = Field(1, ge=0, le=1024, description="Fewest orchestrator replicas kept running.")
+    max_replicas: int = Field(4, ge=1, le=1024, description="Most orchestrator replicas Serve may start.")
+    target_ongoing_requests: float = Field(
+        16.0, gt=0, le=10_000, description="Requests in flight per replica that Serve scales to keep."
     )
-    max_request_bytes: int = Field(1 << 20, ge=1024, description="Larger request bodies get HTTP 413.")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> AutoscalingSpec:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"min_replicas {self.min_replicas} exceeds max_replicas {self.max_replicas}")
+        return self
+
+
+class ServerSpec(Strict):
+    """The request tier: the Ray Serve application serving the OpenAI API and the Python client."""
+
+    host: str = Field("127.0.0.1", description="Address Serve's HTTP proxy binds; 0.0.0.0 exposes it to the network.")
+    port: int = Field(8000, ge=0, le=65535, description="HTTP port; 0 picks a free one.")
+    num_replicas: int = Field(1, ge=1, le=1024, description="Orchestrator replicas (stateless; any serves any request).")
+    autoscaling: AutoscalingSpec | None = Field(
+        None, description="Let Serve scale the orchestrator replicas instead of a fixed `num_replicas`."
+    )
+    max_ongoing_requests: int = Field(
+        1024, ge=1, le=100_000, description="Requests one orchestrator replica holds at once; Serve queues the rest."
+    )
+    api_keys: list[str] = Field(
+        default_factory=list, description="Accepted bearer tokens; with none (here, in the env var or the file) every request is accepted."
+    )
+    api_keys_env: str | None = Field(
+        None, description="Name of an environment variable holding accepted keys, comma-separated (read by each replica)."
+    )
+    api_keys_file: str | None = Field(
+        None, description="A file holding accepted keys, one per line (read by each replica; relative to the config)."
+    )
+    protect_docs: bool = Field(
+        True, description="With API keys set, /docs, /redoc and /openapi.json need a key too."
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Origins allowed by CORS (e.g. https://app.example.com); empty turns CORS off."
+    )
+    max_request_bytes: int = Field(1 << 20, ge=1024, le=1 << 30, description="Larger request bodies get HTTP 413.")
+    body_timeout_s: float = Field(
+        10.0, gt=0, le=3600, description="A request body not fully received after this long gets HTTP 503 (retry)."
+    )
+    request_timeout_s: float = Field(
+        600.0, gt=0, le=86_400, description="A request still running after this long gets HTTP 504."
+    )
+    json_logs: bool = Field(False, description="Write the orchestrator's logs as JSON lines (with request ids).")
+
+    @field_validator("api_keys")
+    @classmethod
+    def _no_blank_keys(cls, keys: list[str]) -> list[str]:
+        if any(not k.strip() for k in keys):
+            raise ValueError("an API key is empty; remove it or give it a value")
+        return keys
 
 
 class ChorusConfig(Strict):
@@ -93,7 +144,11 @@ def _resolve_sources(config: ChorusConfig, base: Path) -> ChorusConfig:
         if src.startswith(("./", "../", "/", "~")):
             src = str((base / Path(src).expanduser()).resolve())
         models.append(m.model_copy(update={"source": src}))
-    return config.model_copy(update={"models": models})
+    server = config.server
+    if server.api_keys_file is not None:
+        keys = base / Path(server.api_keys_file).expanduser()
+        server = server.model_copy(update={"api_keys_file": str(keys.resolve())})
+    return config.model_copy(update={"models": models, "server": server})
 
 
 def parse_config(data: object, file: str = "<config>", base: Path | None = None) -> ChorusConfig:

@@ -30,6 +30,7 @@ class HostedRequest:
     body: dict[str, Any]
     priority: int = 0
     budget: Budget | None = None
+    request_id: str | None = None  # the caller's id (HTTP x-request-id), into the trace
 
 
 def with_defaults(req: HostedRequest, sampling: Sampling) -> HostedRequest:
@@ -78,7 +79,7 @@ async def serve_hosted(
     call = OpenAICall(
         endpoint=req.endpoint, body=capped(req.endpoint, req.body, budget), priority=req.priority, coalesce=coalesce
     )
-    trace = Trace(pattern=model, kind="model")
+    trace = Trace(pattern=model, kind="model", request_id=req.request_id)
     step = Step(index=0, name=req.endpoint.value, role=model, model=model)
     trace.steps.append(step)
     t0 = time.perf_counter()

@@ -7,13 +7,16 @@ differs is the `EngineSettings` the host derives from the placement (GPU share, 
 from __future__ import annotations
 
 import asyncio
+import os
+import time
 import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from cluster.errors import EngineError, PromptTooLong
+from cluster.inventory import parse_cpu_list
 from cluster.spec import ModelSpec
 from cluster.vllm_args import is_frontend
 from serving.engines.base import EngineHealth
@@ -28,6 +31,10 @@ class EngineSettings:
     on_gpu: bool = False
     gpu_memory_utilization: float | None = None
     tensor_parallel_size: int = 1
+    cpus: str | None = None  # cores the plan gives this engine ("1", "0-3"); None: vLLM's default
+    # Export vLLM's own engine stats (queue, KV cache, TTFT…) through Ray's metrics; only where
+    # the engine runs in a Ray worker (ModelHost actors).
+    ray_metrics: bool = False
 
 
 class VLLMEngine:
@@ -40,6 +47,7 @@ class VLLMEngine:
         # Chat templates and tokenization run here, not on the host's event loop; one thread,
         # because a tokenizer is not safe to share between threads.
         self._prep = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"chorus-prep-{spec.name}")
+        self.phases: dict[str, float] = {}  # wall-clock marks of start(), for start-up timelines
 
     def engine_args(self) -> Any:
         from vllm.engine.arg_utils import AsyncEngineArgs
@@ -80,13 +88,30 @@ class VLLMEngine:
     async def start(self) -> None:
         from vllm.v1.engine.async_llm import AsyncLLM
 
+        self.phases["vllm imported"] = time.time()
+
+        if self.settings.cpus:
+            # vLLM reads the binding when AsyncLLM spawns its engine processes, which inherit
+            # this process's environment and affinity: set them first (one engine per host process).
+            if self.settings.on_gpu:
+                os.sched_setaffinity(0, parse_cpu_list(self.settings.cpus))  # its GPU's NUMA cores
+            else:
+                os.environ["VLLM_CPU_OMP_THREADS_BIND"] = self.settings.cpus  # the worker's OpenMP threads
+        loggers: list[Any] | None = None
+        if self.settings.ray_metrics:
+            # vLLM's Ray stat logger: with a custom logger vLLM turns stats on without its
+            # default console and prometheus_client loggers.
+            from vllm.v1.metrics.ray_wrappers import RayPrometheusStatLogger
+
+            loggers = [RayPrometheusStatLogger]
         args = self.engine_args()
         try:
-            self._llm = AsyncLLM.from_engine_args(args)
+            self._llm = AsyncLLM.from_engine_args(args, stat_loggers=loggers)
             self._openai = await OpenAILayer.build(self.spec, self._llm, args)
         except Exception as exc:  # surface as a plain, picklable error with the model named
             raise EngineError(f"engine for '{self.spec.name}' ({self.spec.source}) failed to start: {exc}") from exc
         self._tokenizer = self._llm.get_tokenizer()
+        self.phases["engine ready"] = time.time()
 
     def openai(self, endpoint: Endpoint, body: dict[str, Any]) -> AsyncIterator[dict[str, Any] | str]:
         """Serve a raw OpenAI request through vLLM's own OpenAI layer."""
@@ -99,7 +124,7 @@ class VLLMEngine:
     def _prompt_ids(self, request: GenerationRequest) -> list[int]:
         messages = [m.model_dump() for m in request.messages]
         text = self._tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        ids = self._tokenizer.encode(text, add_special_tokens=False)
+        ids: list[int] = self._tokenizer.encode(text, add_special_tokens=False)
         room = self.spec.max_model_len - len(ids)
         if room < 1:
             raise PromptTooLong(
@@ -165,7 +190,7 @@ class VLLMEngine:
         stream, prompt_len = await self._submit(request, delta=False)
         final = None
         try:
-            async for final in stream:
+            async for final in stream:  # noqa: B007 - the last output is the result
                 pass
         except (ValueError, RuntimeError) as exc:
             raise EngineError(f"'{self.spec.name}' failed the request: {exc}") from exc
@@ -207,7 +232,7 @@ class VLLMEngine:
             return EngineHealth(ok=False, detail=f"engine dead: {self._llm.dead_error}")
         try:
             await self._llm.check_health()
-        except Exception as exc:  # health reports faults, it does not raise them
+        except Exception as exc:  # noqa: BLE001 - health reports faults, it does not raise them
             return EngineHealth(ok=False, detail=str(exc))
         return EngineHealth(ok=True)
 
@@ -219,5 +244,5 @@ class VLLMEngine:
         self._prep.shutdown(wait=False)
 
 
-def _finish(reason: str | None) -> str:
-    return {"length": "length", "abort": "abort"}.get(reason or "stop", "stop")
+def _finish(reason: str | None) -> Literal["stop", "length", "abort"]:
+    return "length" if reason == "length" else "abort" if reason == "abort" else "stop"

@@ -114,7 +114,7 @@ def _as_json(model: str, response: Any) -> dict[str, Any]:
     else:
         data = response.model_dump(mode="json", exclude_none=False)
         status = int(data["error"]["code"]) if "error" in data and isinstance(data["error"], dict) else 200
-    if status >= 400 or "error" in data and isinstance(data.get("error"), dict):
+    if status >= 400 or ("error" in data and isinstance(data.get("error"), dict)):
         err = data["error"]
         code = int(err.get("code") or status)
         if code >= 500:

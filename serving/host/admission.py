@@ -13,8 +13,24 @@ import heapq
 import itertools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 from cluster.errors import QueueFull
+
+
+@dataclass(frozen=True)
+class Load:
+    """An admission's state at one instant: what an orchestrator asks before it admits a request."""
+
+    running: int
+    waiting: int
+    capacity: int
+    max_waiting: int | None
+
+    @property
+    def full(self) -> bool:
+        """A new request would be refused: the batch is full and so is the bounded wait queue."""
+        return self.max_waiting is not None and self.running >= self.capacity and self.waiting >= self.max_waiting
 
 
 class Admission:
@@ -31,6 +47,9 @@ class Admission:
     @property
     def waiting(self) -> int:
         return self._live
+
+    def load(self) -> Load:
+        return Load(self.inside, self.waiting, self.capacity, self.max_waiting)
 
     @asynccontextmanager
     async def slot(self, priority: int = 0) -> AsyncIterator[None]:

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from cluster.spec import ModelSpec
 from serving.engines.base import Engine
-from serving.host.admission import Admission
+from serving.host.admission import Admission, Load
 from serving.host.coalesce import coalesced
 from serving.host.openai_host import serve_openai
 from serving.types import Coalesce, GenerationRequest, OpenAICall, OpenAIPart, Result, StreamChunk
@@ -39,6 +39,15 @@ class HostStatus(BaseModel):
     gpus: float = 0.0
     gpu_ids: list[str] = []
     node_id: str = ""
+
+
+class StartTimes(BaseModel):
+    """Wall-clock marks (time.time()) of one host's start, for `chorus up`'s timeline."""
+
+    process_up: float  # the actor's process ran __init__
+    engine_start: float  # start() began
+    ready: float  # the engine can generate
+    phases: dict[str, float] = {}  # the engine's own marks within its start (e.g. "vllm imported")
 
 
 class BusyClock:
@@ -82,6 +91,7 @@ class ModelHost:
         *,
         gpus: float = 0.0,
     ) -> None:
+        self._born = time.time()
         self.spec = spec
         self.replica = replica
         self.gpus = gpus
@@ -93,9 +103,13 @@ class ModelHost:
         self.failed = 0
         self._tokens: collections.deque[tuple[float, int]] = collections.deque()
 
-    async def start(self) -> None:
+    async def start(self) -> StartTimes:
+        begun = time.time()
         await self.engine.start()
         self.started = True
+        # Engines that time their own start (VLLMEngine) expose `phases`; others report none.
+        phases = dict(getattr(self.engine, "phases", {}))
+        return StartTimes(process_up=self._born, engine_start=begun, ready=time.time(), phases=phases)
 
     def _done(self, tokens: int) -> None:
         now = time.perf_counter()
@@ -136,12 +150,13 @@ class ModelHost:
             tokens, left = 0, False
             try:
                 async for chunk in self.engine.stream(request):
-                    if chunk.finish_reason is not None:
-                        share, left = self.clock.leave(mark), True
-                        tokens = chunk.usage.completion_tokens if chunk.usage is not None else 0
-                        timing = {"queue_s": entered - arrived, "run_s": time.perf_counter() - entered}
-                        chunk = chunk.model_copy(update=timing | {"engine_seconds": share})
-                    yield chunk
+                    if chunk.finish_reason is None:
+                        yield chunk
+                        continue
+                    share, left = self.clock.leave(mark), True
+                    tokens = chunk.usage.completion_tokens if chunk.usage is not None else 0
+                    timing = {"queue_s": entered - arrived, "run_s": time.perf_counter() - entered}
+                    yield chunk.model_copy(update=timing | {"engine_seconds": share})
             except BaseException:
                 self.failed += 1
                 raise
@@ -154,6 +169,10 @@ class ModelHost:
         """A raw OpenAI request through the engine's OpenAI layer (serving.host.openai_host)."""
         async for part in serve_openai(self, call):
             yield part
+
+    async def load(self) -> Load:
+        """Admission state only (no engine probe): cheap enough to ask before every request."""
+        return self.admission.load()
 
     async def status(self) -> HostStatus:
         health = await self.engine.health() if self.started else None

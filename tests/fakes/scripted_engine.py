@@ -12,10 +12,9 @@ import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from cluster.spec import ModelSpec
-
-from serving.engines.base import EngineHealth
 from cluster.errors import EngineError
+from cluster.spec import ModelSpec
+from serving.engines.base import EngineHealth
 from serving.types import Endpoint, GenerationRequest, Message, Result, StreamChunk, TokenLogprob, Usage
 
 Script = Callable[[GenerationRequest], "str | Exception"]

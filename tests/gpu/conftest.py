@@ -12,7 +12,7 @@ def _gpu_reason() -> str | None:
         pynvml.nvmlInit()
         count = pynvml.nvmlDeviceGetCount()
         pynvml.nvmlShutdown()
-    except Exception as exc:  # any NVML failure means: no usable GPU here
+    except Exception as exc:  # noqa: BLE001 - any NVML failure means: no usable GPU here
         return f"no NVIDIA GPU visible ({type(exc).__name__})"
     return None if count else "NVML reports no GPU"
 

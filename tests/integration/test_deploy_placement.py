@@ -7,11 +7,11 @@ from __future__ import annotations
 import pytest
 import ray
 
-from orchestrator.service.config import parse_config
-from orchestrator.runtime.deploy import deploy, find_orchestrator
 from orchestrator.core.schema import ChatRequest
-from tests.fakes.scripted_engine import ScriptedEngine
+from orchestrator.runtime.deploy import deploy, find_orchestrator
+from orchestrator.service.config import parse_config
 from serving.types import Message
+from tests.fakes.scripted_engine import ScriptedEngine
 
 pytestmark = pytest.mark.integration
 NAMESPACE = "chorus-placement-test"
@@ -62,7 +62,7 @@ def test_engines_sharing_a_gpu_start_in_different_waves(placed):
 
 def test_answers_are_costed_by_gpu_share(placed):
     orch = find_orchestrator(NAMESPACE)
-    reply = ray.get(orch.chat.remote(ChatRequest(model="both", messages=[Message(role="user", content="hi")])), timeout=60)
+    reply = orch.chat.remote(ChatRequest(model="both", messages=[Message(role="user", content="hi")])).result(timeout_s=60)
     by_model = {s.model: s for s in reply.trace.steps}
     for model, share in (("small", 0.4), ("large", 0.5)):
         step = by_model[model]

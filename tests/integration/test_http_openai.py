@@ -6,6 +6,8 @@ import httpx
 import openai
 import pytest
 
+from orchestrator.patterns import RouterDecision, parse_decision
+
 pytestmark = pytest.mark.integration
 
 USER = [{"role": "user", "content": "Say hello."}]
@@ -50,7 +52,8 @@ def test_streaming_a_pattern_ends_with_its_trace(openai_client):
     chunks = list(openai_client.chat.completions.create(model="router", messages=USER, stream=True))
     finals = [ch for ch in chunks if ch.choices and ch.choices[0].finish_reason]
     assert len(finals) == 1
-    assert finals[0].model_extra["chorus"]["trace"]["decisions"]["route"]["label"] in {"code", "math", "general"}
+    route = parse_decision(finals[0].model_extra["chorus"]["trace"]["decision"])
+    assert isinstance(route, RouterDecision) and route.label in {"code", "math", "general"}
 
 
 def test_unknown_model_is_404_in_openai_shape(openai_client):
@@ -107,7 +110,9 @@ def test_a_prompt_longer_than_the_context_is_400(openai_client):
 
 
 def test_health_reports_every_replica(chorus_server):
-    r = httpx.get(chorus_server.base_url.removesuffix("/v1") + "/health", timeout=30)
+    root = chorus_server.base_url.removesuffix("/v1")
+    assert httpx.get(root + "/health", timeout=30).json() == {"status": "ok"}
+    r = httpx.get(root + "/health/replicas", timeout=30)
     assert r.status_code == 200
     hosts = r.json()["hosts"]
     assert {(h["model"], h["replica"]) for h in hosts} == {("tiny", 0), ("tiny-b", 0), ("smol", 0), ("tiny-embed", 0)}

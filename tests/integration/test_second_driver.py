@@ -15,7 +15,7 @@ pytestmark = pytest.mark.integration
 
 def run(args: list[str], timeout: float = 180) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "CHORUS_HOME": "/nonexistent-chorus-home"}  # use --address, not a recorded run
-    return subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=env)
+    return subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=env, check=False)
 
 
 def test_client_api_from_another_driver(chorus_server):
@@ -23,10 +23,12 @@ def test_client_api_from_another_driver(chorus_server):
         f"""
         import json
         from orchestrator.client import connect
+        from orchestrator.patterns import RouterDecision
         chorus = connect({chorus_server.address!r})
         reply = chorus.ask("router", "What is 2 + 2?", max_tokens=4)
         models = [e.id for e in chorus.models()]
-        print(json.dumps({{"route": reply.trace.decisions["route"], "calls": reply.trace.totals.model_calls,
+        assert isinstance(reply.trace.decision, RouterDecision)  # through Ray, as its pattern's model
+        print(json.dumps({{"route": reply.trace.decision.model_dump(), "calls": reply.trace.totals.model_calls,
                            "completion": reply.trace.steps[-1].completion_tokens, "models": models}}))
         """
     )

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from cluster.spec import ModelSpec
-from orchestrator.service.config import parse_config
 from orchestrator.routing.fleet import Fleet
 from orchestrator.routing.replicas import LocalReplica
 from orchestrator.service.chorus import Chorus
+from orchestrator.service.config import parse_config
 from tests.fakes.scripted_engine import Script, ScriptedEngine
 
 

@@ -1,22 +1,34 @@
-"""Helpers for the pattern tests: a request, a concurrency probe and a deterministic embedder."""
+"""Helpers for the pattern tests: a request, a reply's typed decision, a concurrency probe and a
+deterministic embedder."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
-from orchestrator.core.schema import ChatRequest
-
+from orchestrator.core.decisions import DecisionBase
+from orchestrator.core.schema import ChatRequest, Reply
+from orchestrator.patterns import decision_of
 from orchestrator.service.chorus import Chorus
-from tests.fakes.scripted_engine import Script, ScriptedEngine
 from serving.types import GenerationRequest, Message
-
+from tests.fakes.scripted_engine import Script, ScriptedEngine
 from tests.unit.fixtures import scripted_chorus
 
 
 def ask(text: str, model: str) -> ChatRequest:
     return ChatRequest(model=model, messages=[Message(role="user", content=text)])
+
+
+D = TypeVar("D", bound=DecisionBase)
+
+
+def decision(reply: Reply, model: type[D]) -> D:
+    """The reply's decision read back through the decision union, as a client would, and checked to
+    be the pattern's model."""
+    parsed = decision_of(reply.trace)
+    assert isinstance(parsed, model), f"expected a {model.__name__}, got {parsed!r}"
+    return parsed
 
 
 def last(req: GenerationRequest) -> str:

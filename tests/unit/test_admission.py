@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
+from cluster.errors import QueueFull
 from orchestrator.routing.balancer import Balancer
 from serving.host.admission import Admission
-from cluster.errors import QueueFull
 from serving.types import GenerationRequest, Message
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator.service.config import load_config, parse_config
 from cluster.errors import ConfigError
+from orchestrator.service.config import load_config, parse_config
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = {

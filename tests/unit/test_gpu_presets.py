@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from cluster.inventory import from_spec
-from cluster.placement.planner import deployments, plan
+from cluster.placement.demand import model_demands
+from cluster.placement.planner import plan_placement
 from cluster.placement.validate import check
 from orchestrator.service.config import load_config
 
@@ -29,7 +30,7 @@ def test_preset_placement_is_valid_on_its_gpus(name, spec):
 @pytest.mark.parametrize(("name", "spec"), PRESETS.items())
 def test_preset_placement_is_what_chorus_plan_writes(name, spec):
     config = load_config(CONFIGS / name)
-    result = plan(deployments(config.models, config.placement, config.roles), from_spec(spec))
+    result = plan_placement(model_demands(config.models, config.placement, config.roles), from_spec(spec))
     assert result.placement_specs(config.placement) == {m.name: config.placement_of(m.name) for m in config.models}
 
 

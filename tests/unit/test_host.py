@@ -8,8 +8,8 @@ import pytest
 
 from cluster.spec import ModelSpec
 from serving.host.model_host import BusyClock, ModelHost
-from tests.fakes.scripted_engine import ScriptedEngine
 from serving.types import GenerationRequest, Message
+from tests.fakes.scripted_engine import ScriptedEngine
 
 
 def test_busy_clock_splits_time_among_requests_in_flight():

@@ -8,16 +8,15 @@ import httpx
 import openai
 import pytest
 
-from orchestrator.service.config import ServerSpec
-from orchestrator.api.app import build_app
 from cluster.errors import EngineError
-
+from orchestrator.api.app import build_app
+from orchestrator.service.config import ServerSpec
 from tests.unit.fixtures import scripted_chorus
 
 PATTERNS = {"single": {"kind": "single", "role": "generalist"}}
 
 
-def make(server: ServerSpec = ServerSpec(), script=lambda req: "hello there", **kw):
+def make(server: ServerSpec | None = None, script=lambda req: "hello there", **kw):
     chorus, engines = scripted_chorus({"generalist": script}, PATTERNS, **kw)
     app = build_app(chorus, server)
     transport = httpx.ASGITransport(app=app)
@@ -40,7 +39,7 @@ async def test_completion_carries_the_trace():
 
 
 async def test_text_parts_and_developer_role_are_accepted():
-    chorus, engines, t = make()
+    _, engines, t = make()
     messages = [
         {"role": "developer", "content": "be brief"},
         {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
@@ -90,8 +89,9 @@ async def test_full_queues_give_429_with_retry_after():
     replica.capacity, replica.max_queue = 1, 0
     c = client(t)
     first = asyncio.create_task(c.chat.completions.create(model="single", messages=USER))
-    while not engines["generalist"].calls:  # the first request is inside the engine
-        await asyncio.sleep(0)
+    async with asyncio.timeout(5):  # bounded: the first request reaches the engine within a few loop turns
+        while not engines["generalist"].calls:  # noqa: ASYNC110 - the scripted engine records calls, it signals none
+            await asyncio.sleep(0)
     with pytest.raises(openai.RateLimitError) as info:
         await c.chat.completions.create(model="single", messages=USER)
     assert info.value.response.headers["retry-after"] == "1"
@@ -125,13 +125,17 @@ async def test_models_and_health():
     async with httpx.AsyncClient(transport=t, base_url="http://chorus") as http:
         models = (await http.get("/v1/models")).json()
         health = await http.get("/health")
+        details = await http.get("/health/replicas")
     assert {m["id"]: m["chorus"]["kind"] for m in models["data"]} == {"single": "pattern", "generalist": "model"}
-    assert health.status_code == 200 and health.json()["hosts"][0]["model"] == "generalist"
+    assert health.status_code == 200 and health.json() == {"status": "ok"}  # liveness, no details
+    assert details.status_code == 200 and details.json()["hosts"][0]["model"] == "generalist"
 
 
-async def test_health_is_503_when_a_replica_is_down():
+async def test_replica_details_are_503_when_a_replica_is_down_and_liveness_stays_200():
     _, engines, t = make()
     engines["generalist"].started = False
     async with httpx.AsyncClient(transport=t, base_url="http://chorus") as http:
-        r = await http.get("/health")
+        r = await http.get("/health/replicas")
+        live = await http.get("/health")
     assert r.status_code == 503 and r.json()["ok"] is False
+    assert live.status_code == 200

@@ -47,7 +47,7 @@ def test_unknown_card_takes_memory_as_written_and_nodes_join_with_commas():
 
 @pytest.mark.parametrize("spec", ["", "H100", "8xH100", "0xH100-80GB", "1x100xH100-80GB", "2xH100-0GB", "ax2xH100-80GB"])
 def test_bad_specs_say_how_to_write_one(spec):
-    with pytest.raises(GpuSpecError, match="e.g. 8xH100-80GB"):
+    with pytest.raises(GpuSpecError, match=r"e\.g\. 8xH100-80GB"):
         from_spec(spec)
 
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from cluster.sizing.catalog import catalog_entries, find_config
 from cluster.errors import SizingError
+from cluster.sizing.catalog import catalog_entries, find_config
 from cluster.sizing.memory import CUDA_GRAPH_BYTES, GiB, estimate, kv_target
 from cluster.spec import ModelSpec, PlacementSpec
 
@@ -123,7 +123,7 @@ def test_catalog_covers_the_qwen25_family_and_quantized_variants():
 
 
 def test_unknown_model_is_a_sizing_error_naming_it():
-    with pytest.raises(SizingError, match="'mystery'.*cannot size 'nobody/nothing'"):
+    with pytest.raises(SizingError, match=r"'mystery'.*cannot size 'nobody/nothing'"):
         estimate(ModelSpec(name="mystery", source="nobody/nothing"))
 
 

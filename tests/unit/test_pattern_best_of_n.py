@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from orchestrator.patterns.kit.judging import SCORE, parse_score
 from cluster.errors import EngineError
-
-from tests.unit.pattern_kit import InFlight, ask, build, last
+from orchestrator.patterns import BestOfNDecision
+from orchestrator.patterns.kit.judging import SCORE, parse_score
+from tests.unit.pattern_kit import InFlight, ask, build, decision, last
 
 MEMBERS = ["generalist", "coder", "reasoner"]
 
@@ -34,8 +34,9 @@ async def test_the_highest_score_wins():
     chorus, engines = setup({"ans-generalist": 4, "ans-coder": 9, "ans-reasoner": 7})
     reply = await chorus.chat(ask("?", "best_of_n"))
     assert reply.text == "ans-coder"
-    assert [s["score"] for s in reply.trace.decisions["scores"]] == [4, 9, 7]
-    assert reply.trace.decisions["best"] == {"member": 1, "judged": True}
+    d = decision(reply, BestOfNDecision)
+    assert [s.score for s in d.scores] == [4, 9, 7]
+    assert (d.best, d.judged) == (1, True)
     assert all(c.constraint == SCORE for c in engines["judge"].calls)
 
 
@@ -49,14 +50,14 @@ async def test_a_failed_judgement_leaves_that_answer_unscored():
     chorus, _ = setup({"ans-generalist": 6, "ans-coder": EngineError("judge down"), "ans-reasoner": 2})
     reply = await chorus.chat(ask("?", "best_of_n"))
     assert reply.text == "ans-generalist"
-    assert [s["score"] for s in reply.trace.decisions["scores"]] == [6, None, 2]
+    assert [s.score for s in decision(reply, BestOfNDecision).scores] == [6, None, 2]
 
 
 async def test_no_judgement_at_all_returns_the_first_answer_unjudged():
     boom = EngineError("x")
     chorus, _ = setup({"ans-generalist": boom, "ans-coder": boom, "ans-reasoner": boom})
     reply = await chorus.chat(ask("?", "best_of_n"))
-    assert reply.text == "ans-generalist" and reply.trace.decisions["best"]["judged"] is False
+    assert reply.text == "ans-generalist" and decision(reply, BestOfNDecision).judged is False
 
 
 async def test_answers_and_judgements_each_run_concurrently():

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.service.config import parse_config
+from cluster.errors import ConfigError, EngineError, PatternFailed
 from orchestrator.core.budget import Budget
-from cluster.errors import ConfigError, PatternFailed
 from orchestrator.core.schema import ChatRequest
-from cluster.errors import EngineError
+from orchestrator.patterns import CascadeDecision
+from orchestrator.service.config import parse_config
 from serving.types import Choice, Message
-
-from tests.unit.pattern_kit import ask, build, last
+from tests.unit.pattern_kit import ask, build, decision, last
 
 TIERS = ["generalist", "reasoner", "coder"]
 
@@ -37,8 +36,9 @@ async def test_the_first_accepted_answer_stops_the_cascade():
     chorus, engines = setup({"t0": "yes"})
     reply = await chorus.chat(ask("?", "cascade"))
     assert reply.text == "t0"
-    assert reply.trace.decisions["escalated"] is False and reply.trace.totals.escalated is False
-    assert reply.trace.decisions["accepted_tier"] == {"tier": 0, "reason": "verified"}
+    d = decision(reply, CascadeDecision)
+    assert d.escalated is False and reply.trace.totals.escalated is False
+    assert (d.accepted_tier, d.accepted_because) == (0, "verified")
     assert engines["reasoner"].calls == [] and reply.trace.totals.model_calls == 2
     assert engines["verifier"].calls[0].constraint == Choice(options=["yes", "no"])
 
@@ -46,8 +46,9 @@ async def test_the_first_accepted_answer_stops_the_cascade():
 async def test_a_rejected_answer_escalates_to_the_next_tier():
     chorus, _ = setup({"t0": "no", "t1": "yes"})
     reply = await chorus.chat(ask("?", "cascade"))
-    assert reply.text == "t1" and reply.trace.decisions["escalated"] is True and reply.trace.totals.escalated
-    assert [e["accepted"] for e in reply.trace.decisions["cascade"]] == [False, True]
+    d = decision(reply, CascadeDecision)
+    assert reply.text == "t1" and d.escalated is True and reply.trace.totals.escalated
+    assert [t.accepted for t in d.tiers] == [False, True]
     assert [s.name for s in reply.trace.steps] == ["tier[0]", "verify[0]", "tier[1]", "verify[1]"]
 
 
@@ -55,7 +56,8 @@ async def test_the_last_tier_is_returned_unverified():
     chorus, engines = setup({})
     reply = await chorus.chat(ask("?", "cascade"))
     assert reply.text == "t2"
-    assert reply.trace.decisions["accepted_tier"] == {"tier": 2, "reason": "last tier"}
+    d = decision(reply, CascadeDecision)
+    assert (d.accepted_tier, d.accepted_because) == (2, "last_tier")
     assert len(engines["verifier"].calls) == 2
 
 
@@ -64,15 +66,16 @@ async def test_score_check_accepts_at_min_score(score, accepted):
     chorus, _ = setup({"t0": score}, check="score", min_score=7)
     reply = await chorus.chat(ask("?", "cascade"))
     assert (reply.text == "t0") is accepted
-    assert reply.trace.decisions["cascade"][0]["verdict"] == int(score)
+    assert decision(reply, CascadeDecision).tiers[0].score == int(score)
 
 
 async def test_a_failed_tier_or_verifier_escalates():
     answers = {"generalist": EngineError("down"), "reasoner": "t1", "coder": "t2"}
     chorus, _ = setup({"t1": EngineError("verifier down")}, answers=answers)
     reply = await chorus.chat(ask("?", "cascade"))
-    log = reply.trace.decisions["cascade"]
-    assert "down" in log[0]["error"] and log[1]["verdict"].startswith("verification failed")
+    tiers = decision(reply, CascadeDecision).tiers
+    assert tiers[0].error is not None and "down" in tiers[0].error
+    assert tiers[1].verify_error is not None and "verifier down" in tiers[1].verify_error
     assert reply.text == "t2"
 
 
@@ -81,8 +84,8 @@ async def test_when_stronger_tiers_fail_the_last_answer_is_returned_and_flagged(
     chorus, _ = setup({}, answers=answers)
     reply = await chorus.chat(ask("?", "cascade"))
     assert reply.text == "t0"
-    assert reply.trace.decisions["accepted_tier"]["tier"] == 0
-    assert "not accepted" in reply.trace.decisions["accepted_tier"]["reason"]
+    d = decision(reply, CascadeDecision)
+    assert (d.accepted_tier, d.accepted_because) == (0, "stronger_tiers_failed")
 
 
 async def test_every_tier_failing_is_an_error():
@@ -96,7 +99,7 @@ async def test_budget_stops_escalation():
     req = ChatRequest(model="cascade", messages=[Message(role="user", content="?")], budget=Budget(max_model_calls=3))
     reply = await chorus.chat(req)
     assert reply.text == "t0" and engines["reasoner"].calls == []
-    assert "budget" in reply.trace.decisions["accepted_tier"]["reason"]
+    assert decision(reply, CascadeDecision).accepted_because == "budget"
 
 
 def test_repeated_tiers_are_rejected():

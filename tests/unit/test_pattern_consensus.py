@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from cluster.errors import EngineError
 from orchestrator.core.budget import Budget
 from orchestrator.core.schema import ChatRequest
-from cluster.errors import EngineError
+from orchestrator.patterns import ConsensusDecision
 from serving.types import Message
-
-from tests.unit.pattern_kit import ask, build, last
+from tests.unit.pattern_kit import ask, build, decision, last
 
 MEMBERS = ["generalist", "coder", "judge"]
 
@@ -30,7 +30,7 @@ async def test_agreement_at_the_threshold_accepts_the_vote():
     chorus, engines = setup(["#### 3", "#### 3", "#### 4"], threshold=2 / 3)
     reply = await chorus.chat(ask("?", "consensus"))
     assert reply.text == "#### 3"
-    assert reply.trace.decisions["escalated"] is False and reply.trace.totals.escalated is False
+    assert decision(reply, ConsensusDecision).escalated is False and reply.trace.totals.escalated is False
     assert engines["reasoner"].calls == []
 
 
@@ -38,8 +38,8 @@ async def test_agreement_below_the_threshold_escalates_with_the_answers_as_refer
     chorus, engines = setup(["#### 1", "#### 2", "#### 3"], threshold=0.5)
     reply = await chorus.chat(ask("what is it?", "consensus"))
     assert reply.text == "#### 99"
-    esc = reply.trace.decisions["escalated"]
-    assert esc["role"] == "reasoner" and "0.33 below threshold 0.50" in esc["reason"]
+    d = decision(reply, ConsensusDecision)
+    assert d.escalated and d.escalated_to == "reasoner" and "0.33 below threshold 0.50" in d.why
     assert reply.trace.totals.escalated is True and reply.trace.totals.early_stop is False
     prompt = last(engines["reasoner"].calls[0])
     assert prompt.index("what is it?") < prompt.index("#### 1") < prompt.index("#### 3")
@@ -55,8 +55,9 @@ async def test_escalation_can_get_the_plain_conversation():
 async def test_failed_members_weigh_nothing_and_are_reported():
     chorus, _ = setup(["#### 8", EngineError("x"), "#### 8"], threshold=1.0)
     reply = await chorus.chat(ask("?", "consensus"))
-    assert reply.text == "#### 8" and reply.trace.decisions["escalated"] is False
-    assert reply.trace.decisions["failed_members"][0]["role"] == "coder"
+    d = decision(reply, ConsensusDecision)
+    assert reply.text == "#### 8" and d.escalated is False
+    assert d.failed_members[0].role == "coder"
 
 
 async def test_no_budget_for_escalation_returns_the_plurality_and_says_so():
@@ -64,7 +65,7 @@ async def test_no_budget_for_escalation_returns_the_plurality_and_says_so():
     req = ChatRequest(model="consensus", messages=[Message(role="user", content="?")], budget=Budget(max_model_calls=3))
     reply = await chorus.chat(req)
     assert reply.text == "#### 1"
-    assert reply.trace.decisions["escalated"] is False and reply.trace.totals.escalated is False
-    skipped = reply.trace.decisions["escalation_skipped"]
-    assert skipped["skipped"] == "budget" and "below threshold" in skipped["reason"]
+    d = decision(reply, ConsensusDecision)
+    assert d.escalated is False and reply.trace.totals.escalated is False
+    assert d.escalation_skipped and d.escalated_to is None and "below threshold" in d.why
     assert engines["reasoner"].calls == []

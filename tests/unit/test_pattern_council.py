@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from cluster.errors import EngineError
-
-from tests.unit.pattern_kit import InFlight, TopicEmbedder, ask, build, last
+from orchestrator.patterns import CouncilDecision
+from tests.unit.pattern_kit import InFlight, TopicEmbedder, ask, build, decision, last
 
 MEMBERS = ["generalist", "coder", "reasoner"]
 
@@ -30,14 +30,15 @@ async def test_merge_synthesizes_from_numbered_answers_and_states_agreement():
     assert "uncertain" not in reply.text
     prompt = last(engines["synthesizer"].calls[0])
     assert prompt.index("[reference 1]\nblue sky") < prompt.index("[reference 3]\na sea")
-    assert reply.trace.decisions["council"] == {"combine": "merge", "uncertain": False, "answered": 3}
+    d = decision(reply, CouncilDecision)
+    assert (d.combine, d.uncertain, d.answered, d.merge_failed) == ("merge", False, 3, None)
 
 
 async def test_divergence_is_flagged_as_uncertain():
     chorus, _ = setup(["sky", "sea", "rocks"], diverge_below=0.5)
     reply = await chorus.chat(ask("?", "council"))
     assert "1 of 3 members agree (33%). The members diverge: treat this answer as uncertain." in reply.text
-    assert reply.trace.decisions["council"]["uncertain"] is True
+    assert decision(reply, CouncilDecision).uncertain is True
 
 
 async def test_vote_combination_makes_no_synthesizer_call():
@@ -51,14 +52,14 @@ async def test_best_of_n_combination_takes_the_judges_favourite():
     chorus, _ = setup(["grey sea", "blue sky", "sky"], combine="best_of_n")
     reply = await chorus.chat(ask("?", "council"))
     assert reply.text.startswith("blue sky\n\n")
-    assert [s["score"] for s in reply.trace.decisions["scores"]] == [3, 9, 3]
+    assert [s.score for s in decision(reply, CouncilDecision).scores] == [3, 9, 3]
 
 
 async def test_a_failed_member_is_said_in_the_answer():
     chorus, _ = setup(["sky", EngineError("down"), "sky!"])
     reply = await chorus.chat(ask("?", "council"))
     assert "2 of 2 members agree (100%); 1 of 3 members failed to answer." in reply.text
-    assert reply.trace.decisions["failed_members"][0]["role"] == "coder"
+    assert decision(reply, CouncilDecision).failed_members[0].role == "coder"
 
 
 async def test_the_agreement_line_can_be_left_out():
@@ -88,5 +89,5 @@ async def test_a_failed_synthesizer_leaves_the_representative_answer():
     )
     reply = await chorus.chat(ask("?", "council"))
     assert reply.text.split("\n\n")[0] in {"sky", "blue sky"}
-    assert "synth down" in reply.trace.decisions["merge_failed"]
+    assert "synth down" in (decision(reply, CouncilDecision).merge_failed or "")
     assert reply.text.endswith("2 of 3 members agree (67%).")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.patterns.kit.tally import clusters, tally_semantic
 from orchestrator.patterns.kit.embedding import MiniLMEmbedder
+from orchestrator.patterns.kit.tally import clusters, tally_semantic
 
 
 def test_construction_loads_nothing():

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from cluster.errors import PatternFailed
-from cluster.errors import EngineError
-
-from tests.unit.pattern_kit import InFlight, ask, build
+from cluster.errors import EngineError, PatternFailed
+from orchestrator.patterns import FanoutDecision
+from tests.unit.pattern_kit import InFlight, ask, build, decision
 
 SPEC = {"fanout": {"kind": "fanout", "members": ["generalist", "coder", "reasoner"]}}
 
@@ -27,7 +26,7 @@ async def test_all_answers_come_back_in_member_order():
         < reply.text.index("3. reasoner\ngamma")
     )
     assert probe.peak == 3
-    assert reply.trace.totals.model_calls == 3 and reply.trace.decisions["answered"] == "3 of 3"
+    assert reply.trace.totals.model_calls == 3 and decision(reply, FanoutDecision).answered == 3
 
 
 async def test_a_failed_member_is_shown_as_failed():
@@ -36,8 +35,9 @@ async def test_a_failed_member_is_shown_as_failed():
     )
     reply = await chorus.chat(ask("?", "fanout"))
     assert "2. coder\n(no answer: this member failed)" in reply.text
-    assert reply.trace.decisions["answered"] == "2 of 3"
-    assert reply.trace.decisions["failed_members"][0]["step"] == "member[1]"
+    d = decision(reply, FanoutDecision)
+    assert (d.answered, d.asked) == (2, 3)
+    assert d.failed_members[0].step == "member[1]"
 
 
 async def test_all_failing_is_an_error():

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.service.config import parse_config
-from cluster.errors import ConfigError, PatternFailed
+from cluster.errors import ConfigError, EngineError, PatternFailed
 from orchestrator.patterns.kit.prompts import PIPELINE_TEMPLATES
-from cluster.errors import EngineError
-
+from orchestrator.service.config import parse_config
 from tests.unit.pattern_kit import ask, build, last
 
 STEPS = [

@@ -6,12 +6,11 @@ import json
 
 import pytest
 
-from cluster.errors import PatternFailed
+from cluster.errors import EngineError, PatternFailed
+from orchestrator.patterns import PlannerExecutorDecision
 from orchestrator.patterns.kit.task_graph import Plan, PlanError, order, parse_plan, plan_schema
-from cluster.errors import EngineError
 from serving.types import JsonSchema
-
-from tests.unit.pattern_kit import InFlight, ask, build, last
+from tests.unit.pattern_kit import InFlight, ask, build, decision, last
 
 SPEC = {
     "pe": {
@@ -62,8 +61,9 @@ async def test_independent_steps_run_together_and_dependents_see_their_results()
     step3 = last(engines["generalist"].calls[-1])
     assert "[result 1]\nR:find A" in step3 and "[result 2]\nC:write B" in step3
     assert "step 3 (research): combine\nR:combine" in reply.text
-    assert reply.trace.decisions["plan_repaired"] is False
-    assert [s["type"] for s in reply.trace.decisions["plan"]] == ["research", "code", "research"]
+    d = decision(reply, PlannerExecutorDecision)
+    assert d.plan_repaired is False
+    assert [s.type for s in d.plan] == ["research", "code", "research"]
     # The planner was constrained by the closed plan schema.
     constraint = engines["planner"].calls[0].constraint
     assert isinstance(constraint, JsonSchema)
@@ -77,7 +77,8 @@ async def test_a_cyclic_plan_gets_one_repair():
     cyclic = plan(("research", "a", [2]), ("code", "b", [1]))
     chorus, engines = setup(cyclic, GOOD)
     reply = await chorus.chat(ask("x", "pe"))
-    assert "cycle" in reply.trace.decisions["plan_repaired"]["problem"]
+    d = decision(reply, PlannerExecutorDecision)
+    assert d.plan_repaired and "cycle" in (d.plan_problem or "")
     repair = engines["planner"].calls[1]
     assert repair.messages[-2].content == cyclic and "cycle" in last(repair)
     assert reply.trace.steps[1].name == "plan_repair" and reply.text.startswith("ANSWER")
@@ -94,8 +95,9 @@ async def test_a_second_bad_plan_is_a_clear_error():
 async def test_a_failed_step_skips_its_dependents_and_the_planner_answers_from_the_rest():
     chorus, engines = setup(GOOD, coder=lambda req: EngineError("coder down"))
     reply = await chorus.chat(ask("x", "pe"))
-    assert reply.trace.decisions["skipped_steps"] == [3]
-    assert reply.trace.decisions["failed_members"][0]["step"] == "step[2]:code"
+    d = decision(reply, PlannerExecutorDecision)
+    assert d.skipped_steps == [3]
+    assert d.failed_members[0].step == "step[2]:code"
     assert "step 2 (code): write B\n(this step failed)" in reply.text
     assert len(engines["generalist"].calls) == 1  # step 3 never ran
 
@@ -168,8 +170,8 @@ def test_the_plan_grammar_admits_only_acyclic_plans():
 
 
 async def test_running_out_of_budget_mid_plan_ends_the_request_without_hanging():
-    from orchestrator.core.budget import Budget
     from cluster.errors import BudgetExceeded
+    from orchestrator.core.budget import Budget
     from orchestrator.core.schema import ChatRequest
     from serving.types import Message
 

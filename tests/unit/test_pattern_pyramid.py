@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.service.config import parse_config
+from cluster.errors import ConfigError, EngineError, PatternFailed
 from orchestrator.core.budget import Budget
-from cluster.errors import ConfigError, PatternFailed
 from orchestrator.core.schema import ChatRequest
-from cluster.errors import EngineError
+from orchestrator.patterns import PyramidDecision
+from orchestrator.service.config import parse_config
 from serving.types import Message
-
-from tests.unit.pattern_kit import InFlight, TopicEmbedder, ask, build, last
+from tests.unit.pattern_kit import InFlight, TopicEmbedder, ask, build, decision, last
 
 LAYERS = [["generalist", "coder", "reasoner"], ["judge", "planner"], ["synthesizer"]]
 
@@ -46,8 +45,9 @@ async def test_layers_run_in_parallel_and_the_last_aggregates():
         "layer2[1]",
         "layer3[0]",
     ]
-    assert reply.trace.decisions["early_stop"] is False and reply.trace.totals.early_stop is False
-    assert [h["layer"] for h in reply.trace.decisions["layers"]] == [1, 2, 3]
+    d = decision(reply, PyramidDecision)
+    assert d.early_stop is False and reply.trace.totals.early_stop is False
+    assert [h.layer for h in d.layers] == [1, 2, 3]
     # Layer 2 sees layer 1's answers as numbered references after the question.
     prompt = last(engines["judge"].calls[0])
     assert prompt.startswith("References:")
@@ -71,7 +71,8 @@ async def test_agreement_at_the_threshold_stops_early():
     chorus, engines = setup(["sky blue", "sky", "sky!"], early_stop=1.0)
     reply = await chorus.chat(ask("?", "pyramid"))
     assert reply.text in {"sky blue", "sky", "sky!"}
-    assert reply.trace.decisions["early_stop"] == {"after_layer": 1, "agreement": 1.0}
+    d = decision(reply, PyramidDecision)
+    assert (d.early_stop, d.stopped_after_layer, d.stop_reason, d.agreement) == (True, 1, "agreement", 1.0)
     assert reply.trace.totals.early_stop is True
     assert reply.trace.totals.model_calls == 3 and engines["synthesizer"].calls == []
 
@@ -79,8 +80,9 @@ async def test_agreement_at_the_threshold_stops_early():
 async def test_agreement_below_the_threshold_goes_on():
     chorus, _ = setup(["sky", "sky", "sea"], early_stop=0.7)  # 0.67 < 0.7
     reply = await chorus.chat(ask("?", "pyramid"))
-    assert reply.trace.decisions["layers"][0]["agreement"] == pytest.approx(2 / 3, abs=1e-4)
-    assert reply.trace.decisions["early_stop"] == {"after_layer": 2, "agreement": 1.0}  # layer 2 agrees
+    d = decision(reply, PyramidDecision)
+    assert d.layers[0].agreement == pytest.approx(2 / 3, abs=1e-4)
+    assert (d.stopped_after_layer, d.stop_reason, d.agreement) == (2, "agreement", 1.0)  # layer 2 agrees
 
 
 async def test_early_stop_can_be_turned_off():
@@ -94,7 +96,8 @@ async def test_budget_ends_the_pyramid_with_the_layer_so_far():
     req = ChatRequest(model="pyramid", messages=[Message(role="user", content="?")], budget=Budget(max_model_calls=5))
     reply = await chorus.chat(req)
     assert reply.text == "sea"  # layer 1's representative: layer 2 + the aggregator would need 3 more calls
-    assert reply.trace.decisions["early_stop"] == {"after_layer": 1, "reason": "budget"}
+    d = decision(reply, PyramidDecision)
+    assert (d.early_stop, d.stopped_after_layer, d.stop_reason) == (True, 1, "budget")
     assert engines["synthesizer"].calls == []
 
 
@@ -104,7 +107,7 @@ async def test_a_failed_member_is_left_out_of_the_references():
     assert reply.text == "final"
     prompt = last(engines["judge"].calls[0])
     assert "[reference 2]\nsand" in prompt and "[reference 3]" not in prompt
-    assert reply.trace.decisions["failed_members"][0]["step"] == "layer1[1]"
+    assert decision(reply, PyramidDecision).failed_members[0].step == "layer1[1]"
 
 
 async def test_a_layer_that_fails_entirely_ends_the_request():
@@ -155,5 +158,6 @@ async def test_a_failed_aggregator_leaves_the_layer_belows_answer():
     )
     reply = await chorus.chat(ask("?", "p"))
     assert reply.text == "sky"  # layer 2's representative (judge said sky, planner sea: tie to the earliest)
-    assert reply.trace.decisions["failed_members"][0]["step"] == "layer3[0]"
-    assert reply.trace.decisions["layers"][-1] == {"layer": 3, "answered": 0}
+    d = decision(reply, PyramidDecision)
+    assert d.failed_members[0].step == "layer3[0]"
+    assert (d.layers[-1].layer, d.layers[-1].answered, d.layers[-1].agreement) == (3, 0, None)

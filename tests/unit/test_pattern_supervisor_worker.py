@@ -6,11 +6,10 @@ import json
 
 import pytest
 
-from cluster.errors import PatternFailed
-from cluster.errors import EngineError
+from cluster.errors import EngineError, PatternFailed
+from orchestrator.patterns import SupervisorWorkerDecision
 from serving.types import JsonSchema
-
-from tests.unit.pattern_kit import InFlight, ask, build, last
+from tests.unit.pattern_kit import InFlight, ask, build, decision, last
 
 ASSIGN = json.dumps({"assignments": [{"worker": "researcher", "task": "facts"}, {"worker": "coder", "task": "code"}]})
 ACCEPT = json.dumps({"verdict": "accept", "feedback": []})
@@ -69,8 +68,9 @@ async def test_assign_work_in_parallel_accept_and_write():
     assert sorted(s.name for s in reply.trace.steps[1:3]) == ["round1:coder[2]", "round1:researcher[1]"]
     assert [s.name for s in reply.trace.steps][3:] == ["review1", "write"]
     assert "researcher (task: facts):\nG:facts" in reply.text and "coder (task: code):\nC:code" in reply.text
-    assert reply.trace.decisions["reviews"] == [{"round": 1, "verdict": "accept"}]
-    assert reply.trace.decisions["rounds"] == 1
+    d = decision(reply, SupervisorWorkerDecision)
+    assert [(r.round, r.verdict, r.outcome) for r in d.reviews] == [(1, "accept", "accepted")]
+    assert d.rounds == 1
     schema = engines["planner"].calls[0].constraint
     assert isinstance(schema, JsonSchema)
     assert schema.json_schema["properties"]["assignments"]["items"]["properties"]["worker"]["enum"] == [
@@ -87,16 +87,16 @@ async def test_revise_redoes_only_the_named_tasks_with_feedback():
     assert len(engines["generalist"].calls) == 1 and len(engines["coder"].calls) == 2
     redo = last(engines["coder"].calls[1])
     assert "Your previous result:\nC:code" in redo
-    assert reply.trace.decisions["reviews"] == [
-        {"round": 1, "verdict": "revise", "revise": [2]},
-        {"round": 2, "verdict": "accept"},
+    assert [(r.round, r.verdict, r.revise, r.outcome) for r in decision(reply, SupervisorWorkerDecision).reviews] == [
+        (1, "revise", [2], "revising"),
+        (2, "accept", [], "accepted"),
     ]
 
 
 async def test_rounds_are_bounded_and_the_last_round_is_not_reviewed():
     chorus, _ = setup(revise(1, 2), revise(1, 2), revise(1, 2), max_rounds=2)
     reply = await chorus.chat(ask("do it", "sw"))
-    assert reply.trace.decisions["rounds"] == 2
+    assert decision(reply, SupervisorWorkerDecision).rounds == 2
     reviews = [s for s in reply.trace.steps if s.name.startswith("review")]
     assert len(reviews) == 1 and reply.text.startswith("WRITTEN")
     assert reply.trace.totals.model_calls == 1 + 2 + 1 + 2 + 1
@@ -105,17 +105,16 @@ async def test_rounds_are_bounded_and_the_last_round_is_not_reviewed():
 async def test_an_unusable_assignment_gives_every_worker_the_request():
     chorus, _ = setup(ACCEPT, assign='{"assignments": [')
     reply = await chorus.chat(ask("the request", "sw"))
-    assert "unusable assignment" in reply.trace.decisions["assignment_fallback"]
-    assert reply.trace.decisions["assignments"] == [
-        {"worker": "researcher", "task": "the request"},
-        {"worker": "coder", "task": "the request"},
-    ]
+    d = decision(reply, SupervisorWorkerDecision)
+    assert d.unusable_assignment == '{"assignments": ['
+    assert [(a.worker, a.task) for a in d.assignments] == [("researcher", "the request"), ("coder", "the request")]
 
 
 async def test_an_unusable_review_accepts_what_there_is():
     chorus, _ = setup("not json")
     reply = await chorus.chat(ask("x", "sw"))
-    assert reply.trace.decisions["reviews"] == [{"round": 1, "verdict": "accept (review unusable)"}]
+    reviews = decision(reply, SupervisorWorkerDecision).reviews
+    assert [(r.round, r.verdict, r.outcome) for r in reviews] == [(1, None, "review_unusable")]
 
 
 async def test_a_failed_worker_is_retried_next_round_and_reported():
@@ -127,8 +126,9 @@ async def test_a_failed_worker_is_retried_next_round_and_reported():
 
     chorus, _ = setup(revise(), ACCEPT, coder=flaky)
     reply = await chorus.chat(ask("x", "sw"))
-    assert reply.trace.decisions["failed_members"][0]["step"] == "round1:coder[2]"
-    assert reply.trace.decisions["reviews"][0] == {"round": 1, "verdict": "revise", "revise": [2]}
+    d = decision(reply, SupervisorWorkerDecision)
+    assert (d.failed_members[0].step, d.failed_members[0].role) == ("round1:coder[2]", "coder")
+    assert (d.reviews[0].round, d.reviews[0].verdict, d.reviews[0].revise) == (1, "revise", [2])
     assert "C:ok" in reply.text
 
 
@@ -157,7 +157,7 @@ async def test_revisions_the_budget_cannot_pay_for_are_skipped():
     # assign + 2 workers + review = 4; redoing both and writing would need 3 more.
     req = ChatRequest(model="sw", messages=[Message(role="user", content="x")], budget=Budget(max_model_calls=6))
     reply = await chorus.chat(req)
-    assert reply.trace.decisions["reviews"] == [
-        {"round": 1, "verdict": "revise", "revise": [1, 2], "skipped": "budget"}
+    assert [(r.round, r.verdict, r.revise, r.outcome) for r in decision(reply, SupervisorWorkerDecision).reviews] == [
+        (1, "revise", [1, 2], "no_budget_for_revision")
     ]
     assert reply.trace.totals.model_calls == 5 and reply.text.startswith("WRITTEN")

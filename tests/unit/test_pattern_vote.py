@@ -6,12 +6,11 @@ import re
 
 import pytest
 
+from cluster.errors import ConfigError, EngineError, PatternFailed
+from orchestrator.patterns import VoteDecision
 from orchestrator.service.config import parse_config
-from cluster.errors import ConfigError, PatternFailed
-from cluster.errors import EngineError
 from serving.types import Choice
-
-from tests.unit.pattern_kit import InFlight, TopicEmbedder, ask, build
+from tests.unit.pattern_kit import InFlight, TopicEmbedder, ask, build, decision
 
 ROLES = ["generalist", "reasoner", "coder"]
 
@@ -29,9 +28,9 @@ async def test_numeric_majority_returns_a_whole_winning_answer():
     chorus, engines = build(answers("so\n#### 42", "#### 41", "6*7 is 42.0"), vote(extract="numeric"))
     reply = await chorus.chat(ask("6*7?", "vote"))
     assert reply.text == "so\n#### 42"  # the earliest member of the winning group, whole
-    v = reply.trace.decisions["vote"]
-    assert v["winner"] == "42" and v["winner_member"] == 0
-    assert reply.trace.decisions["agreement"] == pytest.approx(2 / 3, abs=1e-4)
+    tally = decision(reply, VoteDecision).tally
+    assert tally.winner == "42" and tally.winner_member == 0
+    assert tally.agreement == pytest.approx(2 / 3, abs=1e-4)
     # Numeric voting asks members for the '#### <answer>' format, in a shared system message.
     first = engines["reasoner"].calls[0].messages[0]
     assert first.role == "system" and "####" in first.content
@@ -41,7 +40,7 @@ async def test_weights_turn_counting_into_weighted_voting():
     chorus, _ = build(answers("#### 1", "#### 2", "#### 1"), vote(extract="numeric", weights={"reasoner": 3}))
     reply = await chorus.chat(ask("?", "vote"))
     assert reply.text == "#### 2"
-    assert reply.trace.decisions["agreement"] == pytest.approx(0.6)
+    assert decision(reply, VoteDecision).tally.agreement == pytest.approx(0.6)
 
 
 async def test_a_tie_goes_to_the_earliest_member_and_is_reported():
@@ -51,8 +50,9 @@ async def test_a_tie_goes_to_the_earliest_member_and_is_reported():
     )
     reply = await chorus.chat(ask("?", "vote"))
     assert reply.text == "no"
-    assert reply.trace.decisions["vote"]["tie"] is True
-    assert reply.trace.decisions["agreement"] == 0.5
+    tally = decision(reply, VoteDecision).tally
+    assert tally.tie is True
+    assert tally.agreement == 0.5
 
 
 async def test_label_voting_constrains_members_to_the_labels():
@@ -69,9 +69,10 @@ async def test_semantic_voting_picks_the_largest_clusters_central_answer():
     chorus, _ = build(answers(*texts), vote(extract="semantic", similarity=0.9), embedder=embedder)
     reply = await chorus.chat(ask("capital of France?", "vote"))
     assert "Paris" in reply.text
-    groups = reply.trace.decisions["vote"]["groups"]
-    assert groups[0]["members"] == ["0:generalist", "2:coder"] and groups[1]["members"] == ["1:reasoner"]
-    assert reply.trace.decisions["agreement"] == pytest.approx(2 / 3, abs=1e-4)
+    tally = decision(reply, VoteDecision).tally
+    members = [[(m.index, m.role) for m in g.members] for g in tally.groups]
+    assert members == [[(0, "generalist"), (2, "coder")], [(1, "reasoner")]]
+    assert tally.agreement == pytest.approx(2 / 3, abs=1e-4)
     assert embedder.calls == 1
 
 
@@ -79,9 +80,9 @@ async def test_a_failed_member_is_left_out_and_reported():
     chorus, _ = build(answers("#### 5", EngineError("down"), "#### 5"), vote(extract="numeric"))
     reply = await chorus.chat(ask("?", "vote"))
     assert reply.text == "#### 5"
-    failed = reply.trace.decisions["failed_members"]
-    assert [f["role"] for f in failed] == ["reasoner"] and "down" in failed[0]["error"]
-    assert reply.trace.decisions["agreement"] == 1.0  # of the members that answered
+    d = decision(reply, VoteDecision)
+    assert [f.role for f in d.failed_members] == ["reasoner"] and "down" in d.failed_members[0].error
+    assert d.tally.agreement == 1.0  # of the members that answered
     assert reply.trace.totals.failed_calls == 1 and reply.trace.totals.model_calls == 3
 
 
@@ -118,7 +119,7 @@ async def test_members_run_concurrently():
 def test_spec_errors_name_the_field_and_the_fix(fields, message):
     data = {
         "models": [{"name": "m", "source": "x"}],
-        "roles": {r: "m" for r in [*ROLES, "judge"]},
+        "roles": dict.fromkeys([*ROLES, "judge"], "m"),
         "patterns": vote(**fields),
     }
     with pytest.raises(ConfigError, match=re.escape(message)) as info:
@@ -127,8 +128,8 @@ def test_spec_errors_name_the_field_and_the_fix(fields, message):
 
 
 async def test_a_budget_smaller_than_the_members_is_a_budget_error():
-    from orchestrator.core.budget import Budget
     from cluster.errors import BudgetExceeded
+    from orchestrator.core.budget import Budget
     from orchestrator.core.schema import ChatRequest
     from serving.types import Message
 

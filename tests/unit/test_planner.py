@@ -11,10 +11,11 @@ from hypothesis import strategies as st
 
 from cluster.errors import PlacementError
 from cluster.inventory import GiB, Gpu, Inventory, Node, from_spec
-from cluster.sizing.memory import ModelMemory, estimate
-from cluster.placement.planner import DEFAULT_CEILING, Deployment, deployments, plan, usable_bytes
-from cluster.spec import GpuSlot, ModelSpec, PlacementSpec
+from cluster.placement.demand import ModelDemand, model_demands
+from cluster.placement.planner import DEFAULT_CEILING, plan_placement, usable_bytes
 from cluster.placement.validate import check
+from cluster.sizing.memory import ModelMemory, estimate
+from cluster.spec import GpuSlot, ModelSpec, PlacementSpec
 
 SOURCES = {
     "0.5b": "Qwen/Qwen2.5-0.5B-Instruct",
@@ -35,23 +36,23 @@ def memory(key: str, max_num_seqs: int = 32, max_model_len: int = 16384) -> Mode
                               max_num_seqs=max_num_seqs, max_model_len=max_model_len))
 
 
-def dep(name: str, key: str, replicas: int = 1, seqs: int = 8, context: int = 8192, **kw) -> Deployment:
-    return Deployment(name, memory(key), replicas, seqs, context, **kw)
+def demand(name: str, key: str, replicas: int = 1, seqs: int = 8, context: int = 8192, **kw) -> ModelDemand:
+    return ModelDemand(name, memory(key), replicas, seqs, context, **kw)
 
 
-def fleet() -> list[Deployment]:
+def fleet() -> list[ModelDemand]:
     return [
-        dep("classifier", "1.5b", seqs=32, context=2048),
-        dep("generalist", "7b", seqs=16),
-        dep("coder", "coder-7b", seqs=16),
-        dep("reasoner", "14b"),
-        dep("planner", "32b"),
+        demand("classifier", "1.5b", seqs=32, context=2048),
+        demand("generalist", "7b", seqs=16),
+        demand("coder", "coder-7b", seqs=16),
+        demand("reasoner", "14b"),
+        demand("planner", "32b"),
     ]
 
 
-def assert_sound(p, deps: list[Deployment]) -> None:
+def assert_sound(p, demands: list[ModelDemand]) -> None:
     """The invariants every plan keeps."""
-    by_name = {d.name: d for d in deps}
+    by_name = {d.name: d for d in demands}
     load: dict[tuple[int, int], float] = {}
     for r in p.replicas:
         d = by_name[r.model]
@@ -69,14 +70,14 @@ def assert_sound(p, deps: list[Deployment]) -> None:
         assert share * gpu.total_bytes <= usable_bytes(gpu, p.ceiling) + 1, f"GPU {n}:{g} over its memory"
         assert share <= p.ceiling + 1e-9
     assert sorted(p.models) == sorted(by_name)
-    for d in deps:
+    for d in demands:
         assert len(p.replicas_of(d.name)) >= d.replicas
 
 
 def test_standard_fleet_on_one_8x80_node_uses_three_gpus():
-    deps = fleet()
-    p = plan(deps, from_spec("8xH100-80GB"))
-    assert_sound(p, deps)
+    demands = fleet()
+    p = plan_placement(demands, from_spec("8xH100-80GB"))
+    assert_sound(p, demands)
     assert p.gpus_used() == 3  # one engine group per model would take 6
     (planner,) = p.replicas_of("planner")
     assert planner.tensor_parallel_size == 2 and planner.gpu_ids == (0, 1)  # 61 GiB + KV do not fit one GPU
@@ -84,24 +85,24 @@ def test_standard_fleet_on_one_8x80_node_uses_three_gpus():
 
 
 def test_tensor_parallel_only_where_one_gpu_cannot_hold_the_model():
-    deps = [dep("planner", "32b", seqs=1, context=2048)]
-    p = plan(deps, from_spec("8xH100-80GB"))
+    demands = [demand("planner", "32b", seqs=1, context=2048)]
+    p = plan_placement(demands, from_spec("8xH100-80GB"))
     assert p.replicas[0].tensor_parallel_size == 1  # 61 GiB + 0.5 GiB KV fit one 80 GB GPU
-    p = plan(deps, from_spec("8xA100-40GB"))
+    p = plan_placement(demands, from_spec("8xA100-40GB"))
     assert p.replicas[0].tensor_parallel_size == 2
 
 
 def test_small_models_share_one_gpu_within_the_ceiling():
-    deps = [dep("a", "0.5b", seqs=4, context=2048), dep("b", "1.5b", seqs=4, context=2048), dep("c", "3b", seqs=4, context=2048)]
-    p = plan(deps, from_spec("2xRTX4090-24GB"))
+    demands = [demand("a", "0.5b", seqs=4, context=2048), demand("b", "1.5b", seqs=4, context=2048), demand("c", "3b", seqs=4, context=2048)]
+    p = plan_placement(demands, from_spec("2xRTX4090-24GB"))
     assert p.gpus_used() == 1
     assert sum(r.gpu_memory_utilization for r in p.replicas) == pytest.approx(DEFAULT_CEILING, abs=0.0015)
-    assert_sound(p, deps)
+    assert_sound(p, demands)
 
 
 def test_spare_room_goes_to_kv_in_proportion_to_the_targets():
-    deps = [dep("a", "7b", seqs=4, context=4096), dep("b", "coder-7b", seqs=8, context=4096)]
-    p = plan(deps, from_spec("1xH100-80GB"))
+    demands = [demand("a", "7b", seqs=4, context=4096), demand("b", "coder-7b", seqs=8, context=4096)]
+    p = plan_placement(demands, from_spec("1xH100-80GB"))
     a, b = p.replicas_of("a")[0], p.replicas_of("b")[0]
     assert b.kv_tokens / a.kv_tokens == pytest.approx(2.0, rel=0.02)
 
@@ -111,23 +112,23 @@ def test_tensor_parallel_prefers_nvlink_linked_gpus():
         return Gpu(i, "X-80GB", 80 * GiB, 80 * GiB, (9, 0), frozenset(peers))
 
     node = Node(0, "n", (gpu(0, []), gpu(1, [2]), gpu(2, [1]), gpu(3, [])))
-    p = plan([dep("planner", "32b")], Inventory((node,), "test"))
+    p = plan_placement([demand("planner", "32b")], Inventory((node,), "test"))
     assert p.replicas[0].gpu_ids == (1, 2)
 
 
 def test_multi_node_groups_stay_on_one_node():
-    deps = [dep("planner", "32b", replicas=2, seqs=16)]
-    p = plan(deps, from_spec("2x4xA100-40GB"))
-    assert_sound(p, deps)
+    demands = [demand("planner", "32b", replicas=2, seqs=16)]
+    p = plan_placement(demands, from_spec("2x4xA100-40GB"))
+    assert_sound(p, demands)
     assert [r.tensor_parallel_size for r in p.replicas] == [4, 4]
     assert {r.node for r in p.replicas} == {0, 1}
 
 
 def test_fill_gives_spare_gpus_to_the_busiest_first():
-    deps = [dep("generalist", "7b", fill=True, weight=1), dep("reasoner", "14b", fill=True, weight=3),
-            dep("classifier", "1.5b", seqs=8, context=2048)]
-    p = plan(deps, from_spec("4xH100-80GB"))
-    assert_sound(p, deps)
+    demands = [demand("generalist", "7b", fill=True, weight=1), demand("reasoner", "14b", fill=True, weight=3),
+            demand("classifier", "1.5b", seqs=8, context=2048)]
+    p = plan_placement(demands, from_spec("4xH100-80GB"))
+    assert_sound(p, demands)
     assert p.gpus_used() == 4
     extra = [r.model for r in p.replicas if r.extra]
     assert extra.count("reasoner") >= extra.count("generalist") >= 1
@@ -137,7 +138,7 @@ def test_fill_gives_spare_gpus_to_the_busiest_first():
 
 def test_a_model_that_fits_nowhere_says_what_it_needs_and_how_to_fit():
     with pytest.raises(PlacementError) as info:
-        plan([dep("big", "72b")], from_spec("1xRTX4090-24GB"))
+        plan_placement([demand("big", "72b")], from_spec("1xRTX4090-24GB"))
     err = info.value
     assert err.model == "big" and err.needed_bytes > 140 * GiB and 21 * GiB < err.largest_bytes < 22 * GiB
     text = str(err)
@@ -147,32 +148,32 @@ def test_a_model_that_fits_nowhere_says_what_it_needs_and_how_to_fit():
 
 def test_fixes_name_quantization_tensor_parallel_and_smaller_targets():
     with pytest.raises(PlacementError) as info:
-        plan([dep("planner", "32b", seqs=8, context=8192)], from_spec("1xH100-80GB"))
+        plan_placement([demand("planner", "32b", seqs=8, context=8192)], from_spec("1xH100-80GB"))
     fixes = " ".join(info.value.fixes)
     assert "tensor parallel over 2 GPUs" in fixes and "fp8" in fixes
     assert "min_concurrency ≤ 3 at context 8192" in fixes and "context ≤" in fixes
 
 
 def test_a_full_fleet_names_the_replica_that_did_not_fit():
-    with pytest.raises(PlacementError, match="model 'reasoner': replica 0 needs .* fill the 2 GPU"):
-        plan(fleet(), from_spec("2xH100-80GB"))
+    with pytest.raises(PlacementError, match=r"model 'reasoner': replica 0 needs .* fill the 2 GPU"):
+        plan_placement(fleet(), from_spec("2xH100-80GB"))
 
 
 def test_plans_are_deterministic_and_ignore_input_order():
-    deps = fleet()
-    a = plan(deps, from_spec("8xH100-80GB"))
-    b = plan(list(reversed(deps)), from_spec("8xH100-80GB"))
-    assert a == plan(deps, from_spec("8xH100-80GB"))
+    demands = fleet()
+    a = plan_placement(demands, from_spec("8xH100-80GB"))
+    b = plan_placement(list(reversed(demands)), from_spec("8xH100-80GB"))
+    assert a == plan_placement(demands, from_spec("8xH100-80GB"))
     assert sorted(a.replicas, key=lambda r: r.model) == sorted(b.replicas, key=lambda r: r.model)
 
 
 def test_planning_64_gpus_and_30_deployments_takes_under_a_second():
     keys = list(SOURCES)
-    deps = [dep(f"d{i}", keys[i % 7], replicas=1 + i % 3, seqs=4, context=4096) for i in range(30)]
+    demands = [demand(f"d{i}", keys[i % 7], replicas=1 + i % 3, seqs=4, context=4096) for i in range(30)]
     start = time.perf_counter()
-    p = plan(deps, from_spec("8x8xH100-80GB"))
+    p = plan_placement(demands, from_spec("8x8xH100-80GB"))
     assert time.perf_counter() - start < 1.0
-    assert_sound(p, deps)
+    assert_sound(p, demands)
 
 
 # --- properties ------------------------------------------------------------------------------
@@ -187,8 +188,8 @@ def cases(draw):
     card = draw(st.sampled_from(CARDS))
     inv = from_spec(f"{nodes}x{per}x{card}")
     n = draw(st.integers(1, 6))
-    deps = [
-        dep(
+    demands = [
+        demand(
             f"m{i}",
             draw(st.sampled_from(list(SOURCES))),
             replicas=draw(st.integers(1, 3)),
@@ -199,37 +200,37 @@ def cases(draw):
         )
         for i in range(n)
     ]
-    return inv, deps
+    return inv, demands
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cases())
 def test_every_plan_keeps_gpus_within_memory_groups_on_one_node_and_is_deterministic(case):
-    inv, deps = case
+    inv, demands = case
     try:
-        p = plan(deps, inv)
+        p = plan_placement(demands, inv)
     except PlacementError as exc:
-        assert exc.model == "" or exc.model in {d.name for d in deps}
+        assert exc.model == "" or exc.model in {d.name for d in demands}
         assert exc.fixes
         return
-    assert_sound(p, deps)
-    assert plan(deps, inv) == p
-    assert plan(list(reversed(deps)), inv).replicas == tuple(
-        sorted(p.replicas, key=lambda r: ([d.name for d in reversed(deps)].index(r.model), r.replica))
+    assert_sound(p, demands)
+    assert plan_placement(demands, inv) == p
+    assert plan_placement(list(reversed(demands)), inv).replicas == tuple(
+        sorted(p.replicas, key=lambda r: ([d.name for d in reversed(demands)].index(r.model), r.replica))
     )
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cases())
 def test_the_checker_accepts_every_plan(case):
-    inv, deps = case
+    inv, demands = case
     try:
-        p = plan(deps, inv)
+        p = plan_placement(demands, inv)
     except PlacementError:
         return
-    models = [ModelSpec(name=d.name, source="unused", max_num_seqs=d.seqs, max_model_len=d.context) for d in deps]
-    base = {d.name: PlacementSpec(min_concurrency=d.seqs, context=d.context) for d in deps}
-    problems = check(models, p.placement_specs(base), inv, memory={d.name: d.memory for d in deps})
+    models = [ModelSpec(name=d.name, source="unused", max_num_seqs=d.seqs, max_model_len=d.context) for d in demands]
+    base = {d.name: PlacementSpec(min_concurrency=d.seqs, context=d.context) for d in demands}
+    problems = check(models, p.placement_specs(base), inv, memory={d.name: d.memory for d in demands})
     assert [x for x in problems if x.severity == "error"] == []
 
 
@@ -297,8 +298,8 @@ def test_check_without_gpus_says_to_pass_a_spec():
 def test_deployments_from_a_config_use_targets_roles_and_restart_fill_from_one():
     models = specs_and_models()
     placement = {"coder": PlacementSpec(replicas=3, fill=True, min_concurrency=2, context=1024)}
-    deps = deployments(models, placement, {"coder": "coder", "judge": "coder", "x": "tiny"})
-    coder, tiny = deps
+    demands = model_demands(models, placement, {"coder": "coder", "judge": "coder", "x": "tiny"})
+    coder, tiny = demands
     assert (coder.replicas, coder.seqs, coder.context, coder.weight, coder.fill) == (1, 2, 1024, 2, True)
     assert (tiny.replicas, tiny.seqs, tiny.context, tiny.weight) == (1, 8, 4096, 1)
 

@@ -6,13 +6,13 @@ import math
 
 import pytest
 
-from cluster.errors import UnknownModelError
-from orchestrator.patterns.router import label_confidence
+from cluster.errors import EngineError, UnknownModelError
 from orchestrator.core.schema import ChatRequest
-from cluster.errors import EngineError
+from orchestrator.patterns import RouterDecision
+from orchestrator.patterns.router import label_confidence
 from serving.types import Message, TokenLogprob
-
 from tests.unit.fixtures import scripted_chorus
+from tests.unit.pattern_kit import decision
 
 ROUTER = {
     "kind": "router",
@@ -40,8 +40,8 @@ async def test_routes_to_the_labels_role():
     chorus, engines = scripted_chorus(scripts("code"), {"router": ROUTER})
     reply = await chorus.chat(ask("write code"))
     assert reply.text == "def f(): pass"
-    route = reply.trace.decisions["route"]
-    assert route == {"label": "code", "confidence": 1.0, "role": "coder", "fallback": None}
+    route = decision(reply, RouterDecision)
+    assert route == RouterDecision(label="code", confidence=1.0, role="coder", fallback=None)
     assert [s.role for s in reply.trace.steps] == ["classifier", "coder"]
     # The classifier was constrained to the configured labels.
     constraint = engines["classifier"].calls[0].constraint
@@ -52,22 +52,23 @@ async def test_low_confidence_falls_back():
     chorus, _ = scripted_chorus(scripts("math"), {"router": ROUTER}, confidence=0.55)
     reply = await chorus.chat(ask("what is 6*7"))
     assert reply.text == "hello"
-    route = reply.trace.decisions["route"]
-    assert route["role"] == "generalist" and route["label"] == "math"
-    assert "below min_confidence" in route["fallback"]
+    route = decision(reply, RouterDecision)
+    assert route.role == "generalist" and route.label == "math"
+    assert route.fallback == "low_confidence" and "below min_confidence" in route.why
 
 
 async def test_confidence_at_threshold_routes():
     chorus, _ = scripted_chorus(scripts("math"), {"router": ROUTER}, confidence=0.6)
     reply = await chorus.chat(ask("what is 6*7"))
-    assert reply.trace.decisions["route"]["role"] == "reasoner"
+    assert decision(reply, RouterDecision).role == "reasoner"
 
 
 async def test_failed_classifier_falls_back_and_is_traced():
     chorus, _ = scripted_chorus(scripts(EngineError("boom")), {"router": ROUTER})
     reply = await chorus.chat(ask("anything"))
     assert reply.text == "hello"
-    assert reply.trace.decisions["route"]["fallback"].startswith("classifier failed")
+    route = decision(reply, RouterDecision)
+    assert route.fallback == "classifier_failed" and route.why.startswith("classifier failed")
     assert reply.trace.steps[0].error is not None
     assert reply.trace.totals.failed_calls == 1 and reply.trace.totals.model_calls == 2
 

@@ -8,32 +8,32 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import re
 from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from cluster.errors import PromptTooLong
 from cluster.spec import ModelSpec
-from orchestrator.service.config import parse_config
+from orchestrator.core.schema import ChatRequest
+from orchestrator.patterns.kit.task_graph import parse_plan, plan_schema
 from orchestrator.routing.fleet import Fleet
 from orchestrator.routing.replicas import HostReplica
-from orchestrator.patterns.kit.task_graph import parse_plan, plan_schema
-from orchestrator.core.schema import ChatRequest
 from orchestrator.service.chorus import Chorus
+from orchestrator.service.config import parse_config
 from serving.engines.base import Engine
-from cluster.errors import PromptTooLong
 from serving.host.model_host import ModelHost
-from serving.sim.engine import (
-    BLOCK_TOKENS,
-    H100,
-    SimulatedEngine,
-    SimulatedGpu,
-    VirtualClockLoop,
-    json_example,
-    regex_example,
-    stable_hash,
-)
+from serving.sim.answers import json_example
+from serving.sim.clock import VirtualClockLoop
+from serving.sim.engine import SimulatedEngine
+from serving.sim.gpu import SimulatedGpu
+from serving.sim.latency import H100
+from serving.sim.regex_gen import regex_example
+from serving.sim.tokens import BLOCK_TOKENS, stable_hash
 from serving.types import Choice, GenerationRequest, JsonSchema, Message, Regex, Sampling
 
 FAST = 1e-6  # wall seconds per simulated second
@@ -169,8 +169,6 @@ async def test_regex_and_json_schema_outputs_are_valid():
 
 
 def test_generators_cover_common_shapes():
-    import random
-
     rng = random.Random(0)
     for pattern in (r"\d{3}-[A-Z]{2}", r"(yes|no)", r"[a-z]+ [0-9]?", r"^#### -?\d+$"):
         assert re.fullmatch(pattern, regex_example(pattern, rng) or "")
@@ -185,6 +183,72 @@ def test_generators_cover_common_shapes():
     doc = json_example(schema, rng)
     assert 3 <= doc["n"] <= 5 and isinstance(doc["ok"], bool) and len(doc["tags"]) == 2
     json.dumps(doc)
+
+
+def test_regex_generator_covers_the_documented_subset():
+    rng = random.Random(1)
+    for pattern in (
+        r"[^a-z]{3}",  # a negated set gives a character it does not exclude
+        r"(?P<hh>\d\d):(?:[0-5]\d)",
+        r"a{,2}b{2,}c{3}",
+        r"[\]\-.]x*?y+?",
+        r"(?i)yes|no",
+        r"(?=\d)\d+\b",
+        r"\x41\u00e9\t",
+        r"a{}",  # not a repeat: literal braces
+    ):
+        assert re.fullmatch(pattern, regex_example(pattern, rng)), pattern
+
+
+@pytest.mark.parametrize(
+    ("pattern", "named"),
+    [
+        (r"(a)\1", "back-reference"),
+        (r"(a)?(?(1)b|c)", "conditional"),
+        (r"(?x) a b", "verbose"),
+        (r"(?>ab)c", "atomic group"),
+        (r"[^\s\S]", "negated set"),
+        (r"(", "not a valid regular expression"),
+        (r"a++a", "does not match"),
+    ],
+)
+def test_regex_outside_the_subset_is_a_clear_error(pattern: str, named: str):
+    with pytest.raises(ValueError, match=named):
+        regex_example(pattern, random.Random(0))
+
+
+_ATOMS = st.sampled_from(["a", "Z", "7", r"\.", ".", r"\d", r"\w", r"\s", r"\S", "[a-c]", "[^a-z]", r"[x\d-]", "é", ","])
+_REPEATS = st.sampled_from(["", "*", "+", "?", "{2}", "{1,3}", "{,2}", "{2,}", "*?", "{0}"])
+# Inside groups, repeats are bounded: nested unbounded repeats can make `re` itself backtrack
+# for minutes when the test checks a match.
+_BOUNDED_REPEATS = st.sampled_from(["", "?", "{2}", "{1,3}", "{,2}", "{0}"])
+
+
+@st.composite
+def _patterns(draw: st.DrawFn, depth: int = 0) -> str:
+    parts = []
+    for _ in range(draw(st.integers(1, 4))):
+        if depth < 2 and draw(st.booleans()):
+            branches = draw(st.lists(_patterns(depth + 1), min_size=1, max_size=3))
+            group = "(" + draw(st.sampled_from(["", "?:"])) + "|".join(branches) + ")"
+            parts.append(group + draw(_BOUNDED_REPEATS))
+        else:
+            parts.append(draw(_ATOMS) + draw(_REPEATS if depth == 0 else _BOUNDED_REPEATS))
+    return "".join(parts)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_patterns(), st.integers(0, 2**32))
+def test_generated_text_matches_any_pattern_of_the_subset(pattern: str, seed: int):
+    assert re.fullmatch(pattern, regex_example(pattern, random.Random(seed)))
+
+
+async def test_unsupported_regex_falls_back_to_filler_and_says_so(caplog: pytest.LogCaptureFixture):
+    engine = await started()
+    with caplog.at_level("WARNING", logger="serving.sim.answers"):
+        result = await engine.generate(ask("echo", constraint=Regex(pattern=r"(a)\1")))
+    assert result.text and not re.fullmatch(r"(a)\1", result.text)
+    assert "back-reference" in caplog.text
 
 
 async def test_completion_respects_max_tokens():

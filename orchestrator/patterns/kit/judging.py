@@ -8,10 +8,12 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from serving.types import Regex
+from pydantic import Field
 
-from orchestrator.patterns.kit import prompts
 from cluster.errors import StepFailed
+from orchestrator.patterns.kit import prompts
+from orchestrator.patterns.kit.members import MemberAnswer, MemberRef
+from serving.types import Regex
 
 if TYPE_CHECKING:
     from orchestrator.core.context import Context
@@ -49,6 +51,17 @@ async def score_all(
     """Scores for every candidate, judged concurrently; a failed judgement is None."""
     outs = await ctx.gather(*(score(ctx, judge, question, c, name=f"{name}[{i}]") for i, c in enumerate(candidates)))
     return [None if isinstance(o, StepFailed) else o for o in outs]
+
+
+class JudgedAnswer(MemberRef):
+    """A member's answer and the score the judge gave it."""
+
+    score: int | None = Field(description="The judge's score, 1-10; null when the judgement failed.")
+
+
+def judged(answers: Sequence[MemberAnswer], scores: Sequence[int | None]) -> list[JudgedAnswer]:
+    """The scores as a decision records them, one per answer."""
+    return [JudgedAnswer(index=a.index, role=a.role, score=s) for a, s in zip(answers, scores, strict=True)]
 
 
 def best(scores: Sequence[int | None]) -> int | None:

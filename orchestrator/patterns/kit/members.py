@@ -1,7 +1,7 @@
 """Asking several roles the same thing at once, and keeping the answers of those that replied.
 
-A member that fails is recorded under the trace decision `failed_members` (accumulated over the
-whole request) and left out; the pattern answers from the others and says so.
+A member that fails is left out and returned as a `FailedMember`; the pattern answers from the
+others and records the failure in its decision's `failed_members`.
 """
 
 from __future__ import annotations
@@ -10,9 +10,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from serving.types import Constraint, Message
+from pydantic import BaseModel, ConfigDict, Field
 
 from cluster.errors import PatternFailed, StepFailed
+from orchestrator.core.decisions import FailedMember
+from serving.types import Constraint, Message
 
 if TYPE_CHECKING:
     from orchestrator.core.context import Context
@@ -26,15 +28,23 @@ class MemberAnswer:
     finish_reason: str
 
 
+class MemberRef(BaseModel):
+    """A member as a decision names it: its position in the pattern's member list and its role."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    index: int = Field(description="Position in the member list the pattern asked (0-based).")
+    role: str = Field(description="The member's role.")
+
+    @classmethod
+    def of(cls, answer: MemberAnswer) -> MemberRef:
+        return cls(index=answer.index, role=answer.role)
+
+
 @dataclass(frozen=True)
 class Poll:
     answers: list[MemberAnswer]  # successful members, in member order
-    failed: list[dict[str, object]]  # {"step", "role", "error"} for each member that failed
-
-
-def record_failures(ctx: Context, failed: Sequence[dict[str, object]]) -> None:
-    if failed:
-        ctx.note("failed_members", [*ctx.trace.decisions.get("failed_members", []), *failed])
+    failed: list[FailedMember]  # each member that failed, in member order
 
 
 async def ask_all(
@@ -68,16 +78,15 @@ async def ask_all(
     answers, failed = [], []
     for i, (role, step, out) in enumerate(zip(roles, names, outs, strict=True)):
         if isinstance(out, StepFailed):
-            failed.append({"step": step, "role": role, "error": str(out)})
+            failed.append(FailedMember(step=step, role=role, error=str(out)))
         else:
             answers.append(MemberAnswer(i, role, out.text, out.result.finish_reason))
-    record_failures(ctx, failed)
     return Poll(answers, failed)
 
 
 def require_answers(poll: Poll, what: str) -> list[MemberAnswer]:
     """The answers, or PatternFailed naming every member's error when none answered."""
     if not poll.answers:
-        errors = "; ".join(str(f["error"]) for f in poll.failed)
+        errors = "; ".join(f.error for f in poll.failed)
         raise PatternFailed(f"every member of {what} failed: {errors}")
     return poll.answers

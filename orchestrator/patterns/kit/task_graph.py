@@ -8,7 +8,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 
 class PlanError(ValueError):
@@ -16,11 +16,13 @@ class PlanError(ValueError):
 
 
 class PlanStep(BaseModel):
+    """One step of a plan, as the planner wrote it."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    type: str
-    instruction: str
-    after: list[int] = []
+    type: str = Field(description="The step type; selects the executor role.")
+    instruction: str = Field(description="What the step is to do.")
+    after: list[int] = Field(default_factory=list, description="1-based numbers of the steps whose results it needs.")
 
 
 class Plan(BaseModel):
