@@ -108,7 +108,9 @@ class Guard:
             current_request_id.reset(token)
 
     async def _guarded(self, scope: Scope, receive: Receive, send: Send, headers: Headers) -> None:
-        if self._needs_key(scope["path"]) and not key_matches(headers.get("authorization"), self.keys):
+        # Under a Serve route prefix the path carries it (as `root_path`); the rules are the app's own.
+        path = str(scope["path"]).removeprefix(str(scope.get("root_path", "")))
+        if self._needs_key(path) and not key_matches(headers.get("authorization"), self.keys):
             await error_response(
                 401,
                 "missing or invalid API key (send Authorization: Bearer <key>)",

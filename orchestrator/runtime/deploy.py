@@ -78,11 +78,17 @@ def _free_port(host: str) -> int:
         return int(sock.getsockname()[1])
 
 
-def _url(server: ServerSpec, port: int) -> str:
+def route_prefix(namespace: str) -> str:
+    """Where an application's HTTP routes live on Serve's proxy: `/` for the default chorus, its
+    own prefix for another namespace's, so several chorus applications share one Serve cluster."""
+    return "/" if app_name(namespace) == app_name() else f"/{app_name(namespace)}"
+
+
+def _url(server: ServerSpec, port: int, prefix: str = "/") -> str:
     host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(server.host, server.host)
     if ":" in host:
         host = f"[{host}]"
-    return f"http://{host}:{port}/v1"
+    return f"http://{host}:{port}{prefix.rstrip('/')}/v1"
 
 
 def start_serve(server: ServerSpec) -> int:
@@ -124,11 +130,11 @@ def deploy(
         dep.app = app_name(namespace)
         progress(f"starting {config.server.num_replicas if config.server.autoscaling is None else 'autoscaled'} orchestrator replica(s)")
         dep.orchestrator = serve.run(
-            build_app_for(config, namespace), name=dep.app, route_prefix="/" if http else None
+            build_app_for(config, namespace), name=dep.app, route_prefix=route_prefix(namespace) if http else None
         )
         progress("orchestrator ready")
         if port is not None:
-            dep.url = _url(config.server, port)
+            dep.url = _url(config.server, port, route_prefix(namespace))
             progress(f"serving the OpenAI API at {dep.url}")
     except BaseException:
         dep.shutdown()
