@@ -168,6 +168,10 @@ class RecordedEngine:
         result = self._result(request, self._answer(request))
         yield StreamChunk(delta=result.text, finish_reason=result.finish_reason, usage=result.usage)
 
+    # A replayed answer exists only for recorded questions: the host's health probe cannot
+    # generate one, so it checks the engine's health alone.
+    probe_by_generating = False
+
     def running(self) -> int:
         return 0  # a lookup answers at once: nothing is ever left running
 

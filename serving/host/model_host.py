@@ -223,6 +223,8 @@ class ModelHost:
         status = await self.status()
         if not status.ok:
             return status
+        if not getattr(self.engine, "probe_by_generating", True):
+            return status  # an engine that only replays answers has nothing to generate a probe with
         t0 = time.perf_counter()
         self._probing += 1
         try:

@@ -60,8 +60,8 @@ def test_cli_status_lists_replicas(chorus_server):
     out = run([sys.executable, "-m", "orchestrator.cli.main", "status", "--address", chorus_server.address])
     assert out.returncode == 0, out.stderr[-2000:]
     lines = out.stdout.splitlines()
-    assert any(line.split()[:3] == ["tiny", "0", "ok"] for line in lines)
-    assert any(line.split()[:3] == ["tiny-b", "0", "ok"] for line in lines)
+    assert any(line.split()[:3] == ["tiny", "0", "healthy"] for line in lines)
+    assert any(line.split()[:3] == ["tiny-b", "0", "healthy"] for line in lines)
 
 
 def test_cli_ask_unknown_pattern_fails_clearly(chorus_server):
