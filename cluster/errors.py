@@ -16,7 +16,9 @@ tree to HTTP statuses in `orchestrator.api.errors`).
     │   ├── UnknownResponse    feedback names a response chorus did not keep           → 404
     │   ├── BudgetExceeded     the request's budget ran out before an answer           → 400
     │   ├── PromptTooLong      the prompt does not fit the model's context             → 400
-    │   └── NotRecorded        a recorded-answers model has no answer for this prompt  → 400
+    │   ├── NotRecorded        a recorded-answers model has no answer for this prompt  → 400
+    │   ├── Unsupported        a request field this pattern cannot honour (names it)   → 400
+    │   └── EngineRejected     vLLM's OpenAI layer refused the request (its status)    → 4xx
     ├── OverloadedError        every replica of a needed model is full; retry after    → 429
     │   └── QueueFull          one replica's wait queue is at its bound
     ├── UnavailableError       nothing can serve the request now; retry after          → 503
@@ -155,6 +157,29 @@ class NotRecorded(RequestError):
     """A model that replays recorded answers was asked something it has no record for (another
     question, or a step such as a classifier or verifier that recorded answers cannot play):
     bind that role to a live model."""
+
+
+class Unsupported(RequestError):
+    """A request field the named pattern cannot honour; `param` is the field, so it is refused
+    (400) rather than silently dropped."""
+
+    def __init__(self, param: str, problem: str) -> None:
+        super().__init__(param, problem)
+        self.param, self.problem = param, problem
+
+    def __str__(self) -> str:
+        return f"{self.param}: {self.problem}"
+
+
+class EngineRejected(RequestError):
+    """vLLM's OpenAI layer refused a hosted-model request; its message and 4xx status pass on."""
+
+    def __init__(self, message: str, status: int = 400, param: str | None = None) -> None:
+        super().__init__(message, status, param)
+        self.message, self.status, self.param = message, status, param
+
+    def __str__(self) -> str:
+        return self.message
 
 
 class OverloadedError(ChorusError):

@@ -7,13 +7,26 @@ arguments; the placement planner reads both to size memory and to assign GPUs.
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from cluster.vllm_args import problem_with
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 # A Linux CPU list as taskset and vLLM's VLLM_CPU_OMP_THREADS_BIND read it: "1", "0-3", "0,2,8-11".
 CPU_SET_PATTERN = r"^\d+(-\d+)?(,\d+(-\d+)?)*$"
+
+
+def _vllm_name(name: str) -> str:
+    problem = problem_with(name)
+    if problem is not None:
+        raise ValueError(problem)
+    return name
+
+
+# Validated as a dict key, so an error's location ends in the misspelt name itself.
+EngineArgName = Annotated[str, AfterValidator(_vllm_name)]
 
 
 class Strict(BaseModel):
@@ -78,6 +91,12 @@ class ModelSpec(Strict):
     enable_prefix_caching: bool = Field(True, description="Reuse KV blocks of shared prompt prefixes.")
     enforce_eager: bool = Field(False, description="Skip CUDA graphs / compilation (always true on CPU).")
     seed: int = Field(0, ge=0, description="Engine sampling seed, for reproducible runs.")
+    engine_kwargs: dict[EngineArgName, Any] = Field(
+        default_factory=dict,
+        description="Any other vLLM engine argument (AsyncEngineArgs: max_num_batched_tokens, trust_remote_code, "
+        "revision, tokenizer…) or OpenAI-layer argument (FrontendArgs: chat_template, tool_call_parser, "
+        "enable_auto_tool_choice…), passed through as given. Names are checked against the pinned vLLM's.",
+    )
 
     @model_validator(mode="after")
     def _recorded_only_for_recorded(self) -> ModelSpec:

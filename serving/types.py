@@ -5,6 +5,7 @@ Plain pydantic models so they pickle across Ray and dump to JSON for traces.
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -58,12 +59,21 @@ class Sampling(_Frozen):
     )
 
 
+class Coalesce(_Frozen):
+    """How a stream's pieces are batched before they cross Ray: a message leaves when it holds
+    `max_items` pieces or its first piece has waited `max_wait_s`, whichever comes first."""
+
+    max_wait_s: float = Field(0.01, ge=0.0, le=1.0, description="Longest a piece waits for company.")
+    max_items: int = Field(16, ge=1, le=4096, description="Pieces per message at most.")
+
+
 class GenerationRequest(_Frozen):
     messages: list[Message] = Field(min_length=1)
     sampling: Sampling = Sampling()
     constraint: Constraint | None = None
     priority: int = Field(0, description="Lower runs first when the engine's queue is full.")
     request_id: str | None = None
+    coalesce: Coalesce | None = Field(None, description="How a stream of it is batched across Ray; None: the default.")
 
 
 class Usage(_Frozen):
@@ -104,8 +114,73 @@ class Result(_Frozen):
 
 
 class StreamChunk(_Frozen):
-    """A text delta; the last chunk has `finish_reason` and the request's usage."""
+    """A text delta; the last chunk has `finish_reason`, the request's usage and (from a host)
+    its queue, run and engine time, as `Result` has them."""
 
     delta: str
     finish_reason: Literal["stop", "length", "abort"] | None = None
     usage: Usage | None = None
+    queue_s: float = 0.0
+    run_s: float = 0.0
+    engine_seconds: float = 0.0
+
+
+# --- the OpenAI API of a hosted model, served by the engine's own OpenAI layer -----------------
+
+
+class Endpoint(str, Enum):
+    """An OpenAI endpoint a hosted model answers through its engine's OpenAI layer."""
+
+    CHAT = "chat"
+    COMPLETIONS = "completions"
+    EMBEDDINGS = "embeddings"
+    TOKENIZE = "tokenize"
+    DETOKENIZE = "detokenize"
+
+    @property
+    def path(self) -> str:
+        return {
+            Endpoint.CHAT: "/v1/chat/completions",
+            Endpoint.COMPLETIONS: "/v1/completions",
+            Endpoint.EMBEDDINGS: "/v1/embeddings",
+            Endpoint.TOKENIZE: "/tokenize",
+            Endpoint.DETOKENIZE: "/detokenize",
+        }[self]
+
+    @property
+    def generates(self) -> bool:
+        """True for the endpoints that generate tokens (and may stream)."""
+        return self in (Endpoint.CHAT, Endpoint.COMPLETIONS)
+
+
+class OpenAICall(_Frozen):
+    """A raw OpenAI request body for one endpoint of a hosted model (`body["model"]` is its name)."""
+
+    endpoint: Endpoint
+    body: dict[str, Any]
+    priority: int = Field(0, description="Lower runs first when the host's queue is full.")
+    coalesce: Coalesce = Coalesce()
+
+
+class OpenAIReply(_Frozen):
+    """A whole (non-streamed) response body, as the engine's OpenAI layer wrote it."""
+
+    body: dict[str, Any]
+
+
+class SSEBatch(_Frozen):
+    """One or more server-sent events (`data: …\n\n` each), concatenated, as the engine wrote them."""
+
+    text: str
+
+
+class Accounting(_Frozen):
+    """The last item of every OpenAI call on a host: what it cost (for GPU-seconds and the trace)."""
+
+    usage: Usage = Usage()
+    queue_s: float = 0.0
+    run_s: float = 0.0
+    engine_seconds: float = 0.0
+
+
+OpenAIPart = OpenAIReply | SSEBatch | Accounting

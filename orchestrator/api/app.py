@@ -1,6 +1,7 @@
 """The OpenAI-compatible HTTP API: `build_app(backend, server)`.
 
     POST /v1/chat/completions   `model` names a pattern or a hosted model; `stream: true` for SSE
+    POST /v1/completions, /v1/embeddings, /tokenize, /detokenize   hosted models (vLLM's own layer)
     POST /v1/chorus/feedback    a score for an adaptive pattern's answer (orchestrator.api.feedback)
     GET  /v1/models             patterns and hosted models
     GET  /health                liveness: 200 while this replica answers; no details
@@ -17,35 +18,29 @@ engine work it started). All exception handlers are registered in
 
 from __future__ import annotations
 
-import json
 import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 
 from orchestrator.api import feedback
-from orchestrator.api.disconnect import unless_disconnected
-from orchestrator.api.errors import OpenAIJSONResponse, document_errors, error_body, install_error_handlers
+from orchestrator.api.chat import ChatBackend, chat_router
+from orchestrator.api.errors import OpenAIJSONResponse, document_errors, install_error_handlers
 from orchestrator.api.guard import Guard
+from orchestrator.api.hosted import hosted_router
 from orchestrator.api.logs import REQUEST_ID_HEADER
-from orchestrator.api.protocol import ChatCompletionRequest, chunk_json, completion_json, usage_json
-from orchestrator.core.schema import CatalogEntry, ChatRequest, Delta, FleetStatus, Reply
+from orchestrator.core.schema import FleetStatus
 from orchestrator.service.config import ServerSpec
+
+__all__ = ["Backend", "build_app"]
 
 MetricsText = Callable[[], Awaitable[str]]
 
 
-class Backend(Protocol):
-    async def chat(self, req: ChatRequest) -> Reply: ...
-
-    def stream(self, req: ChatRequest) -> AsyncIterator[Delta | Reply]: ...
-
-    async def catalog(self) -> list[CatalogEntry]: ...
-
+class Backend(ChatBackend, Protocol):
     async def status(self) -> FleetStatus: ...
 
 
@@ -116,30 +111,8 @@ def build_app(
             ],
         }
 
-    @app.post(
-        "/v1/chat/completions",
-        responses={200: {"content": {"application/json": {}, "text/event-stream": {}}}},
-    )
-    async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
-        # The request's own deadline, else the server's; the backend enforces it (one mechanism
-        # for HTTP and Python callers) and aborts the engine work when it passes.
-        timeout_s = body.chorus.timeout_s or server.request_timeout_s
-        req = body.to_request().model_copy(update={"request_id": request.state.request_id, "timeout_s": timeout_s})
-        if not body.stream:
-            reply = await unless_disconnected(request, app.state.backend.chat(req))
-            if reply is None:  # the client left; its engine work was cancelled
-                return Response(status_code=499)
-            await feedback.remember(app.state, reply)
-            return OpenAIJSONResponse(completion_json(reply))
-        include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        events = app.state.backend.stream(req)
-        # Pull the first event before answering so an unknown model or a full queue is a
-        # proper 4xx rather than an error inside a 200 stream.
-        first = await anext(events)
-        return StreamingResponse(
-            _sse(req.model, first, events, include_usage), media_type="text/event-stream"
-        )
-
+    app.include_router(chat_router(backend, server))
+    app.include_router(hosted_router(backend, server))
     return app
 
 
@@ -157,34 +130,3 @@ def _document_errors(app: FastAPI) -> None:
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-
-
-async def _sse(
-    model: str,
-    first: Delta | Reply,
-    events: AsyncIterator[Delta | Reply],
-    include_usage: bool,
-) -> AsyncIterator[str]:
-    chunk_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
-
-    def data(obj: dict[str, Any]) -> str:
-        return f"data: {json.dumps(obj, ensure_ascii=True)}\n\n"
-
-    yield data(chunk_json(chunk_id, created, model, {"role": "assistant", "content": ""}))
-    try:
-        event: Delta | Reply | None = first
-        while event is not None:
-            if isinstance(event, Delta):
-                yield data(chunk_json(chunk_id, created, model, {"content": event.text}))
-            else:
-                final = chunk_json(chunk_id, created, model, {}, event.finish_reason)
-                final["chorus"] = {"trace": event.trace.model_dump(mode="json")}
-                yield data(final)
-                if include_usage:
-                    usage = chunk_json(chunk_id, created, model, {})
-                    usage["choices"], usage["usage"] = [], usage_json(event)
-                    yield data(usage)
-            event = await anext(events, None)
-    except Exception as exc:  # noqa: BLE001 - error_body logs what is not chorus's; the stream has started: report in-band, never hang the client
-        yield data(error_body(exc))
-    yield "data: [DONE]\n\n"

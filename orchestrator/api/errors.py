@@ -22,6 +22,7 @@ from cluster.errors import (
     ChorusError,
     DeadlineExceeded,
     EngineError,
+    EngineRejected,
     OverloadedError,
     RequestError,
     StepFailed,
@@ -82,6 +83,9 @@ class OpenAIJSONResponse(JSONResponse):
 
 
 def status_of(exc: BaseException) -> tuple[int, str]:
+    if isinstance(exc, EngineRejected) and 400 <= exc.status < 500:
+        # vLLM's own status for its refusal (400 invalid, 404 unknown LoRA, 413 too large…).
+        return exc.status, "not_found_error" if exc.status == 404 else "invalid_request_error"
     for cls in type(exc).__mro__:
         if cls in STATUS:
             return STATUS[cls]
@@ -102,9 +106,15 @@ def error_body(exc: BaseException) -> dict[str, Any]:
     """The body for an error met after a stream has started (reported in-band)."""
     if isinstance(exc, ChorusError):
         status, kind = status_of(exc)
-        return error_json(str(exc), kind, status)
+        return error_json(str(exc), kind, status, param_of(exc))
     log.error("stream failed", exc_info=exc)
     return error_json(INTERNAL, "server_error", 500)
+
+
+def param_of(exc: ChorusError) -> str | None:
+    """The request field an error is about, where it names one (`Unsupported`, `EngineRejected`)."""
+    param = getattr(exc, "param", None)
+    return param if isinstance(param, str) else None
 
 
 def retry_after(exc: ChorusError) -> dict[str, str] | None:
@@ -145,7 +155,7 @@ def install_error_handlers(app: FastAPI) -> None:
         status, kind = status_of(exc)
         if status >= 500:
             log.error("request failed: %s", exc)
-        return error_response(status, str(exc), kind, headers=retry_after(exc))
+        return error_response(status, str(exc), kind, param_of(exc), headers=retry_after(exc))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -5,15 +5,15 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from cluster.errors import BudgetExceeded, EngineError, StepFailed
+from cluster.errors import BudgetExceeded, EngineError, StepFailed, Unsupported
 from orchestrator.core.budget import Budget
 from orchestrator.core.decisions import Decided
 from orchestrator.core.trace import Step, Trace
-from serving.types import Constraint, GenerationRequest, Message, Result, Sampling
+from serving.types import Coalesce, Constraint, GenerationRequest, JsonSchema, Message, Result, Sampling
 
 T = TypeVar("T")
 
@@ -29,6 +29,20 @@ class Dispatcher(Protocol):
     """Sends one request to a replica of a model (`orchestrator.routing.fleet.Fleet`)."""
 
     async def generate(self, model: str, request: GenerationRequest) -> tuple[Result, Served]: ...
+
+    async def generate_streaming(
+        self, model: str, request: GenerationRequest, on_delta: Callable[[str], None]
+    ) -> tuple[Result, Served]:
+        """As `generate`, handing each text delta to `on_delta` as the engine makes it."""
+        ...
+
+
+class Sink(Protocol):
+    """Where a streamed request's events go (orchestrator.service.streaming.StreamSink)."""
+
+    def delta(self, text: str) -> None: ...
+
+    def progress(self, step: Step) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -48,9 +62,18 @@ class Context:
         sampling: Sampling = Sampling(),
         budget: Budget = Budget(),
         priority: int = 0,
+        sink: Sink | None = None,
+        answer_format: JsonSchema | None = None,
+        coalesce: Coalesce | None = None,
         request_id: str | None = None,
     ) -> None:
         self.fleet = fleet
+        # A streamed request: the final step streams its tokens here, earlier steps report progress.
+        self.sink = sink
+        # The request's response_format: it constrains the calls whose text becomes the answer.
+        self.answer_format = answer_format
+        self.answer_format_applied = False
+        self.coalesce = coalesce  # how a streamed final step's tokens are batched across Ray
         self.roles = roles
         self.trace = trace
         self.sampling = sampling
@@ -87,9 +110,24 @@ class Context:
         max_tokens: int | None = None,
         temperature: float | None = None,
         logprobs: int | None = None,
+        final: bool = False,
+        candidate: bool = False,
     ) -> StepOutput:
-        """One model call for `role`; recorded as a step. Raises StepFailed if the call fails."""
+        """One model call for `role`; recorded as a step. Raises StepFailed if the call fails.
+
+        `final`: this call's text is the answer (it streams when the request does, and the
+        request's response_format constrains it). `candidate`: its text may become the answer
+        as it is (a vote's member, best_of_n's candidate), so response_format constrains it too.
+        """
         self._check_budget()
+        if (final or candidate) and self.answer_format is not None:
+            if constraint is not None and constraint != self.answer_format:
+                raise Unsupported(
+                    "response_format",
+                    f"step '{name}' already constrains its output ({constraint.kind}); this pattern cannot also "
+                    "follow the request's response_format",
+                )
+            constraint = self.answer_format
         self._calls_started += 1
         model = self.model_of(role)
         overrides: dict[str, Any] = {}
@@ -104,13 +142,17 @@ class Context:
             sampling=self.sampling.model_copy(update=overrides),
             constraint=constraint,
             priority=self.priority,
+            coalesce=self.coalesce if final and self.sink is not None else None,
             request_id=self._engine_request_id(len(self.trace.steps)),
         )
         step = Step(index=len(self.trace.steps), name=name, role=role, model=model)
         self.trace.steps.append(step)
         t0 = time.perf_counter()
         try:
-            result, replica = await self.fleet.generate(model, request)
+            if final and self.sink is not None:
+                result, replica = await self.fleet.generate_streaming(model, request, self.sink.delta)
+            else:
+                result, replica = await self.fleet.generate(model, request)
         except EngineError as exc:
             # An engine fault (the engine failed, its replica died or timed out) is a failed step,
             # which a pattern may answer without. The caller's mistakes and overload propagate as
@@ -138,6 +180,10 @@ class Context:
         step.engine_seconds = result.engine_seconds
         step.gpu_seconds = result.engine_seconds * replica.gpus
         step.output = result.text
+        if constraint is not None and constraint == self.answer_format:
+            self.answer_format_applied = True
+        if self.sink is not None and not final:
+            self.sink.progress(step)
         return StepOutput(text=result.text, result=result, step=step)
 
     def _engine_request_id(self, step: int) -> str | None:

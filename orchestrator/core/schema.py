@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.core.budget import Budget
 from orchestrator.core.trace import Trace
-from serving.types import Message, Usage
+from serving.types import JsonSchema, Message, Usage
 
 
 class ReplicaStatus(BaseModel):
@@ -55,6 +55,9 @@ class ChatRequest(BaseModel):
     timeout_s: float | None = Field(
         None, gt=0.0, le=86_400.0, description="Deadline: past it the request is aborted (504); None: server.request_timeout_s."
     )
+    response_format: JsonSchema | None = Field(
+        None, description="Constrains the pattern's final step (the answer) to JSON under this schema."
+    )
     request_id: str | None = Field(
         None, description="The caller's id (HTTP x-request-id); prefixes the engine request ids and is in the trace."
     )
@@ -93,6 +96,16 @@ class CatalogEntry(BaseModel):
 
 class Delta(BaseModel):
     text: str
+
+
+class Progress(BaseModel):
+    """A streamed pattern's earlier step finished (sent before the final step's tokens)."""
+
+    step: str
+    role: str
+    model: str
+    ok: bool
+    latency_s: float
 
 
 class FleetStatus(BaseModel):

@@ -23,7 +23,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from cluster.errors import UnknownModelError
+from cluster.errors import UnknownModelError, Unsupported
 from orchestrator.api.protocol import ChatCompletionRequest
 from orchestrator.core.schema import ChatRequest
 
@@ -126,7 +126,11 @@ def parse_row(raw: str, line: int, rules: RowRules) -> RowRequest | RowProblem:
         return RowProblem(
             custom_id=custom_id, status=404, code="not_found_error", message=str(UnknownModelError(wire.model, sorted(rules.known_models)))
         )
-    return RowRequest(custom_id=custom_id, request=wire.to_request(priority_floor=BATCH_PRIORITY))
+    try:
+        request = wire.to_request(priority_floor=BATCH_PRIORITY)
+    except Unsupported as exc:  # a field a pattern cannot honour, named as the HTTP API names it
+        return RowProblem(custom_id=custom_id, status=400, code="invalid_request_error", message=str(exc))
+    return RowRequest(custom_id=custom_id, request=request)
 
 
 def _openai_envelope(obj: dict[str, Any], line: int, rules: RowRules) -> tuple[str, dict[str, Any]] | RowProblem:

@@ -50,7 +50,9 @@ class BestOfNPattern:
     spec: BestOfNSpec
 
     async def run(self, request: PatternRequest, ctx: Context) -> Answer:
-        poll = await ask_all(ctx, self.spec.members, request.messages, name="member", temperature=self.spec.temperature)
+        poll = await ask_all(
+            ctx, self.spec.members, request.messages, name="member", temperature=self.spec.temperature, candidate=True
+        )
         answers = require_answers(poll, "best_of_n")
         scores = await judging.score_all(
             ctx, self.spec.judge, request.question, [a.text for a in answers], name="judge"

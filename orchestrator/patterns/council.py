@@ -98,7 +98,7 @@ class CouncilPattern:
             return answers[judging.best(scores) or 0].text
         messages = prompts.references_messages(prompts.MERGE_SYSTEM, request.question, [a.text for a in answers])
         try:
-            out = await ctx.call(spec.synthesizer, messages, name="merge")
+            out = await ctx.call(spec.synthesizer, messages, name="merge", final=True)
         except StepFailed as exc:
             # The members did answer: fall back to the one most of them agree with, and say so.
             decision.merge_failed = str(exc)
@@ -107,7 +107,9 @@ class CouncilPattern:
 
     async def run(self, request: PatternRequest, ctx: Context) -> Answer:
         spec = self.spec
-        count = await poll_and_tally(spec, self.embedder, request, ctx, "the council")
+        # With merge the synthesizer writes the answer; otherwise a member's answer is it.
+        candidates = spec.combine != "merge"
+        count = await poll_and_tally(spec, self.embedder, request, ctx, "the council", candidates=candidates)
         answers, tally = count.answers, count.tally
         uncertain = tally.agreement < spec.diverge_below
         decision = ctx.decide(
@@ -120,7 +122,7 @@ class CouncilPattern:
             )
         )
         text = await self._combine(request, ctx, answers, tally.winner, decision)
-        if spec.state_agreement:
+        if spec.state_agreement and ctx.answer_format is None:  # a line after JSON would break it
             agreeing = len(tally.groups[0].members) if tally.groups else 0
             line = agreement_line(agreeing, len(answers), len(spec.members), tally.agreement, uncertain)
             text = f"{text.rstrip()}\n\n{line}"

@@ -80,7 +80,8 @@ class PipelinePattern:
         finish = "stop"
         for i, step in enumerate(self.spec.steps):
             messages = prompts.pipeline_messages(step.template, step.instruction, request.question, previous)
-            out = await ctx.call(step.role, messages, name=f"step[{i}]:{step.template}")
+            last = i == len(self.spec.steps) - 1
+            out = await ctx.call(step.role, messages, name=f"step[{i}]:{step.template}", final=last)
             previous, finish = out.text, out.result.finish_reason
         ctx.decide(PipelineDecision(steps=[StepRun(role=s.role, template=s.template) for s in self.spec.steps]))
         return Answer(text=previous or "", finish_reason=finish)

@@ -140,5 +140,5 @@ class PlannerExecutorPattern:
             f"step {i} ({s.type}): {s.instruction}\n{r if r is not None else '(this step failed)'}"
             for i, (s, r) in enumerate(zip(plan.steps, results, strict=True), start=1)
         ]
-        out = await ctx.call(self.spec.planner, prompts.plan_synthesis_messages(question, shown), name="synthesize")
+        out = await ctx.call(self.spec.planner, prompts.plan_synthesis_messages(question, shown), name="synthesize", final=True)
         return Answer(text=out.text, finish_reason=out.result.finish_reason)

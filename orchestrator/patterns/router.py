@@ -127,5 +127,5 @@ class RouterPattern:
 
     async def run(self, request: PatternRequest, ctx: Context) -> Answer:
         route = ctx.decide(await self.classify(request, ctx))
-        out = await ctx.call(route.role, request.messages, name="answer")
+        out = await ctx.call(route.role, request.messages, name="answer", final=True)
         return Answer(text=out.text, finish_reason=out.result.finish_reason)

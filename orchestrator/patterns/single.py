@@ -41,5 +41,5 @@ class SinglePattern:
     async def run(self, request: PatternRequest, ctx: Context) -> Answer:
         if not self.hosted:
             ctx.decide(SingleDecision())
-        out = await ctx.call(self.spec.role, request.messages, name="answer")
+        out = await ctx.call(self.spec.role, request.messages, name="answer", final=True)
         return Answer(text=out.text, finish_reason=out.result.finish_reason)

@@ -256,5 +256,5 @@ class SupervisorWorkerPattern:
             reviews.append(ReviewRecord(round=round_, verdict="revise", revise=revise, outcome="revising"))
         if all(r is None for r in results):
             raise PatternFailed(f"every worker's task failed ({len(tasks)} tasks, {rounds} rounds)")
-        out = await ctx.call(spec.supervisor, prompts.write_messages(question, _rows(tasks, results)), name="write")
+        out = await ctx.call(spec.supervisor, prompts.write_messages(question, _rows(tasks, results)), name="write", final=True)
         return Answer(text=out.text, finish_reason=out.result.finish_reason)

@@ -11,19 +11,21 @@ with Retry-After), naming the model and what its replicas are doing.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping, Sequence
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass, field
+from typing import TypeVar
 
-from cluster.errors import ChorusError, NoHealthyReplica, ReplicaLost, UnknownModelError
+from cluster.errors import ChorusError, EngineError, NoHealthyReplica, ReplicaLost, UnknownModelError
 from orchestrator.core.schema import ReplicaStatus
 from orchestrator.routing.balancer import Balancer
 from orchestrator.routing.health import HealthBoard
 from orchestrator.routing.replicas import Replica
-from serving.types import GenerationRequest, Result, StreamChunk
+from serving.types import GenerationRequest, OpenAICall, OpenAIPart, Result, StreamChunk, Usage
 
 ATTEMPTS = 2  # the first try and one retry on another replica
 STATUS_TIMEOUT_S = 2.0  # /health answers promptly even when a replica does not
+T = TypeVar("T")
 
 
 @dataclass
@@ -105,22 +107,63 @@ class Fleet:
                 if len(tried) >= ATTEMPTS:
                     raise
 
-    async def stream(self, model: str, request: GenerationRequest) -> AsyncGenerator[StreamChunk, None]:
+    async def _retried(
+        self, model: str, request: GenerationRequest | None, open_on: Callable[[Replica], AsyncIterator[T]]
+    ) -> AsyncGenerator[tuple[T, Replica], None]:
+        """The parts `open_on(replica)` yields, each with its replica; a replica lost before its
+        first part is replaced by another healthy one (once a part reached the caller, a retry
+        would repeat it: the call fails instead)."""
         tried: set[int] = set()
         while True:
             replica = self.pick(model, request, frozenset(tried))
             sent = False
             try:
                 async with self._dispatch(model, replica):
-                    async for chunk in replica.stream(request):
+                    async for part in open_on(replica):
                         sent = True
-                        yield chunk
+                        yield part, replica
                     return
             except ReplicaLost:
                 tried.add(replica.index)
-                # Once a token reached the caller, a retry would repeat it: fail instead.
                 if sent or len(tried) >= ATTEMPTS:
                     raise
+
+    async def stream(self, model: str, request: GenerationRequest) -> AsyncGenerator[StreamChunk, None]:
+        async with aclosing(self._retried(model, request, lambda r: r.stream(request))) as parts:
+            async for chunk, _ in parts:
+                yield chunk
+
+    async def generate_streaming(
+        self, model: str, request: GenerationRequest, on_delta: Callable[[str], None]
+    ) -> tuple[Result, Replica]:
+        """`generate` over a replica's stream: each delta goes to `on_delta` as it arrives."""
+        texts: list[str] = []
+        last: tuple[StreamChunk, Replica] | None = None
+        async with aclosing(self._retried(model, request, lambda r: r.stream(request))) as parts:
+            async for chunk, replica in parts:
+                if chunk.delta:
+                    texts.append(chunk.delta)
+                    on_delta(chunk.delta)
+                if chunk.finish_reason is not None:
+                    last = chunk, replica
+        if last is None:
+            raise EngineError(f"the stream of a replica of '{model}' ended without a finish")
+        chunk, replica = last
+        result = Result(
+            text="".join(texts),
+            finish_reason=chunk.finish_reason or "stop",
+            usage=chunk.usage or Usage(),
+            queue_s=chunk.queue_s,
+            run_s=chunk.run_s,
+            engine_seconds=chunk.engine_seconds,
+        )
+        return result, replica
+
+    async def openai(self, model: str, call: OpenAICall) -> AsyncGenerator[tuple[OpenAIPart, Replica], None]:
+        """A raw OpenAI request on one replica of `model`: its parts, each with the replica."""
+        async with aclosing(self._retried(model, None, lambda r: r.openai(call))) as parts:
+            async for part in parts:
+                yield part
 
     async def status(self, timeout_s: float | None = None) -> list[ReplicaStatus]:
         """Every replica's status and health state; one that cannot answer (in `timeout_s`)

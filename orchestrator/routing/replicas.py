@@ -9,10 +9,20 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from serving.engines.base import Engine
+from cluster.errors import EngineRejected
+from serving.engines.base import Engine, OpenAIEngine
 from serving.host.admission import Load
 from serving.host.model_host import HostStatus, ModelHost
-from serving.types import GenerationRequest, Result, StreamChunk
+from serving.types import (
+    Accounting,
+    GenerationRequest,
+    OpenAICall,
+    OpenAIPart,
+    OpenAIReply,
+    Result,
+    SSEBatch,
+    StreamChunk,
+)
 
 
 class Replica(Protocol):
@@ -24,6 +34,8 @@ class Replica(Protocol):
     async def generate(self, request: GenerationRequest) -> Result: ...
 
     def stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]: ...
+
+    def openai(self, call: OpenAICall) -> AsyncIterator[OpenAIPart]: ...
 
     async def status(self) -> HostStatus: ...
 
@@ -62,6 +74,14 @@ class LocalReplica:
         running = min(self.inflight, self.capacity)
         return Load(running, self.inflight - running, self.capacity, self.max_queue)
 
+    async def openai(self, call: OpenAICall) -> AsyncIterator[OpenAIPart]:
+        """The engine's OpenAI layer without a host: no admission, no coalescing, no timing."""
+        if not isinstance(self.engine, OpenAIEngine):
+            raise EngineRejected(f"{type(self.engine).__name__} has no OpenAI layer", status=400)
+        async for item in self.engine.openai(call.endpoint, call.body):
+            yield OpenAIReply(body=item) if isinstance(item, dict) else SSEBatch(text=item)
+        yield Accounting()
+
     async def status(self) -> HostStatus:
         health = await self.engine.health()
         return HostStatus(model="", replica=self.index, ok=health.ok, detail=health.detail, gpus=self.gpus)
@@ -89,6 +109,9 @@ class HostReplica:
 
     def stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
         return self.host.stream(request)
+
+    def openai(self, call: OpenAICall) -> AsyncIterator[OpenAIPart]:
+        return self.host.openai(call)
 
     async def status(self) -> HostStatus:
         return await self.host.status()

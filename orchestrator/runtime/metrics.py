@@ -30,8 +30,11 @@ from ray.util.metrics import Counter, Gauge, Histogram
 from cluster.errors import ChorusError
 from orchestrator.api.app import Backend, MetricsText
 from orchestrator.api.errors import status_of
-from orchestrator.core.schema import CatalogEntry, ChatRequest, Delta, FleetStatus, Reply
+from orchestrator.core.schema import CatalogEntry, ChatRequest, Delta, FleetStatus, Progress, Reply
+from orchestrator.core.trace import Trace
 from orchestrator.routing.fleet import Fleet
+from orchestrator.service.hosted import HostedRequest
+from serving.types import OpenAIReply, SSEBatch
 
 log = logging.getLogger("chorus.metrics")
 
@@ -69,22 +72,24 @@ class Metered:
         self.m = metrics
         self.kind_of = kind_of
 
-    def _labels(self, req: ChatRequest) -> dict[str, str]:
-        kind = self.kind_of(req.model)
-        return {"model": req.model, "kind": kind} if kind is not None else {"model": UNKNOWN, "kind": UNKNOWN}
+    def _labels(self, model: str) -> dict[str, str]:
+        kind = self.kind_of(model)
+        return {"model": model, "kind": kind} if kind is not None else {"model": UNKNOWN, "kind": UNKNOWN}
 
     def _failed(self, labels: dict[str, str], exc: BaseException) -> None:
         status = "499" if isinstance(exc, asyncio.CancelledError) else str(status_of(exc)[0])
         self.m.requests.inc(1, {**labels, "status": status})
 
-    def _answered(self, labels: dict[str, str], reply: Reply, wall_s: float) -> None:
+    def _answered(self, labels: dict[str, str], trace: Trace, wall_s: float) -> None:
         self.m.requests.inc(1, {**labels, "status": "200"})
         self.m.latency.observe(wall_s, labels)
-        if reply.usage.prompt_tokens:  # Ray counters take only positive increments
-            self.m.prompt_tokens.inc(reply.usage.prompt_tokens, labels)
-        if reply.usage.completion_tokens:
-            self.m.completion_tokens.inc(reply.usage.completion_tokens, labels)
-        for step in reply.trace.steps:
+        prompt = sum(s.prompt_tokens for s in trace.steps)
+        completion = sum(s.completion_tokens for s in trace.steps)
+        if prompt:  # Ray counters take only positive increments
+            self.m.prompt_tokens.inc(prompt, labels)
+        if completion:
+            self.m.completion_tokens.inc(completion, labels)
+        for step in trace.steps:
             self.m.model_calls.inc(
                 1, {"pattern": labels["model"], "model": step.model, "outcome": "ok" if step.error is None else "failed"}
             )
@@ -92,17 +97,17 @@ class Metered:
                 self.m.gpu_seconds.inc(step.gpu_seconds, {"pattern": labels["model"], "model": step.model})
 
     async def chat(self, req: ChatRequest) -> Reply:
-        labels, t0 = self._labels(req), time.perf_counter()
+        labels, t0 = self._labels(req.model), time.perf_counter()
         try:
             reply = await self.inner.chat(req)
         except BaseException as exc:
             self._failed(labels, exc)
             raise
-        self._answered(labels, reply, time.perf_counter() - t0)
+        self._answered(labels, reply.trace, time.perf_counter() - t0)
         return reply
 
-    async def stream(self, req: ChatRequest) -> AsyncIterator[Delta | Reply]:
-        labels, t0 = self._labels(req), time.perf_counter()
+    async def stream(self, req: ChatRequest) -> AsyncIterator[Delta | Progress | Reply]:
+        labels, t0 = self._labels(req.model), time.perf_counter()
         first = True
         try:
             async for event in self.inner.stream(req):
@@ -110,8 +115,23 @@ class Metered:
                     self.m.ttft.observe(time.perf_counter() - t0, labels)
                     first = False
                 if isinstance(event, Reply):
-                    self._answered(labels, event, time.perf_counter() - t0)
+                    self._answered(labels, event.trace, time.perf_counter() - t0)
                 yield event
+        except BaseException as exc:
+            self._failed(labels, exc)
+            raise
+
+    async def hosted(self, req: HostedRequest, full_trace: bool) -> AsyncIterator[OpenAIReply | SSEBatch | Trace]:
+        labels, t0 = self._labels(str(req.body.get("model", ""))), time.perf_counter()
+        first = True
+        try:
+            async for part in self.inner.hosted(req, full_trace):
+                if first and isinstance(part, SSEBatch):
+                    self.m.ttft.observe(time.perf_counter() - t0, labels)
+                    first = False
+                if isinstance(part, Trace):
+                    self._answered(labels, part, time.perf_counter() - t0)
+                yield part
         except BaseException as exc:
             self._failed(labels, exc)
             raise

@@ -12,7 +12,7 @@ from orchestrator.runtime.handles import call, stream
 from orchestrator.service.config import ChorusConfig
 from serving.host.admission import Load
 from serving.host.model_host import HostStatus
-from serving.types import GenerationRequest, Result, StreamChunk
+from serving.types import GenerationRequest, OpenAICall, OpenAIPart, Result, StreamChunk
 
 # For the process that calls ModelHosts (the orchestrator): when a host's process dies, Ray
 # fails the calls to it only after waiting up to this long for the death's cause (default 1 s).
@@ -41,6 +41,10 @@ class RayReplica:
     async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
         async for chunk in stream(self.handle.stream, request, what=self.what):
             yield chunk
+
+    async def openai(self, call: OpenAICall) -> AsyncIterator[OpenAIPart]:
+        async for part in stream(self.handle.openai, call, what=self.what):
+            yield part
 
     async def load(self) -> Load:
         load: Load = await call(self.handle.load, what=self.what)

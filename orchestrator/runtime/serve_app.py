@@ -3,7 +3,7 @@
 Each replica is stateless: it finds the ModelHost actors by name (`chorus.host.<model>.<i>` in the
 chorus namespace), routes by the health board of the one supervisor (`chorus.supervisor`,
 `orchestrator.runtime.supervision`), builds its own `Chorus` over them and serves the OpenAI API (FastAPI ingress)
-and the Python client's handle calls (`chat`, `stream`, `catalog`, `status`). Any replica serves
+and the Python client's handle calls (`chat`, `stream`, `hosted`, `catalog`, `status`). Any replica serves
 any request; Serve starts, health-checks, restarts and scales them.
 
     build_app_for(config, namespace)     the Serve application (what `chorus up` runs)
@@ -28,7 +28,8 @@ from cluster.errors import DeployError
 from orchestrator.api.app import build_app
 from orchestrator.api.guard import resolve_api_keys
 from orchestrator.api.logs import configure_logging, current_request_id
-from orchestrator.core.schema import CatalogEntry, ChatRequest, Delta, FleetStatus, Reply
+from orchestrator.core.schema import CatalogEntry, ChatRequest, Delta, FleetStatus, Progress, Reply
+from orchestrator.core.trace import Trace
 from orchestrator.routing.fleet import Fleet
 from orchestrator.routing.health import HealthBoard
 from orchestrator.runtime.hosts import ensure_hosts, host_name
@@ -37,6 +38,8 @@ from orchestrator.runtime.ray_replica import CALLER_ENV, replicas_of
 from orchestrator.runtime.supervision import SUPERVISOR, BoardSync
 from orchestrator.service.chorus import Chorus
 from orchestrator.service.config import ChorusConfig, load_config
+from orchestrator.service.hosted import HostedRequest
+from serving.types import OpenAIReply, SSEBatch
 
 NAMESPACE = "chorus"
 DEPLOYMENT = "Orchestrator"
@@ -121,9 +124,22 @@ class Orchestrator:
         finally:
             current_request_id.reset(token)
 
-    async def stream(self, req: ChatRequest) -> AsyncIterator[Delta | Reply]:
-        async for event in self.backend.stream(req):
-            yield event
+    async def stream(self, req: ChatRequest) -> AsyncIterator[Delta | Progress | Reply]:
+        token = current_request_id.set(req.request_id or "")
+        try:
+            async for event in self.backend.stream(req):
+                yield event
+        finally:
+            current_request_id.reset(token)
+
+    async def hosted(self, req: HostedRequest, full_trace: bool = False) -> AsyncIterator[OpenAIReply | SSEBatch | Trace]:
+        """A hosted model's OpenAI endpoint (vLLM's own layer on a replica), for handle callers."""
+        token = current_request_id.set(req.request_id or "")
+        try:
+            async for part in self.backend.hosted(req, full_trace):
+                yield part
+        finally:
+            current_request_id.reset(token)
 
     async def catalog(self) -> list[CatalogEntry]:
         return await self.backend.catalog()

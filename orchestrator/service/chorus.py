@@ -6,31 +6,30 @@ Transport-free: the Serve deployment (orchestrator.runtime.serve_app), the HTTP 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-from cluster.errors import (
-    ChorusError,
-    DeadlineExceeded,
-    OverloadedError,
-    PatternFailed,
-    StepFailed,
-    UnknownModelError,
-)
+from cluster.errors import OverloadedError, PatternFailed, StepFailed, UnknownModelError, Unsupported
 from orchestrator.core.context import Context
-from orchestrator.core.schema import CatalogEntry, ChatRequest, Delta, FleetStatus, Reply
-from orchestrator.core.trace import Step, Trace
+from orchestrator.core.schema import CatalogEntry, ChatRequest, Delta, FleetStatus, Progress, Reply
+from orchestrator.core.trace import Trace
 from orchestrator.patterns import Pattern, PatternRequest
 from orchestrator.patterns.kit.assembly import build_patterns
 from orchestrator.patterns.kit.embedding import Embedder, MiniLMEmbedder
 from orchestrator.patterns.single import SinglePattern, SingleSpec
 from orchestrator.routing.fleet import Fleet
 from orchestrator.service.config import ChorusConfig
+from orchestrator.service.deadline import bounded, within
 from orchestrator.service.drain import Gate
-from serving.types import GenerationRequest, Sampling, Usage
+from orchestrator.service.hosted import HostedRequest, serve_hosted, with_defaults
+from orchestrator.service.streaming import StreamSink, streamed
+from serving.types import OpenAIReply, Sampling, SSEBatch
+
+# Pattern kinds whose answer is a constrained call's text, so they honour response_format
+# ("model": a hosted model asked through the Python client, a single call).
+ANSWER_FORMAT_KINDS = frozenset({"model", "single", "router", "pipeline", "council", "vote", "best_of_n",
+                                 "planner_executor", "supervisor_worker"})  # fmt: skip
 
 
 class Chorus:
@@ -107,33 +106,31 @@ class Chorus:
             update["stop"] = req.stop
         return self.config.sampling.model_copy(update=update)
 
-    async def chat(self, req: ChatRequest) -> Reply:
-        """Run the request under its deadline: past it, everything it started is cancelled
-        (and so aborted in the engines) and it fails with DeadlineExceeded (HTTP 504)."""
-        with self.gate.admit():
-            timeout_s = self._timeout_s(req)
-            deadline = asyncio.timeout(timeout_s)
-            try:
-                async with deadline:
-                    return await self._chat(req)
-            except TimeoutError:
-                if deadline.expired():
-                    raise DeadlineExceeded(timeout_s, f"'{req.model}'") from None
-                raise
-
-    async def _chat(self, req: ChatRequest) -> Reply:
-        kind, pattern, roles = self._resolve(req.model)
-        await self.admit(req.model)
-        trace = Trace(pattern=req.model, kind=kind, request_id=req.request_id)
-        ctx = Context(
+    def _context(self, req: ChatRequest, roles: dict[str, str], trace: Trace, sink: StreamSink | None) -> Context:
+        return Context(
             self.fleet,
             roles,
             trace,
             sampling=self._sampling(req),
             budget=req.budget or self.config.budget,
             priority=req.priority,
+            sink=sink,
+            answer_format=req.response_format,
+            coalesce=self.config.streaming,
             request_id=req.request_id,
         )
+
+    async def _run(self, req: ChatRequest, sink: StreamSink | None = None) -> Reply:
+        kind, pattern, roles = self._resolve(req.model)
+        if req.response_format is not None and kind not in ANSWER_FORMAT_KINDS:
+            raise Unsupported(
+                "response_format",
+                f"pattern '{req.model}' ({kind}) cannot constrain its answer; "
+                f"these pattern kinds can: {', '.join(sorted(ANSWER_FORMAT_KINDS - {'model'}))}",
+            )
+        await self.admit(req.model)
+        trace = Trace(pattern=req.model, kind=kind, request_id=req.request_id)
+        ctx = self._context(req, roles, trace, sink)
         t0 = time.perf_counter()
         try:
             answer = await pattern.run(PatternRequest(messages=req.messages), ctx)
@@ -141,69 +138,41 @@ class Chorus:
             trace.close(time.perf_counter() - t0)
             raise PatternFailed(f"'{req.model}' could not answer: {exc}") from exc
         trace.close(time.perf_counter() - t0)
+        if req.response_format is not None and not ctx.answer_format_applied:
+            # Never a silent 200: the answer came from a path the format did not constrain.
+            raise Unsupported("response_format", f"'{req.model}' answered without following response_format")
         return Reply.of(req.model, answer.text, answer.finish_reason, trace)
 
-    async def stream(self, req: ChatRequest) -> AsyncIterator[Delta | Reply]:
-        """Token deltas for a hosted model; a pattern's answer as one delta. Ends with the Reply."""
-        kind, _, _ = self._resolve(req.model)
-        if kind != "model":
-            reply = await self.chat(req)
-            yield Delta(text=reply.text)
-            yield reply
-            return
+    async def chat(self, req: ChatRequest) -> Reply:
+        """Run the request under its deadline: past it, everything it started is cancelled
+        (and so aborted in the engines) and it fails with DeadlineExceeded (HTTP 504)."""
         with self.gate.admit():
-            async for event in self._stream_model(req):
+            return await within(self._run(req), self._timeout_s(req), f"'{req.model}'")
+
+    async def stream(self, req: ChatRequest) -> AsyncIterator[Delta | Progress | Reply]:
+        """The final step's tokens as the engine makes them (see service.streaming), progress
+        events for the steps before it, then the Reply with the trace; under the request's
+        deadline, as `chat`."""
+        self._resolve(req.model)  # an unknown model fails before the stream starts
+        with self.gate.admit():
+            sink = StreamSink()
+            async for event in bounded(streamed(self._run(req, sink), sink), self._timeout_s(req), f"'{req.model}'"):
                 yield event
 
-    async def _stream_model(self, req: ChatRequest) -> AsyncIterator[Delta | Reply]:
-        await self.admit(req.model)
-        t0 = time.perf_counter()
-        request = GenerationRequest(
-            messages=req.messages,
-            sampling=self._sampling(req),
-            priority=req.priority,
-            request_id=f"{req.request_id}-0-{uuid.uuid4().hex[:8]}" if req.request_id else None,
-        )
-        text, finish, usage = [], "stop", Usage()
-        timeout_s = self._timeout_s(req)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        try:
-            # Closing the stream early (the client left) closes the fleet's stream at once,
-            # which cancels the remote call and aborts the engine request.
-            async with contextlib.aclosing(self.fleet.stream(req.model, request)) as chunks:
-                while True:
-                    # Each wait is bounded by what is left of the deadline; a timed-out wait
-                    # cancels the stream the same way.
-                    try:
-                        chunk = await asyncio.wait_for(anext(chunks), max(0.0, deadline - loop.time()))
-                    except StopAsyncIteration:
-                        break
-                    except TimeoutError:
-                        raise DeadlineExceeded(timeout_s, f"'{req.model}'") from None
-                    if chunk.delta:
-                        text.append(chunk.delta)
-                        yield Delta(text=chunk.delta)
-                    if chunk.finish_reason is not None:
-                        finish, usage = chunk.finish_reason, chunk.usage or Usage()
-        except ChorusError:
-            raise
-        except Exception as exc:  # engine faults mid-stream become a typed failure
-            raise PatternFailed(f"'{req.model}' failed while streaming: {type(exc).__name__}: {exc}") from exc
-        wall = time.perf_counter() - t0
-        trace = Trace(pattern=req.model, kind="model", request_id=req.request_id)
-        trace.steps.append(
-            Step(
-                index=0,
-                name="answer",
-                role=req.model,
-                model=req.model,
-                prompt_tokens=usage.prompt_tokens,
-                completion_tokens=usage.completion_tokens,
-                cached_tokens=usage.cached_tokens,
-                latency_s=wall,
-                output="".join(text),
-            )
-        )
-        trace.close(wall)
-        yield Reply.of(req.model, "".join(text), finish, trace)
+    async def hosted(self, req: HostedRequest, full_trace: bool = False) -> AsyncIterator[OpenAIReply | SSEBatch | Trace]:
+        """A hosted model's OpenAI endpoint through vLLM's own OpenAI layer (service.hosted),
+        under the request's deadline (`req.timeout_s`, else the server's), as `chat`."""
+        model = str(req.body.get("model", ""))
+        if model in self.patterns:
+            raise Unsupported("model", f"'{model}' is a pattern; {req.endpoint.path} takes a hosted model: "
+                              f"{', '.join(self.fleet.models())}")
+        if model not in self.fleet.replicas:
+            raise UnknownModelError(model, [e.id for e in self._catalog()])
+        with self.gate.admit():
+            await self.admit(model)
+            req = with_defaults(req, self.config.sampling)
+            budget = req.budget or self.config.budget
+            parts = serve_hosted(self.fleet, req, budget=budget, coalesce=self.config.streaming, full_trace=full_trace)
+            timeout_s = req.timeout_s or self.config.server.request_timeout_s
+            async for part in bounded(parts, timeout_s, f"'{model}'"):
+                yield part

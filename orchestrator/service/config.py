@@ -17,7 +17,7 @@ from orchestrator.core.budget import Budget
 from orchestrator.patterns import PatternSpec
 from orchestrator.patterns.kit.assembly import check_references
 from orchestrator.routing.health import HealingSpec
-from serving.types import Sampling
+from serving.types import Coalesce, Sampling
 
 
 class AutoscalingSpec(Strict):
@@ -96,6 +96,11 @@ class ChorusConfig(Strict):
     )
     budget: Budget = Field(Budget(), description="Default per-request budget.")
     healing: HealingSpec = Field(HealingSpec(), description="Health probes, restarts and drain of model replicas.")
+    streaming: Coalesce = Field(
+        Coalesce(),
+        description="How streamed tokens are batched before they cross Ray (a message per max_items pieces "
+        "or per max_wait_s, whichever comes first).",
+    )
     server: ServerSpec = ServerSpec()
 
     @model_validator(mode="after")

@@ -7,11 +7,11 @@ scripted engine with the same surface.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
-from serving.types import GenerationRequest, Result, StreamChunk
+from serving.types import Endpoint, GenerationRequest, Result, StreamChunk
 
 
 class EngineHealth(BaseModel):
@@ -38,3 +38,12 @@ class Engine(Protocol):
         Cancelling a `generate` or `stream` must abort the engine's request, so this drops."""
 
     async def shutdown(self) -> None: ...
+
+
+@runtime_checkable
+class OpenAIEngine(Protocol):
+    """An engine that also serves raw OpenAI requests through its own OpenAI layer (vLLM's)."""
+
+    def openai(self, endpoint: Endpoint, body: dict[str, Any]) -> AsyncIterator[dict[str, Any] | str]:
+        """One whole response (a JSON dict) or a stream's SSE lines; refusals raise `EngineRejected`."""
+        ...

@@ -6,18 +6,22 @@ differs is the `EngineSettings` the host derives from the placement (GPU share, 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 import uuid
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from cluster.errors import EngineError, PromptTooLong
 from cluster.inventory import parse_cpu_list
 from cluster.spec import ModelSpec
+from cluster.vllm_args import is_frontend
 from serving.engines.base import EngineHealth
-from serving.types import GenerationRequest, Result, StreamChunk, TokenLogprob, Usage
+from serving.engines.vllm_openai import OpenAILayer
+from serving.types import Endpoint, GenerationRequest, Result, StreamChunk, TokenLogprob, Usage
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,10 @@ class VLLMEngine:
         self.settings = settings
         self._llm: Any = None
         self._tokenizer: Any = None
+        self._openai: OpenAILayer | None = None
+        # Chat templates and tokenization run here, not on the host's event loop; one thread,
+        # because a tokenizer is not safe to share between threads.
+        self._prep = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"chorus-prep-{spec.name}")
         self.phases: dict[str, float] = {}  # wall-clock marks of start(), for start-up timelines
 
     def engine_args(self) -> Any:
@@ -58,6 +66,9 @@ class VLLMEngine:
             structured_outputs_config={"backend": "xgrammar", "disable_any_whitespace": True},
             disable_log_stats=True,
         )
+        # Any other vLLM engine argument from the model's YAML (names checked at config load);
+        # the OpenAI layer's own (chat template, tool parser) go to it instead.
+        kwargs.update({k: v for k, v in spec.engine_kwargs.items() if not is_frontend(k)})
         if s.tensor_parallel_size > 1:
             # One Ray worker per rank inside the replica's placement group (cluster.runtime.reservation
             # names the bundles through VLLM_RAY_BUNDLE_INDICES).
@@ -93,12 +104,20 @@ class VLLMEngine:
             from vllm.v1.metrics.ray_wrappers import RayPrometheusStatLogger
 
             loggers = [RayPrometheusStatLogger]
+        args = self.engine_args()
         try:
-            self._llm = AsyncLLM.from_engine_args(self.engine_args(), stat_loggers=loggers)
+            self._llm = AsyncLLM.from_engine_args(args, stat_loggers=loggers)
+            self._openai = await OpenAILayer.build(self.spec, self._llm, args)
         except Exception as exc:  # surface as a plain, picklable error with the model named
             raise EngineError(f"engine for '{self.spec.name}' ({self.spec.source}) failed to start: {exc}") from exc
         self._tokenizer = self._llm.get_tokenizer()
         self.phases["engine ready"] = time.time()
+
+    def openai(self, endpoint: Endpoint, body: dict[str, Any]) -> AsyncIterator[dict[str, Any] | str]:
+        """Serve a raw OpenAI request through vLLM's own OpenAI layer."""
+        if self._openai is None:
+            raise EngineError(f"engine for '{self.spec.name}' is not started")
+        return self._openai.serve(endpoint, body)
 
     # --- requests -------------------------------------------------------------------------
 
@@ -138,10 +157,10 @@ class VLLMEngine:
             output_kind=RequestOutputKind.DELTA if delta else RequestOutputKind.FINAL_ONLY,
         )
 
-    def _submit(self, request: GenerationRequest, delta: bool) -> tuple[AsyncIterator[Any], int]:
+    async def _submit(self, request: GenerationRequest, delta: bool) -> tuple[AsyncIterator[Any], int]:
         if self._llm is None:
             raise EngineError(f"engine for '{self.spec.name}' is not started")
-        ids = self._prompt_ids(request)
+        ids = await asyncio.get_running_loop().run_in_executor(self._prep, self._prompt_ids, request)
         params = self._sampling(request, len(ids), delta)
         rid = request.request_id or uuid.uuid4().hex
         return self._llm.generate({"prompt_token_ids": ids}, params, rid, priority=request.priority), len(ids)
@@ -151,23 +170,24 @@ class VLLMEngine:
             return None
         out = []
         for token_id, position in zip(output.token_ids, output.logprobs):
-            top = {self._decode(tid): lp.logprob for tid, lp in position.items()}
+            # vLLM has decoded every token it reports (`decoded_token`); decode only what it left out.
+            top = {self._text(tid, lp): lp.logprob for tid, lp in position.items()}
             chosen = position.get(token_id)
             out.append(
                 TokenLogprob(
-                    token=self._decode(token_id),
+                    token=self._text(token_id, chosen),
                     logprob=chosen.logprob if chosen is not None else float("-inf"),
                     top=top,
                 )
             )
         return out
 
-    def _decode(self, token_id: int) -> str:
-        text: str = self._tokenizer.decode([token_id])
-        return text
+    def _text(self, token_id: int, logprob: Any) -> str:
+        decoded = getattr(logprob, "decoded_token", None)
+        return decoded if decoded is not None else str(self._tokenizer.decode([token_id]))
 
     async def generate(self, request: GenerationRequest) -> Result:
-        stream, prompt_len = self._submit(request, delta=False)
+        stream, prompt_len = await self._submit(request, delta=False)
         final = None
         try:
             async for final in stream:  # noqa: B007 - the last output is the result
@@ -189,7 +209,7 @@ class VLLMEngine:
         )
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
-        stream, prompt_len = self._submit(request, delta=True)
+        stream, prompt_len = await self._submit(request, delta=True)
         completion = 0
         try:
             async for out in stream:
@@ -225,6 +245,8 @@ class VLLMEngine:
         if self._llm is not None:
             self._llm.shutdown()
             self._llm = None
+            self._openai = None
+        self._prep.shutdown(wait=False)
 
 
 def _finish(reason: str | None) -> Literal["stop", "length", "abort"]:

@@ -30,7 +30,18 @@ from cluster.errors import EngineError, ReplicaLost
 from cluster.spec import ModelSpec
 from serving.engines.base import Engine
 from serving.host.admission import Admission, Load
-from serving.types import GenerationRequest, Message, Result, Sampling, StreamChunk
+from serving.host.coalesce import coalesced
+from serving.host.openai_host import serve_openai
+from serving.types import (
+    Coalesce,
+    GenerationRequest,
+    Message,
+    OpenAICall,
+    OpenAIPart,
+    Result,
+    Sampling,
+    StreamChunk,
+)
 
 THROUGHPUT_WINDOW_S = 30.0
 PROBE_REQUEST = GenerationRequest(
@@ -188,23 +199,42 @@ class ModelHost:
         )
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
+        """The engine's deltas, coalesced (request.coalesce) before they cross Ray; the last
+        chunk also carries queue, run and engine time."""
         self._serving()
+        async for batch in coalesced(self._stream(request), request.coalesce or Coalesce()):
+            yield merged(batch)
+
+    async def _stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
+        arrived = time.perf_counter()
         async with self.admission.slot(request.priority):
+            entered = time.perf_counter()
             mark = self.clock.enter()
-            tokens = 0
+            tokens, left = 0, False
             try:
                 async for chunk in self.engine.stream(request):
-                    if chunk.usage is not None:
-                        tokens = chunk.usage.completion_tokens
-                    yield chunk
+                    if chunk.finish_reason is None:
+                        yield chunk
+                        continue
+                    share, left = self.clock.leave(mark), True
+                    tokens = chunk.usage.completion_tokens if chunk.usage is not None else 0
+                    timing = {"queue_s": entered - arrived, "run_s": time.perf_counter() - entered}
+                    yield chunk.model_copy(update=timing | {"engine_seconds": share})
             except (asyncio.CancelledError, GeneratorExit):
                 raise  # the caller left: the engine aborted the request; not a fault
             except BaseException:
                 self.failed += 1
                 raise
             finally:
-                self.clock.leave(mark)
+                if not left:
+                    self.clock.leave(mark)
         self._done(tokens)
+
+    async def openai(self, call: OpenAICall) -> AsyncIterator[OpenAIPart]:
+        """A raw OpenAI request through the engine's OpenAI layer (serving.host.openai_host)."""
+        self._serving()
+        async for part in serve_openai(self, call):
+            yield part
 
     async def load(self) -> Load:
         """Admission state only (no engine probe): cheap enough to ask before every request."""
@@ -268,6 +298,13 @@ def _reason(exc: BaseException) -> str:
     """One line for a status or an error body: the type and the first line, never a traceback."""
     first = (str(exc).strip().splitlines() or [""])[0][:300]
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def merged(chunks: list[StreamChunk]) -> StreamChunk:
+    """Consecutive chunks as one: the deltas joined, the end (finish, usage, timing) of the last."""
+    if len(chunks) == 1:
+        return chunks[0]
+    return chunks[-1].model_copy(update={"delta": "".join(c.delta for c in chunks)})
 
 
 def _ray_placement() -> dict[str, Any]:

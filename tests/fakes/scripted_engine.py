@@ -8,12 +8,14 @@ covers is also covered once through `VLLMEngine`.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from cluster.errors import EngineError
 from cluster.spec import ModelSpec
 from serving.engines.base import EngineHealth
-from serving.types import GenerationRequest, Result, StreamChunk, TokenLogprob, Usage
+from serving.types import Endpoint, GenerationRequest, Message, Result, StreamChunk, TokenLogprob, Usage
 
 Script = Callable[[GenerationRequest], "str | Exception"]
 
@@ -76,6 +78,31 @@ class ScriptedEngine:
 
     def running(self) -> int:
         return self.inside
+
+    async def openai(self, endpoint: Endpoint, body: dict[str, Any]) -> AsyncIterator[dict[str, Any] | str]:
+        """A stand-in for vLLM's OpenAI layer, chat only, in its response shapes (the request
+        tier's handling of them; vLLM's own layer is tested through the real engine)."""
+        if endpoint is not Endpoint.CHAT:
+            raise EngineError(f"the scripted engine serves only chat, not {endpoint.path}")
+        messages = [Message(role=m["role"], content=m["content"]) for m in body["messages"]]
+        result = await self.generate(GenerationRequest(messages=messages))
+        usage = {"prompt_tokens": result.usage.prompt_tokens, "completion_tokens": result.usage.completion_tokens,
+                 "total_tokens": result.usage.total_tokens}  # fmt: skip
+        head = {"id": "chatcmpl-s", "created": 0, "model": body["model"]}
+        if not body.get("stream"):
+            message = {"role": "assistant", "content": result.text}
+            choice = {"index": 0, "message": message, "finish_reason": result.finish_reason, "logprobs": None}
+            yield head | {"object": "chat.completion", "choices": [choice], "usage": usage}
+            return
+        chunk = head | {"object": "chat.completion.chunk"}
+        yield "data: " + json.dumps(chunk | {"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}) + "\n\n"
+        for i, word in enumerate(result.text.split(" ")):
+            delta = {"content": word if i == 0 else " " + word}
+            yield "data: " + json.dumps(chunk | {"choices": [{"index": 0, "delta": delta}]}) + "\n\n"
+        yield "data: " + json.dumps(chunk | {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}) + "\n\n"
+        if (body.get("stream_options") or {}).get("include_usage"):
+            yield "data: " + json.dumps(chunk | {"choices": [], "usage": usage}, separators=(",", ":")) + "\n\n"
+        yield "data: [DONE]\n\n"
 
     async def health(self) -> EngineHealth:
         return EngineHealth(ok=self.started, detail="" if self.started else "not started")

@@ -42,8 +42,10 @@ def test_streaming_a_model_matches_the_whole_answer(openai_client):
     assert text == whole.choices[0].message.content
     finals = [ch for ch in chunks if ch.choices and ch.choices[0].finish_reason]
     assert len(finals) == 1 and finals[0].choices[0].finish_reason == "length"
-    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 8
-    assert finals[0].model_extra["chorus"]["trace"]["totals"]["completion_tokens"] == 8
+    usage = [ch.usage for ch in chunks if ch.usage is not None]
+    assert len(usage) == 1 and usage[0].completion_tokens == 8
+    # vLLM's own stream, then chorus's trace in one last chunk before [DONE].
+    assert chunks[-1].choices == [] and chunks[-1].model_extra["chorus"]["trace"]["totals"]["completion_tokens"] == 8
 
 
 def test_streaming_a_pattern_ends_with_its_trace(openai_client):
@@ -104,7 +106,7 @@ def test_a_prompt_longer_than_the_context_is_400(openai_client):
     long = [{"role": "user", "content": "word " * 3000}]
     with pytest.raises(openai.BadRequestError) as info:
         openai_client.chat.completions.create(model="tiny", messages=long)
-    assert "at most 1024" in info.value.body["message"]
+    assert "1024" in info.value.body["message"]  # vLLM's own message names the context length
 
 
 def test_health_reports_every_replica(chorus_server):
@@ -113,7 +115,7 @@ def test_health_reports_every_replica(chorus_server):
     r = httpx.get(root + "/health/replicas", timeout=30)
     assert r.status_code == 200
     hosts = r.json()["hosts"]
-    assert {(h["model"], h["replica"]) for h in hosts} == {("tiny", 0), ("tiny-b", 0), ("smol", 0)}
+    assert {(h["model"], h["replica"]) for h in hosts} == {("tiny", 0), ("tiny-b", 0), ("smol", 0), ("tiny-embed", 0)}
     assert all(h["ok"] and h["capacity"] == 16 for h in hosts)
 
 

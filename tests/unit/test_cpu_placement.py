@@ -108,7 +108,9 @@ def test_with_cpus_sets_each_deployments_cores():
     config = load_config(CONFIGS / "cpu-test.yaml")
     placement = {m.name: config.placement_of(m.name) for m in config.models}
     planned = with_cpus(placement, plan_cpus(list(placement), placement, [CpuNode(0, (0, 1))]))
-    assert {m: p.cpus for m, p in planned.items()} == {"tiny": ["0"], "tiny-b": ["1"], "smol": ["0"]}
+    # One core each, dealt in the config's order: tiny, tiny-embed, tiny-b, smol.
+    expected = {"tiny": ["0"], "tiny-embed": ["1"], "tiny-b": ["0"], "smol": ["1"]}
+    assert {m: p.cpus for m, p in planned.items()} == expected
     assert planned["tiny"].num_cpus == placement["tiny"].num_cpus  # the rest is kept
 
 
@@ -121,12 +123,12 @@ def test_chorus_plan_on_a_cpu_machine_writes_cores(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "VLLM_CPU_OMP_THREADS_BIND" in printed and "tiny-b#0" in printed
     raw = yaml.safe_load(out.read_text())
-    assert raw["placement"]["tiny"]["cpus"] == ["0"] and raw["placement"]["tiny-b"]["cpus"] == ["1"]
+    assert raw["placement"]["tiny"]["cpus"] == ["0"] and raw["placement"]["tiny-embed"]["cpus"] == ["1"]
     # The written file is a config chorus loads (sources resolve relative to the original).
     (tmp_path / "configs").mkdir()
     moved = tmp_path / "configs" / "p.yaml"
     moved.write_text(out.read_text().replace("../.cache", str(CONFIGS.parent / ".cache")))
-    assert load_config(moved).placement_of("smol").cpus == ["0"]
+    assert load_config(moved).placement_of("smol").cpus == ["1"]
 
 
 def test_chorus_plan_for_gpus_writes_cores_too(capsys):

@@ -267,10 +267,11 @@ class Count:
 
 
 async def poll_members(
-    spec: BallotSpec, request: PatternRequest, ctx: Context, settled: Settled | None = None
+    spec: BallotSpec, request: PatternRequest, ctx: Context, settled: Settled | None = None, candidates: bool = True
 ) -> Poll:
     """The members answer the request (steps `member[i]`), in the members' answer format: every
-    one, or with `settled` only until the answers so far decide the vote (the rest are cancelled)."""
+    one, or with `settled` only until the answers so far decide the vote (the rest are cancelled).
+    `candidates`: a member's answer may become the pattern's answer as it is (see `Context.call`)."""
     messages = spec.member_messages(request.messages)
     if settled is not None:
         return await ask_until(
@@ -281,9 +282,16 @@ async def poll_members(
             name="member",
             constraint=spec.member_constraint(),
             temperature=spec.temperature,
+            candidate=candidates,
         )
     return await ask_all(
-        ctx, spec.members, messages, name="member", constraint=spec.member_constraint(), temperature=spec.temperature
+        ctx,
+        spec.members,
+        messages,
+        name="member",
+        constraint=spec.member_constraint(),
+        temperature=spec.temperature,
+        candidate=candidates,
     )
 
 
@@ -300,9 +308,11 @@ async def poll_and_tally(
     ctx: Context,
     what: str,
     settled: Settled | None = None,
+    candidates: bool = True,
 ) -> Count:
-    """Ask the members and tally their answers; PatternFailed (naming `what`) when none answered."""
-    return await tally_poll(spec, embedder, await poll_members(spec, request, ctx, settled), what)
+    """Ask the members and tally their answers; PatternFailed (naming `what`) when none answered.
+    `candidates`: as for `poll_members`."""
+    return await tally_poll(spec, embedder, await poll_members(spec, request, ctx, settled, candidates), what)
 
 
 def decided(

@@ -58,12 +58,22 @@ async def ask_all(
     constraint: Constraint | None = None,
     temperature: float | None = None,
     max_tokens: int | None = None,
+    candidate: bool = False,
 ) -> Poll:
-    """Every role answers `messages` concurrently; steps are named `name[i]`."""
+    """Every role answers `messages` concurrently; steps are named `name[i]`. `candidate`: an
+    answer may become the pattern's answer as it is (see `Context.call`)."""
     names = [f"{name}[{i}]" for i in range(len(roles))]
     outs = await ctx.gather(
         *(
-            ctx.call(role, messages, name=step, constraint=constraint, temperature=temperature, max_tokens=max_tokens)
+            ctx.call(
+                role,
+                messages,
+                name=step,
+                constraint=constraint,
+                temperature=temperature,
+                max_tokens=max_tokens,
+                candidate=candidate,
+            )
             for role, step in zip(roles, names, strict=True)
         )
     )
@@ -88,13 +98,16 @@ async def ask_until(
     name: str,
     constraint: Constraint | None = None,
     temperature: float | None = None,
+    candidate: bool = False,
 ) -> Poll:
     """Like `ask_all`, but as soon as the answers so far `settled` the question, the members
     still running are cancelled (their engine requests are aborted, their GPU time saved) and
     returned by step name in `Poll.stopped`."""
     names = [f"{name}[{i}]" for i in range(len(roles))]
     tasks = [
-        asyncio.ensure_future(ctx.call(role, messages, name=step, constraint=constraint, temperature=temperature))
+        asyncio.ensure_future(
+            ctx.call(role, messages, name=step, constraint=constraint, temperature=temperature, candidate=candidate)
+        )
         for role, step in zip(roles, names, strict=True)
     ]
     answers: dict[int, MemberAnswer] = {}

@@ -1,0 +1,186 @@
+"""Benchmark: tokens/s of a hosted model's stream through chorus vs vLLM's own OpenAI server.
+
+The same model (tiny-qwen2, float32) and engine settings behind both; the official `openai`
+client streams chat completions of a fixed length (`ignore_eos`) at 1 and at 32 concurrent
+streams. vLLM's server runs first and is stopped, then chorus is deployed on a local Ray and
+measured the same way, so neither competes with the other for the two cores; both engines are
+bound to the same core (VLLM_CPU_OMP_THREADS_BIND). Each level runs `--rounds` times; the best
+round counts (these machines are shared and noisy).
+
+Prints the figures and writes docs/bench/stream.json and docs/bench/stream.png.
+Usage (under the heavy lock): python scripts/bench_stream.py [--tokens 128] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchlib import MODELS, chorus_deployment, pyplot, summary, tiny_model, write
+
+LEVELS = (1, 32)
+MAX_MODEL_LEN = 1024
+KV_BYTES = 256 << 20
+CORES = "0"
+# chorus's `streaming:` policies compared: the default, and a wider window (fewer Ray messages).
+VARIANTS = {
+    "10 ms / 16": {"max_wait_s": 0.01, "max_items": 16},
+    "50 ms / 64": {"max_wait_s": 0.05, "max_items": 64},
+}
+QUESTION = [{"role": "user", "content": "Write a short story about a lighthouse keeper."}]
+
+
+async def one_stream(client: Any, model: str, tokens: int) -> tuple[float, int]:
+    t0 = time.perf_counter()
+    first: float | None = None
+    count = 0
+    stream = await client.chat.completions.create(
+        model=model,
+        messages=QUESTION,
+        max_tokens=tokens,
+        temperature=0.0,
+        stream=True,
+        stream_options={"include_usage": True},
+        extra_body={"ignore_eos": True},
+    )
+    async for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content and first is None:
+            first = time.perf_counter() - t0
+        if chunk.usage is not None:
+            count = chunk.usage.completion_tokens
+    return (first if first is not None else float("nan")), count
+
+
+async def level(base_url: str, model: str, concurrency: int, tokens: int, rounds: int) -> dict[str, Any]:
+    from openai import AsyncOpenAI
+
+    client = AsyncOpenAI(base_url=base_url, api_key="none", max_retries=0, timeout=600)
+    await one_stream(client, model, 8)  # warm: the first request compiles and caches
+    best: dict[str, Any] | None = None
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        results = await asyncio.gather(*(one_stream(client, model, tokens) for _ in range(concurrency)))
+        wall = time.perf_counter() - t0
+        total = sum(n for _, n in results)
+        if total != tokens * concurrency:
+            raise RuntimeError(f"{model}: got {total} tokens, expected {tokens * concurrency}")
+        run = {"tokens_per_s": total / wall, "wall_s": wall, "ttft_s": summary([f for f, _ in results])}
+        if best is None or run["tokens_per_s"] > best["tokens_per_s"]:
+            best = run
+    await client.close()
+    assert best is not None
+    return best
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def vllm_server(port: int) -> subprocess.Popen[bytes]:
+    cmd = [
+        sys.executable, "-m", "vllm.entrypoints.openai.api_server",
+        "--model", str(MODELS / "tiny-qwen2"), "--served-model-name", "tiny",
+        "--dtype", "float32", "--max-model-len", str(MAX_MODEL_LEN), "--max-num-seqs", "64",
+        "--enforce-eager", "--kv-cache-memory-bytes", str(KV_BYTES),
+        "--host", "127.0.0.1", "--port", str(port), "--disable-uvicorn-access-log",
+    ]  # fmt: skip
+    env = os.environ | {"VLLM_CPU_OMP_THREADS_BIND": CORES, "VLLM_LOGGING_LEVEL": "WARNING"}
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 300) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"vLLM's server exited with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass  # not listening yet: poll again until the deadline
+        time.sleep(0.5)  # readiness polling of a child process, bounded by the deadline
+    raise TimeoutError(f"vLLM's server not ready within {timeout_s:.0f} s")
+
+
+def measure(base_url: str, model: str, tokens: int, rounds: int) -> dict[str, Any]:
+    out = {}
+    for c in LEVELS:
+        out[str(c)] = asyncio.run(level(base_url, model, c, tokens, rounds))
+        print(f"    {c:>2} streams: {out[str(c)]['tokens_per_s']:8.1f} tok/s  "
+              f"TTFT p50 {out[str(c)]['ttft_s']['p50'] * 1000:6.1f} ms", flush=True)  # fmt: skip
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tokens", type=int, default=128)
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+
+    port = free_port()
+    print("vLLM's own OpenAI server:", flush=True)
+    proc = vllm_server(port)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}/health", proc)
+        vllm = measure(f"http://127.0.0.1:{port}/v1", "tiny", args.tokens, args.rounds)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+    os.environ["VLLM_CPU_OMP_THREADS_BIND"] = CORES  # Ray's workers inherit the driver's environment
+    chorus: dict[str, dict[str, Any]] = {}
+    for label, policy in VARIANTS.items():
+        print(f"chorus, streams coalesced per {label} (hosted model through vLLM's layer in a ModelHost):", flush=True)
+        config = {
+            "models": [tiny_model("tiny", max_num_seqs=64, kv_cache_memory_bytes=KV_BYTES)],
+            "roles": {"generalist": "tiny"},
+            "server": {"port": 0},
+            "streaming": policy,
+        }
+        with chorus_deployment(config) as dep:
+            chorus[label] = measure(dep.url, "tiny", args.tokens, args.rounds)
+
+    ratios = {
+        label: {c: runs[c]["tokens_per_s"] / vllm[c]["tokens_per_s"] for c in vllm} for label, runs in chorus.items()
+    }
+    for label, by_level in ratios.items():
+        for c, r in by_level.items():
+            print(f"  {label:>14}, {c:>2} streams: chorus / vLLM = {r:.2f}x")
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    xs = list(range(len(LEVELS)))
+    width = 0.8 / (1 + len(chorus))
+    ax.bar([x - 0.4 + width / 2 for x in xs], [vllm[str(c)]["tokens_per_s"] for c in LEVELS], width,
+           label="vLLM OpenAI server")  # fmt: skip
+    for i, (label, runs) in enumerate(chorus.items(), start=1):
+        pos = [x - 0.4 + width * (i + 0.5) for x in xs]
+        ax.bar(pos, [runs[str(c)]["tokens_per_s"] for c in LEVELS], width, label=f"chorus, {label}")
+        for p, c in zip(pos, LEVELS, strict=True):
+            ax.text(p, runs[str(c)]["tokens_per_s"], f"{ratios[label][str(c)]:.2f}x", ha="center", va="bottom")
+    ax.set_xticks(xs, [f"{c} stream{'s' if c > 1 else ''}" for c in LEVELS])
+    ax.set_ylabel("streamed tokens / s")
+    ax.set_title(f"Hosted-model stream, tiny-qwen2, {args.tokens} tokens each (2-core CPU)")
+    ax.legend(fontsize=8)
+    write(
+        "stream",
+        {"tokens": args.tokens, "rounds": args.rounds, "vllm": vllm, "chorus": chorus, "ratio": ratios, "variants": VARIANTS},
+        fig,
+    )
+
+
+if __name__ == "__main__":
+    main()
