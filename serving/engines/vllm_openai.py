@@ -49,6 +49,11 @@ class OpenAILayer:
         args.structured_outputs_config = llm.vllm_config.structured_outputs_config
         state = State()
         await init_app_state(llm, state, args, supported_tasks=await llm.get_supported_tasks())
+        # The renderer's parser adjusts a request with tools (its tool-call grammar) before it
+        # reaches the engine.
+        renderer = getattr(state, "online_renderer", None)
+        if renderer is not None and llm.vllm_config.structured_outputs_config.disable_any_whitespace:
+            renderer.parser = whitespace_bounded(renderer.parser)
         return cls(spec, state)
 
     def _handler(self, attr: str, endpoint: Endpoint) -> Any:
@@ -103,6 +108,54 @@ class OpenAILayer:
                 raise _rejected(exc) from None
             return
         yield _as_json(self.spec.name, response)
+
+
+# Fewest consecutive whitespace characters xgrammar lets a structural tag's JSON bound itself to.
+TOOL_JSON_MAX_WHITESPACE = 1
+
+
+def whitespace_bounded(parser_cls: Any) -> Any:
+    """The chat parser class with its tool-call grammars' JSON whitespace bounded.
+
+    A tool parser with a structural tag (hermes, qwen3…) constrains a call's markup, name and
+    arguments through xgrammar's structural tags, which vLLM compiles without the engine's
+    `disable_any_whitespace` (it reaches only plain JSON-schema outputs): between any two JSON
+    tokens of the arguments the grammar allows unbounded whitespace, and a weak model (greedy
+    decoding of tiny-qwen2 picks a newline and indentation after `{` every time) writes it until
+    `max_tokens`. The call is then cut off, the parser cannot read it, and `tool_calls` comes
+    back empty. The engine's setting applies here as well: at most one whitespace character
+    in a row (xgrammar's least), so every tool call it constrains terminates.
+    """
+    tool_cls = getattr(parser_cls, "tool_parser_cls", None)
+    if tool_cls is None or getattr(tool_cls, "structural_tag_model", None) is None:
+        return parser_cls
+
+    class Bounded(tool_cls):  # type: ignore[misc,valid-type]
+        def get_structural_tag(self, request: Any, *, reasoning: bool = False, **kwargs: Any) -> Any:
+            tag = super().get_structural_tag(request, reasoning=reasoning, **kwargs)
+            if tag is not None:
+                _bound_whitespace(tag.format)
+            return tag
+
+    Bounded.__name__ = Bounded.__qualname__ = tool_cls.__name__
+    # A subclass of this layer's own parser class (vLLM composes one per renderer).
+    return type(parser_cls.__name__, (parser_cls,), {"tool_parser_cls": Bounded})
+
+
+def _bound_whitespace(node: Any) -> None:
+    """Bound whitespace in every JSON part of an xgrammar structural-tag format, in place."""
+    from pydantic import BaseModel
+    from xgrammar.structural_tag import JSONSchemaFormat
+
+    if isinstance(node, JSONSchemaFormat) and node.style == "json" and node.max_whitespace_cnt is None:
+        node.max_whitespace_cnt = TOOL_JSON_MAX_WHITESPACE
+    if not isinstance(node, BaseModel):
+        return
+    for name in type(node).model_fields:
+        value = getattr(node, name)
+        for child in value if isinstance(value, list) else [value]:
+            if isinstance(child, BaseModel):
+                _bound_whitespace(child)
 
 
 def _as_json(model: str, response: Any) -> dict[str, Any]:
