@@ -50,11 +50,13 @@ class ChatBackend(HostedBackend, Protocol):
 
 def chat_router(backend: ChatBackend, server: ServerSpec) -> APIRouter:
     router = APIRouter()
-    hosted: set[str] = set()  # hosted model names; the catalog is fixed for a deployment's life
+    # Hosted models served by vLLM's OpenAI layer; the catalog is fixed for a deployment's life.
+    # A model of recorded answers has no such layer: it answers as a one-call pattern does.
+    hosted: set[str] = set()
 
     async def is_hosted(model: object) -> bool:
         if not hosted:
-            hosted.update(e.id for e in await backend.catalog() if e.kind == "model")
+            hosted.update(e.id for e in await backend.catalog() if e.kind == "model" and e.openai_layer)
         return isinstance(model, str) and model in hosted
 
     @router.post("/v1/chat/completions", responses=STREAM_OR_JSON, openapi_extra=_BODY_DOC)

@@ -92,6 +92,9 @@ class CatalogEntry(BaseModel):
     kind: Literal["pattern", "model"]
     pattern_kind: str | None = None
     description: str = ""
+    # A hosted model whose engine serves vLLM's own OpenAI layer (a live vLLM engine, not
+    # recorded answers): its OpenAI requests go to that layer whole.
+    openai_layer: bool = False
 
 
 class Delta(BaseModel):

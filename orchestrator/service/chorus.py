@@ -69,7 +69,8 @@ class Chorus:
             CatalogEntry(id=name, kind="pattern", pattern_kind=spec.kind, description=spec.description)
             for name, spec in self.config.patterns.items()
         ]
-        entries += [CatalogEntry(id=m, kind="model") for m in self.fleet.models()]
+        recorded = {m.name for m in self.config.models if m.engine == "recorded"}
+        entries += [CatalogEntry(id=m, kind="model", openai_layer=m not in recorded) for m in self.fleet.models()]
         return entries
 
     def _models_of(self, name: str) -> set[str]:

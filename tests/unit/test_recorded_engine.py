@@ -108,3 +108,24 @@ async def test_a_pattern_calling_a_live_model_is_reported_not_evaluable(records)
     mixed, offline = await ev.run(["mixed", "offline"], [Item(id="1", question="What is 2 + 2?", gold="4")], "numeric")
     assert mixed.error is not None and "live model(s) live" in mixed.error
     assert offline.error is None and offline.accuracy() == 1.0
+
+
+async def test_a_recorded_model_answers_http_chat_as_a_one_call_pattern(records):
+    """A recorded model has no vLLM OpenAI layer: its chat completions are answered by replay."""
+    import httpx
+
+    from orchestrator.api.app import build_app
+    from orchestrator.routing.fleet import Fleet
+    from orchestrator.routing.replicas import LocalReplica
+    from orchestrator.service.chorus import Chorus
+    from orchestrator.service.config import parse_config
+
+    config = parse_config({"models": [{"name": "m", "source": str(records), "engine": "recorded"}], "roles": {"a": "m"},
+                           "patterns": {"solo": {"kind": "single", "role": "a"}}}, "test.yaml")  # fmt: skip
+    chorus = Chorus(config, Fleet({"m": [LocalReplica(await engine(records, "m"))]}))
+    assert [e.openai_layer for e in await chorus.catalog() if e.kind == "model"] == [False]
+    transport = httpx.ASGITransport(app=build_app(chorus))
+    async with httpx.AsyncClient(transport=transport, base_url="http://chorus/v1") as http:
+        r = await http.post("/chat/completions", json={"model": "m", "messages": [{"role": "user", "content": "What is 2 + 2?"}]})
+    assert r.status_code == 200, r.text
+    assert r.json()["choices"][0]["message"]["content"] == "2 + 2 = 4\n#### 4"
