@@ -24,6 +24,7 @@ from cluster.inventory import from_nvml
 from cluster.placement.cpus import nodes_of, plan_cpus, with_cpus
 from cluster.runtime.leases import ReplicaSlot
 from cluster.runtime.reservation import Reservation, reserve
+from orchestrator.runtime.ray_replica import host_name
 from orchestrator.runtime.supervision import start_supervisor, stop_supervisor
 from orchestrator.service.config import ChorusConfig
 from serving.engines.base import Engine
@@ -38,10 +39,6 @@ Progress = Callable[[str], None]
 EngineChoice = Callable[[ChorusConfig, ReplicaSlot], tuple[type[Engine], dict[str, Any]]]
 
 log = logging.getLogger("chorus.hosts")
-
-
-def host_name(model: str, replica: int) -> str:
-    return f"chorus.host.{model}.{replica}"
 
 
 def vllm_engine_for(config: ChorusConfig, slot: ReplicaSlot) -> tuple[type[Engine], dict[str, Any]]:
@@ -144,7 +141,7 @@ def start_hosts(
             m.name: [made[(m.name, r)] for r in range(config.placement_of(m.name).replicas)] for m in config.models
         }
         progress("starting the supervisor")
-        hostset.supervisor = start_supervisor(config, hostset.hosts, namespace, detached=detached)
+        hostset.supervisor = start_supervisor(config, namespace, detached=detached)
     except BaseException:
         hostset.shutdown()
         raise

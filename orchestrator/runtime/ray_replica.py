@@ -71,6 +71,19 @@ def gpus_of(config: ChorusConfig, model: str) -> float:
     return p.gpu_share * p.tensor_parallel_size if p.on_gpu else 0.0
 
 
+def host_name(model: str, replica: int) -> str:
+    """The name of a ModelHost actor in its chorus namespace."""
+    return f"chorus.host.{model}.{replica}"
+
+
+def named_hosts(config: ChorusConfig, namespace: str) -> dict[str, list[Any]]:
+    """The running ModelHost handles of every model of `config`, found by name (by replica index)."""
+    return {
+        m.name: [ray.get_actor(host_name(m.name, r), namespace=namespace) for r in range(config.placement_of(m.name).replicas)]
+        for m in config.models
+    }
+
+
 def replicas_of(config: ChorusConfig, hosts: Mapping[str, Sequence[Any]]) -> dict[str, list[RayReplica]]:
     """The ModelHost handles of each model (by replica index) as the fleet's replicas."""
     return {

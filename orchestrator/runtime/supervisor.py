@@ -48,6 +48,12 @@ class Supervised(Protocol):
     def restart(self) -> None: ...
 
 
+def answer_margin_s(probe_timeout_s: float) -> float:
+    """Time a busy host process may take to answer a probe call beyond its own probe deadline
+    (its event loop is shared with the requests it serves; a Ray call crosses two processes)."""
+    return max(2.0, probe_timeout_s / 2)
+
+
 class Supervisor:
     def __init__(self, replicas: Mapping[str, Sequence[Supervised]], board: HealthBoard) -> None:
         """`replicas` are the fleet's (the same objects); `board` is the fleet's health board."""
@@ -98,12 +104,17 @@ class Supervisor:
                 self.board.lost(model, replica.index, outcome)
 
     async def _probe(self, replica: Supervised) -> HostStatus | str:
-        """The replica's status, or why it could not give one (one line)."""
+        """The replica's status, or why it could not give one (one line).
+
+        The host bounds its own probe generation by `probe_timeout_s` and reports a slow one as
+        a failed probe of a live engine; the call gets that long plus `answer_margin_s` more, so
+        only a process that does not answer at all (dead, or restarting) reads as lost."""
+        waited = self.spec.probe_timeout_s + answer_margin_s(self.spec.probe_timeout_s)
         try:
-            async with asyncio.timeout(self.spec.probe_timeout_s):
+            async with asyncio.timeout(waited):
                 return await replica.probe(self.spec.probe_timeout_s)
         except TimeoutError:
-            return f"it did not answer a probe within {self.spec.probe_timeout_s:g} s (its process may be restarting)"
+            return f"it did not answer a probe within {waited:g} s (its process may be restarting)"
         except ChorusError:
             return "its process died; Ray is restarting it"
 

@@ -6,6 +6,8 @@ differs is the `EngineSettings` the host derives from the placement (GPU share, 
 
 from __future__ import annotations
 
+import asyncio
+import importlib
 import os
 import time
 import uuid
@@ -16,7 +18,7 @@ from typing import Any, Literal
 from cluster.errors import EngineError, PromptTooLong
 from cluster.inventory import parse_cpu_list
 from cluster.spec import ModelSpec
-from serving.engines.base import EngineHealth
+from serving.engines.base import PROBE_REQUEST, EngineHealth
 from serving.types import GenerationRequest, Result, StreamChunk, TokenLogprob, Usage
 
 
@@ -38,6 +40,7 @@ class VLLMEngine:
         self.spec = spec
         self.settings = settings
         self._llm: Any = None
+        self._outputs = 0  # outputs streamed out of the engine, any request (progress)
         self._tokenizer: Any = None
         self.phases: dict[str, float] = {}  # wall-clock marks of start(), for start-up timelines
 
@@ -75,8 +78,12 @@ class VLLMEngine:
         return AsyncEngineArgs(**kwargs)
 
     async def start(self) -> None:
-        from vllm.v1.engine.async_llm import AsyncLLM
-
+        # Importing vLLM and building AsyncLLM take tens of seconds of blocking work (the engine
+        # process starts, loads weights, profiles memory): run them off the event loop, so the
+        # host keeps answering probes and status calls ("engine starting") meanwhile. AsyncLLM
+        # starts its output handler on the first request when built outside a running loop.
+        module = await asyncio.to_thread(importlib.import_module, "vllm.v1.engine.async_llm")
+        async_llm: Any = module.AsyncLLM
         self.phases["vllm imported"] = time.time()
 
         if self.settings.cpus:
@@ -94,7 +101,7 @@ class VLLMEngine:
 
             loggers = [RayPrometheusStatLogger]
         try:
-            self._llm = AsyncLLM.from_engine_args(self.engine_args(), stat_loggers=loggers)
+            self._llm = await asyncio.to_thread(async_llm.from_engine_args, self.engine_args(), stat_loggers=loggers)
         except Exception as exc:  # surface as a plain, picklable error with the model named
             raise EngineError(f"engine for '{self.spec.name}' ({self.spec.source}) failed to start: {exc}") from exc
         self._tokenizer = self._llm.get_tokenizer()
@@ -171,7 +178,7 @@ class VLLMEngine:
         final = None
         try:
             async for final in stream:  # noqa: B007 - the last output is the result
-                pass
+                self._outputs += 1
         except (ValueError, RuntimeError) as exc:
             raise EngineError(f"'{self.spec.name}' failed the request: {exc}") from exc
         if final is None:
@@ -193,6 +200,7 @@ class VLLMEngine:
         completion = 0
         try:
             async for out in stream:
+                self._outputs += 1
                 piece = out.outputs[0]
                 completion += len(piece.token_ids)
                 if out.finished:
@@ -209,6 +217,12 @@ class VLLMEngine:
         # AsyncLLM aborts a request whose generate() is cancelled (a caller that left), so
         # this count is what the engine is really still working on.
         return 0 if self._llm is None else int(self._llm.output_processor.get_num_unfinished_requests())
+
+    async def probe(self) -> None:
+        await self.generate(PROBE_REQUEST)
+
+    def progress(self) -> int:
+        return self._outputs
 
     async def health(self) -> EngineHealth:
         if self._llm is None:

@@ -30,12 +30,9 @@ from cluster.errors import EngineError, ReplicaLost
 from cluster.spec import ModelSpec
 from serving.engines.base import Engine
 from serving.host.admission import Admission, Load
-from serving.types import GenerationRequest, Message, Result, Sampling, StreamChunk
+from serving.types import GenerationRequest, Result, StreamChunk
 
 THROUGHPUT_WINDOW_S = 30.0
-PROBE_REQUEST = GenerationRequest(
-    messages=[Message(role="user", content="ping")], sampling=Sampling(max_tokens=1), priority=-100
-)
 
 EngineState = Literal["idle", "starting", "ready", "failed"]
 
@@ -124,6 +121,7 @@ class ModelHost:
         self._tokens: collections.deque[tuple[float, int]] = collections.deque()
         self._start: asyncio.Task[None] | None = None
         self._probing = 0  # probes inside the engine (left out of the running count)
+        self._seen_progress = 0  # the engine's output count at the last probe (a new engine: 0)
 
     @property
     def started(self) -> bool:
@@ -219,23 +217,28 @@ class ModelHost:
         return self._status(ok, detail)
 
     async def probe(self, timeout_s: float) -> HostStatus:
-        """The status, with `ok` only if the engine also generated one token within `timeout_s`."""
+        """The status, with `ok` only if the engine is healthy and shows it generates: its output
+        count moved since the last probe (a busy engine is not made to queue a probe behind its
+        work), else a one-token probe finished within `timeout_s`."""
         status = await self.status()
         if not status.ok:
             return status
-        if not getattr(self.engine, "probe_by_generating", True):
-            return status  # an engine that only replays answers has nothing to generate a probe with
+        progress = self.engine.progress()
+        if progress != self._seen_progress:
+            self._seen_progress = progress
+            return status
         t0 = time.perf_counter()
         self._probing += 1
         try:
             async with asyncio.timeout(timeout_s):
-                await self.engine.generate(PROBE_REQUEST)
+                await self.engine.probe()
         except TimeoutError:
             return self._status(False, f"a one-token probe took longer than {timeout_s:g} s")
         except Exception as exc:  # noqa: BLE001 - a failing probe is a health finding, reported, not raised
             return self._status(False, f"probe failed: {_reason(exc)}")
         finally:
             self._probing -= 1
+        self._seen_progress = self.engine.progress()  # the probe's own output is not the work's
         return self._status(True, "", probe_s=time.perf_counter() - t0)
 
     def _status(self, ok: bool, detail: str, probe_s: float | None = None) -> HostStatus:

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable
 
 from cluster.errors import EngineError
 from cluster.spec import ModelSpec
-from serving.engines.base import EngineHealth
+from serving.engines.base import PROBE_REQUEST, EngineHealth
 from serving.types import GenerationRequest, Result, StreamChunk, TokenLogprob, Usage
 
 Script = Callable[[GenerationRequest], "str | Exception"]
@@ -28,6 +28,7 @@ class ScriptedEngine:
         self.started = False
         self.inside = 0  # requests in generate() now
         self.aborted = 0  # requests cancelled inside generate()
+        self.answered = 0  # requests that left generate() with an answer or the script's error
 
     async def start(self) -> None:
         self.started = True
@@ -43,6 +44,7 @@ class ScriptedEngine:
             raise
         finally:
             self.inside -= 1
+        self.answered += 1
         answer = self.script(request)
         if isinstance(answer, Exception):
             raise answer
@@ -76,6 +78,12 @@ class ScriptedEngine:
 
     def running(self) -> int:
         return self.inside
+
+    async def probe(self) -> None:
+        await self.generate(PROBE_REQUEST)
+
+    def progress(self) -> int:
+        return self.answered
 
     async def health(self) -> EngineHealth:
         return EngineHealth(ok=self.started, detail="" if self.started else "not started")

@@ -100,7 +100,7 @@ async def test_the_supervisor_counts_open_replicas_and_running_requests_for_the_
     config = parse_config(
         {"models": [{"name": "m", "source": "scripted/m"}], "roles": {"r": "m"}}, "test.yaml"
     )
-    actor = SupervisorActor(config, {"m": [object()]})
+    actor = SupervisorActor(config, "test", {"m": [object()]})
     await actor.sync("a", [Loss("m", 0, "gone")], False, 2)
     await actor.sync("b", [], True, 0)
     state = actor.drain_state()

@@ -222,6 +222,39 @@ async def test_a_host_refuses_calls_until_its_engine_is_ready():
     assert (await host.probe(1.0)).ok and (await host.generate(REQ)).text == "ok"
 
 
+async def test_a_busy_engine_passes_its_probe_by_its_progress_an_idle_one_by_a_probe_request():
+    host = ModelHost(ModelSpec(name="m", source="x"), 0, ScriptedEngine, {"script": lambda r: "ok"})
+    await host.start()
+    engine: ScriptedEngine = host.engine  # type: ignore[assignment]
+    first = await host.probe(1.0)
+    assert first.ok and first.probe_s is not None and len(engine.calls) == 1  # idle: it generated
+    await host.generate(REQ)
+    busy = await host.probe(1.0)
+    assert busy.ok and busy.probe_s is None and len(engine.calls) == 2  # it produced output: no probe request
+    again = await host.probe(1.0)
+    assert again.ok and again.probe_s is not None and len(engine.calls) == 3  # nothing since: a probe request
+
+
+async def test_a_probe_slower_than_its_timeout_is_a_failed_probe_of_a_live_engine():
+    host = ModelHost(ModelSpec(name="m", source="x"), 0, ScriptedEngine, {"script": lambda r: "ok", "delay_s": 5})
+    await host.start()
+    status = await host.probe(0.05)
+    assert not status.ok and status.engine == "ready" and "took longer than 0.05 s" in status.detail
+    assert status.engine_running == 0  # the abandoned probe was aborted in the engine
+
+
+async def test_a_host_answering_after_its_probe_deadline_but_within_the_margin_is_not_lost():
+    class Slow(FakeReplica):
+        async def probe(self, timeout_s: float) -> HostStatus:
+            await asyncio.sleep(timeout_s * 1.2)  # stands in for a busy host's slow answer
+            return await super().probe(timeout_s)
+
+    fleet = fleet_of(Slow(0), probe_timeout_s=0.05)
+    sup = Supervisor(fleet.replicas, fleet.health)  # type: ignore[arg-type]
+    await sup.tick()
+    assert fleet.health.of("m", 0).state == "healthy"
+
+
 async def test_a_cancelled_call_is_aborted_in_the_engine():
     host = ModelHost(ModelSpec(name="m", source="x"), 0, ScriptedEngine, {"script": lambda r: "ok", "delay_s": 5})
     await host.start()
