@@ -122,7 +122,7 @@ class Supervisor:
 
     def _answered(self, key: Key, replica: Supervised, s: HostStatus) -> None:
         model, index = key
-        self.board.answered(model, index)
+        self.board.answered(model, index, full=s.full)
         h = self.board.of(model, index)
         if s.gpu_ids:
             self._gpus[key] = (s.node_id, frozenset(s.gpu_ids))

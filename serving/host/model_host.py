@@ -55,6 +55,7 @@ class HostStatus(BaseModel):
     engine_running: int = 0  # requests inside the engine itself (0 once aborted work is gone)
     restarted: bool = False  # this actor process is a restart by Ray after its predecessor died
     probe_s: float | None = None  # how long the probe's one-token generation took
+    full: bool = False  # a new request would be refused now: its batch and wait queue are full
 
 
 class StartTimes(BaseModel):
@@ -255,6 +256,7 @@ class ModelHost:
             running=self.admission.inside,
             waiting=self.admission.waiting,
             capacity=self.admission.capacity,
+            full=self.admission.load().full,
             completed=self.completed,
             failed=self.failed,
             tokens_per_s=sum(n for _, n in window) / THROUGHPUT_WINDOW_S,

@@ -20,6 +20,7 @@ from orchestrator.patterns.consensus import ConsensusDecision
 from orchestrator.routing.fleet import Fleet
 from orchestrator.routing.health import HealingSpec, HealthBoard
 from orchestrator.runtime.supervisor import Supervisor
+from serving.host.admission import Load
 from serving.host.model_host import HostStatus, ModelHost
 from serving.types import GenerationRequest, Message, Result, StreamChunk
 from tests.fakes.scripted_engine import ScriptedEngine
@@ -162,6 +163,34 @@ async def test_a_restarted_process_gets_its_engine_started_and_rejoins():
     assert a.starts == 1
     await sup.tick()
     assert fleet.health.of("m", 0).state == "healthy" and fleet.health.routable("m", 0)
+
+
+async def test_admission_reads_the_boards_reports_and_asks_only_replicas_without_one():
+    class Counted(FakeReplica):
+        asked = 0
+
+        async def load(self) -> Load:
+            self.asked += 1
+            return Load(running=4, waiting=2, capacity=4, max_waiting=2)
+
+    a, b = Counted(0, max_queue=2), Counted(1, max_queue=2)
+    fleet = fleet_of(a, b)
+    assert await fleet.saturated(["m"]) == ["m"] and a.asked == b.asked == 1  # no reports yet: asked
+    fleet.health.answered("m", 0, full=False)
+    fleet.health.answered("m", 1, full=True)
+    assert await fleet.saturated(["m"]) == [] and a.asked == b.asked == 1  # the board's reports: no call
+    fleet.health.answered("m", 0, full=True)
+    assert await fleet.saturated(["m"]) == ["m"] and a.asked == b.asked == 1
+
+
+async def test_the_supervisor_carries_each_replicas_admission_to_the_board():
+    class Full(FakeReplica):
+        async def probe(self, timeout_s: float) -> HostStatus:
+            return (await super().probe(timeout_s)).model_copy(update={"full": True})
+
+    fleet = fleet_of(Full(0), FakeReplica(1))
+    await Supervisor(fleet.replicas, fleet.health).tick()  # type: ignore[arg-type]
+    assert fleet.health.of("m", 0).full is True and fleet.health.of("m", 1).full is False
 
 
 async def test_an_engine_failing_its_probes_is_restarted_after_the_threshold():
