@@ -4,7 +4,7 @@ ModelHosts stay plain Ray actors in chorus's placement groups, named `chorus.hos
 in the chorus namespace so every orchestrator replica (and any driver) finds them.
 
 `start_hosts` is what `chorus up` runs from its driver; it also starts the one supervisor
-(`chorus.supervisor`, `orchestrator.runtime.supervision`) that probes and restarts the engines. `ensure_hosts` is what an orchestrator
+(`chorus.supervisor`, `orchestrator.runtime.supervisor_actor`) that probes and restarts the engines. `ensure_hosts` is what an orchestrator
 replica runs when the application was deployed with `serve deploy` and the hosts are absent: one
 named `FleetKeeper` actor starts them exactly once however many replicas ask at the same time.
 """
@@ -25,7 +25,7 @@ from cluster.placement.cpus import nodes_of, plan_cpus, with_cpus
 from cluster.runtime.leases import ReplicaSlot
 from cluster.runtime.reservation import Reservation, reserve
 from orchestrator.runtime.ray_replica import host_name
-from orchestrator.runtime.supervision import start_supervisor, stop_supervisor
+from orchestrator.runtime.supervisor_actor import start_supervisor, stop_supervisor
 from orchestrator.service.config import ChorusConfig
 from serving.engines.base import Engine
 from serving.engines.recorded import RecordedEngine

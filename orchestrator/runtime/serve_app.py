@@ -2,7 +2,7 @@
 
 Each replica is stateless: it finds the ModelHost actors by name (`chorus.host.<model>.<i>` in the
 chorus namespace), routes by the health board of the one supervisor (`chorus.supervisor`,
-`orchestrator.runtime.supervision`), builds its own `Chorus` over them and serves the OpenAI API (FastAPI ingress)
+`orchestrator.runtime.supervisor_actor`), builds its own `Chorus` over them and serves the OpenAI API (FastAPI ingress)
 and the Python client's handle calls (`chat`, `stream`, `catalog`, `status`). Any replica serves
 any request; Serve starts, health-checks, restarts and scales them.
 
@@ -34,7 +34,7 @@ from orchestrator.routing.health import HealthBoard
 from orchestrator.runtime.hosts import ensure_hosts
 from orchestrator.runtime.metrics import Metered, RayMetrics, metrics_text_source, node_metrics_url, watch_hosts
 from orchestrator.runtime.ray_replica import CALLER_ENV, named_hosts, replicas_of
-from orchestrator.runtime.supervision import SUPERVISOR, BoardSync
+from orchestrator.runtime.supervisor_actor import SUPERVISOR, BoardSync
 from orchestrator.service.chorus import Chorus
 from orchestrator.service.config import ChorusConfig, load_config
 

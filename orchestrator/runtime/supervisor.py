@@ -1,7 +1,10 @@
 """The supervisor: probes every ModelHost on an interval and heals the ones that broke.
 
-Each tick probes every replica at once (engine health plus a one-token generation under
-`probe_timeout_s`, `ModelHost.probe`) and moves it on the fleet's `HealthBoard`:
+Ray-free (tested over fakes); `supervisor_actor.py` runs it as one named actor per chorus.
+
+Each tick probes every replica at once (`ModelHost.probe`: engine health, then proof that it
+generates — its output count moved since the last probe, else a one-token generation under
+`probe_timeout_s`) and moves it on the fleet's `HealthBoard`, with the host's admission load:
 
 - it answered and its engine is ready and generated in time → healthy (routed to again);
 - its engine is ready but failed `unhealthy_after` probes in a row → its process is killed and

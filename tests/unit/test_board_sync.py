@@ -9,7 +9,7 @@ from typing import Any
 
 from cluster.errors import Draining
 from orchestrator.routing.health import HealthBoard, Loss, ReplicaHealth
-from orchestrator.runtime.supervision import BoardSync, BoardView, SupervisorActor
+from orchestrator.runtime.supervisor_actor import BoardSync, BoardView, SupervisorActor
 from orchestrator.service.config import parse_config
 from orchestrator.service.drain import Gate
 

@@ -37,7 +37,7 @@ SYNC_PERIOD_S = 0.25  # how stale an orchestrator replica's board may be (its ow
 REPORT_STALE_S = 5.0  # a replica silent this long is gone (Serve stopped or replaced it)
 DRAIN_POLL_S = 0.1
 
-log = logging.getLogger("chorus.supervision")
+log = logging.getLogger("chorus.supervisor")
 
 
 @dataclass(frozen=True)
