@@ -24,7 +24,7 @@ from cluster.inventory import from_nvml
 from cluster.placement.cpus import nodes_of, plan_cpus, with_cpus
 from cluster.runtime.leases import ReplicaSlot
 from cluster.runtime.reservation import Reservation, reserve
-from orchestrator.runtime.ray_replica import host_name
+from orchestrator.runtime.ray_replica import host_name, ray_placement
 from orchestrator.runtime.supervisor_actor import start_supervisor, stop_supervisor
 from orchestrator.service.config import ChorusConfig
 from serving.engines.base import Engine
@@ -127,7 +127,7 @@ def start_hosts(
                 name=host_name(slot.model, slot.replica),
                 namespace=namespace,
                 **lifetime,
-            ).remote(config.model(slot.model), slot.replica, engine_cls, engine_kwargs, gpus=slot.gpus)
+            ).remote(config.model(slot.model), slot.replica, engine_cls, engine_kwargs, gpus=slot.gpus, placement=ray_placement)
             made[(slot.model, slot.replica)] = handle
             hostset.hosts.setdefault(slot.model, []).append(handle)  # so a failure tears it down
         for n, wave in enumerate(reservation.waves, 1):

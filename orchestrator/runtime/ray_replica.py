@@ -11,7 +11,7 @@ import ray
 from orchestrator.runtime.handles import call, stream
 from orchestrator.service.config import ChorusConfig
 from serving.host.admission import Load
-from serving.host.model_host import HostStatus
+from serving.host.model_host import HostPlacement, HostStatus
 from serving.types import GenerationRequest, Result, StreamChunk
 
 # For the process that calls ModelHosts (the orchestrator): when a host's process dies, Ray
@@ -63,6 +63,13 @@ class RayReplica:
         """Kill the host's process; Ray starts a new one in the same placement bundle
         (`max_restarts` bounds how often), whose engine the supervisor then starts."""
         ray.kill(self.handle, no_restart=False)
+
+
+def ray_placement() -> HostPlacement:
+    """A ModelHost's placement as Ray knows it (given to each host as its `placement`)."""
+    ctx = ray.get_runtime_context()
+    restarted = ctx.get_actor_id() is not None and bool(ctx.was_current_actor_reconstructed)
+    return HostPlacement(gpu_ids=[str(g) for g in ray.get_gpu_ids()], node_id=ctx.get_node_id(), restarted=restarted)
 
 
 def gpus_of(config: ChorusConfig, model: str) -> float:

@@ -58,6 +58,14 @@ class HostStatus(BaseModel):
     full: bool = False  # a new request would be refused now: its batch and wait queue are full
 
 
+class HostPlacement(BaseModel):
+    """Where a host runs; empty outside a cluster."""
+
+    gpu_ids: list[str] = []
+    node_id: str = ""
+    restarted: bool = False  # this process is a restart of a predecessor that died
+
+
 class StartTimes(BaseModel):
     """Wall-clock marks (time.time()) of one host's start, for `chorus up`'s timeline."""
 
@@ -107,11 +115,15 @@ class ModelHost:
         engine_kwargs: dict[str, Any] | None = None,
         *,
         gpus: float = 0.0,
+        placement: Callable[[], HostPlacement] = HostPlacement,
     ) -> None:
+        """`placement` says where the host runs (GPU ids, node, whether it is a restart): the Ray
+        room supplies one that asks Ray (`orchestrator.runtime.ray_replica.ray_placement`)."""
         self._born = time.time()
         self.spec = spec
         self.replica = replica
         self.gpus = gpus
+        self.placement = placement
         self.engine: Engine = engine_cls(spec, **(engine_kwargs or {}))  # type: ignore[call-arg]
         self.admission = Admission(spec.max_num_seqs, spec.max_queue)
         self.clock = BusyClock()
@@ -244,7 +256,6 @@ class ModelHost:
 
     def _status(self, ok: bool, detail: str, probe_s: float | None = None) -> HostStatus:
         window = [t for t in self._tokens if t[0] >= time.perf_counter() - THROUGHPUT_WINDOW_S]
-        placement = _ray_placement()
         return HostStatus(
             model=self.spec.name,
             replica=self.replica,
@@ -261,7 +272,7 @@ class ModelHost:
             failed=self.failed,
             tokens_per_s=sum(n for _, n in window) / THROUGHPUT_WINDOW_S,
             gpus=self.gpus,
-            **placement,
+            **self.placement().model_dump(),
         )
 
     async def shutdown(self) -> None:
@@ -273,20 +284,4 @@ def _reason(exc: BaseException) -> str:
     """One line for a status or an error body: the type and the first line, never a traceback."""
     first = (str(exc).strip().splitlines() or [""])[0][:300]
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
-
-
-def _ray_placement() -> dict[str, Any]:
-    """GPU ids and node this actor holds, and whether Ray restarted it, when it runs under Ray."""
-    try:
-        import ray
-
-        if not ray.is_initialized():
-            return {}
-        ctx = ray.get_runtime_context()
-        placement: dict[str, Any] = {"gpu_ids": [str(g) for g in ray.get_gpu_ids()], "node_id": ctx.get_node_id()}
-        if ctx.get_actor_id() is not None:
-            placement["restarted"] = bool(ctx.was_current_actor_reconstructed)
-        return placement
-    except ImportError:
-        return {}
 
