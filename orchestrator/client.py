@@ -127,6 +127,8 @@ def ray_connect(address: str | None = None) -> str:
         if state.ray_auth_mode and "RAY_AUTH_MODE" not in os.environ:
             set_ray_auth_mode(state.ray_auth_mode)
     address = address or "auto"
+    # Serve's handle logs its routing set-up at INFO on the caller's terminal: not chorus's output.
+    logging.getLogger("ray.serve").setLevel(logging.WARNING)
     if not ray.is_initialized():
         try:
             ray.init(address=address, namespace=NAMESPACE, log_to_driver=False, logging_level=logging.ERROR)

@@ -3,6 +3,8 @@
 The same request (tiny Qwen2, 8 greedy tokens) by these paths, interleaved round by round so
 machine noise hits them alike:
   engine        VLLMEngine in this process (AsyncLLM, no Ray)
+  noop          a no-op Ray actor round trip (an async actor echoing the request): the yardstick
+                of the target "the orchestrator adds at most one no-op actor round trip + 1 ms"
   host          the ModelHost actor over Ray (admission, timing, accounting)
   orchestrator  the Serve deployment running the `single` pattern through a Serve handle
                 (admission probe + host call + trace)
@@ -31,8 +33,16 @@ from pathlib import Path
 import httpx
 from benchlib import chorus_deployment, pyplot, summary, tiny_model, write
 
-PROXY_PATHS = ["engine", "host", "orchestrator", "http"]
-DIRECT_PATHS = ["engine", "http_direct"]
+PROXY_PATHS = ["engine", "noop", "host", "orchestrator", "http"]
+MODEL_PATHS = ["host", "orchestrator", "http", "http_direct"]  # paths that run the engine
+
+
+class Echo:
+    """A no-op actor: what one Ray actor round trip costs here, with the same argument."""
+
+    async def echo(self, request: object) -> object:
+        return request
+DIRECT_PATHS = ["engine", "noop", "http_direct"]
 
 
 def direct_ingress_url() -> str:
@@ -75,6 +85,9 @@ async def run(rounds: int, paths: list[str]) -> dict:
     body = {"model": "single", "messages": [m.model_dump() for m in messages]}
     times: dict[str, list[float]] = {p: [] for p in paths}
     with chorus_deployment(data) as dep:
+        import ray
+
+        noop = ray.remote(Echo).options(num_cpus=0).remote()
         orch = find_orchestrator()
         host = dep.hosts["tiny"][0]
         direct = direct_ingress_url() if "http_direct" in paths else dep.url
@@ -88,6 +101,9 @@ async def run(rounds: int, paths: list[str]) -> dict:
                 if path == "engine":
                     r = await engine.generate(request)
                     tokens = r.usage.completion_tokens
+                elif path == "noop":
+                    await noop.echo.remote(request)
+                    tokens = 8
                 elif path == "host":
                     r = await host.generate.remote(request)
                     tokens = r.usage.completion_tokens
@@ -115,8 +131,49 @@ async def run(rounds: int, paths: list[str]) -> dict:
     await engine.shutdown()
     stats = {p: summary([t * 1000 for t in times[p]]) for p in paths}
     base = stats["engine"]
-    added = {p: {"p50_ms": stats[p]["p50"] - base["p50"], "p99_ms": stats[p]["p99"] - base["p99"]} for p in paths[1:]}
+    added = {
+        p: {"p50_ms": stats[p]["p50"] - base["p50"], "p99_ms": stats[p]["p99"] - base["p99"]}
+        for p in paths
+        if p in MODEL_PATHS
+    }
     return {"latency_ms": stats, "added_over_engine_ms": added}
+
+
+def targets(result: dict) -> dict:
+    """The targets in this run's own units (p50s). Through Serve's proxy a call crosses two Ray
+    hops (proxy or handle → orchestrator replica → host): the orchestrator path may add two no-op
+    round trips + 1 ms, HTTP 2 ms more. Under direct ingress the HTTP server and the orchestrator
+    share a process, leaving one hop per model call: HTTP may add one round trip + 1 + 2 ms."""
+    proxy = result["proxy"]
+    noop = proxy["latency_ms"]["noop"]["p50"]
+    orchestrator = proxy["added_over_engine_ms"]["orchestrator"]["p50_ms"]
+    http = proxy["added_over_engine_ms"]["http"]["p50_ms"]
+    out = {
+        "proxy_noop_p50_ms": noop,
+        "proxy_orchestrator_added_p50_ms": orchestrator,
+        "proxy_orchestrator_target_ms": 2 * noop + 1.0,
+        "proxy_http_over_orchestrator_p50_ms": http - orchestrator,
+        "proxy_http_target_ms": 2.0,
+    }
+    if "direct_ingress" in result:
+        direct = result["direct_ingress"]
+        noop_d = direct["latency_ms"]["noop"]["p50"]
+        out |= {
+            "direct_noop_p50_ms": noop_d,
+            "direct_http_added_p50_ms": direct["added_over_engine_ms"]["http_direct"]["p50_ms"],
+            "direct_http_target_ms": noop_d + 3.0,
+        }
+    return out
+
+
+def print_targets(t: dict) -> None:
+    def verdict(value: float, target: float) -> str:
+        return f"{value:.1f} ms (target ≤ {target:.1f}: {'met' if value <= target else 'missed'})"
+
+    print("orchestrator path adds", verdict(t["proxy_orchestrator_added_p50_ms"], t["proxy_orchestrator_target_ms"]))
+    print("HTTP through the proxy adds on top", verdict(t["proxy_http_over_orchestrator_p50_ms"], t["proxy_http_target_ms"]))
+    if "direct_http_added_p50_ms" in t:
+        print("HTTP under direct ingress adds", verdict(t["direct_http_added_p50_ms"], t["direct_http_target_ms"]))
 
 
 def direct_phase(rounds: int) -> dict:
@@ -166,12 +223,14 @@ def main() -> None:
     proxy = asyncio.run(run(args.rounds, PROXY_PATHS))
     report("Serve proxy (default)", proxy, PROXY_PATHS)
     result = {"rounds": args.rounds, "max_tokens": 8, "proxy": proxy}
+    result["targets"] = targets(result)
     write("overhead", result)  # kept even if the second phase fails
     direct = direct_phase(args.rounds)
     result["direct_ingress"] = direct
     report("Serve direct ingress (RAY_SERVE_ENABLE_DIRECT_INGRESS=1)", direct, DIRECT_PATHS)
+    result["targets"] = targets(result)
+    print_targets(result["targets"])
     write("overhead", result, plot(result))
-
 
 if __name__ == "__main__":
     main()

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from cluster.errors import ChorusError
 from orchestrator.cli import eval_command, jobs_command, plan_command, serve_config
+from orchestrator.runtime.ray_env import apply_ray_env
 from orchestrator.runtime.state import RunState, clear_state, log_path, read_state, write_state
 
 
@@ -260,8 +261,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def join_local_cluster(args: argparse.Namespace) -> None:
+    """A Ray cluster `chorus up` started listens on loopback only (`ray_env`): a driver joining it
+    must resolve its own node address the same way, or Ray looks for the cluster at the node's
+    outside address and waits there in vain. Set before anything imports Ray."""
+    state = read_state()
+    if state is not None and state.pid is not None and not getattr(args, "address", None):
+        apply_ray_env(loopback=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    join_local_cluster(args)
     try:
         return int(args.func(args) or 0)
     except ChorusError as exc:

@@ -7,7 +7,8 @@ flight across all of them to the job's `in_flight`, so the bound holds for the w
 A row never fails the stage: every chorus error (a bad request, an unknown model, a failed
 pattern) becomes that row's error line. Two things do stop it, because answering them with an
 error line would mark rows done that were never tried: chorus becoming unavailable
-(`UnavailableError`), and a programming error.
+(`UnavailableError`; a model with no healthy replica is waited for first, up to
+`REPLICA_WAIT_S`), and a programming error.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 
 import pyarrow as pa  # type: ignore[import-untyped]
 
-from cluster.errors import ChorusError, OverloadedError, UnavailableError
+from cluster.errors import ChorusError, NoHealthyReplica, OverloadedError, UnavailableError
 from orchestrator.api.errors import status_of
 from orchestrator.core.schema import Reply
 from orchestrator.jobs.formats import RowProblem, RowRequest, RowRules, parse_row
@@ -27,6 +28,10 @@ from orchestrator.jobs.link import Asker, ChorusLink
 from orchestrator.jobs.output import RowOutcome, answered, refused
 
 OVERLOAD_RETRIES = 3  # a row refused for overload is tried again after the server's Retry-After
+# A row whose model has no healthy replica waits for one this long in all (Retry-After at a time):
+# an engine restart takes a minute or two on CPU, longer for a large model on a GPU. Past it the
+# stage stops, leaving the row for a resubmit.
+REPLICA_WAIT_S = 600.0
 
 
 class RowAnswerer:
@@ -67,7 +72,7 @@ class RowAnswerer:
         )
 
     async def _ask(self, row: RowRequest) -> Reply:
-        retries = 0
+        retries, waited = 0, 0.0
         while True:
             async with self.slots:
                 try:
@@ -75,9 +80,15 @@ class RowAnswerer:
                 except OverloadedError as exc:
                     if retries == OVERLOAD_RETRIES:
                         raise
+                    retries += 1
                     wait = exc.retry_after_s
-            # Back off outside the slot, for as long as the server asked: its queues are full.
-            retries += 1
+                except NoHealthyReplica as exc:
+                    # A model's replicas are restarting: the job waits for them, up to a bound.
+                    if waited + exc.retry_after_s > REPLICA_WAIT_S:
+                        raise
+                    wait = exc.retry_after_s
+                    waited += wait
+            # Back off outside the slot, for as long as the server asked.
             await asyncio.sleep(wait)
 
     async def answer_all(self, lines: list[int], raws: list[str]) -> list[RowOutcome]:

@@ -56,33 +56,36 @@ class Fleet:
     async def saturated(self, models: Iterable[str]) -> list[str]:
         """The models whose every replica has a full batch and a full wait queue.
 
-        Asked of the replicas themselves (their admission is the one truth when several
-        orchestrators share them), all at once, and only of replicas the health board would route
-        to; a replica that cannot answer does not count as full, and one found lost here is marked
-        at once, so the call that follows does not wait on it a second time.
+        Read from the health board, which carries each replica's admission as of its last
+        probe (the replicas' own admission is the one truth when several orchestrators share
+        them): no call before the request. A replica the board has no report of yet (a fleet
+        with no supervisor, in one process) is asked; one that cannot answer does not count as
+        full, and one found lost is marked at once, so the call that follows does not wait on it.
+        The hosts still refuse a request their queue has no room for (`QueueFull`).
         """
-        pairs = [
-            (m, r)
-            for m in sorted(set(models))
-            for r in self._replicas(m)
-            if r.max_queue is not None and self.health.routable(m, r.index)
-        ]
-        if not pairs:
-            return []
-        loads = await asyncio.gather(*(r.load() for _, r in pairs), return_exceptions=True)
-        room: dict[str, bool] = {m: False for m, _ in pairs}
-        for (model, replica), load in zip(pairs, loads, strict=True):
+        full: dict[str, bool] = {}
+        ask: list[tuple[str, Replica]] = []
+        for m in sorted(set(models)):
+            for r in self._replicas(m):
+                if r.max_queue is None:
+                    full[m] = False  # a replica without a queue bound is never refused up front
+                elif self.health.routable(m, r.index):
+                    reported = self.health.of(m, r.index).full
+                    if reported is None:
+                        ask.append((m, r))
+                    else:
+                        full[m] = full.get(m, True) and reported
+        loads = await asyncio.gather(*(r.load() for _, r in ask), return_exceptions=True)
+        for (model, replica), load in zip(ask, loads, strict=True):
             if isinstance(load, BaseException):
                 if not isinstance(load, ChorusError):
                     raise load
                 if isinstance(load, ReplicaLost):
                     self.health.call_lost(model, replica.index, str(load))
-                room[model] = True  # unreachable: let the call itself find out
-            elif not load.full:
-                room[model] = True
-        # A model with any replica that has no queue bound is never refused up front.
-        bounded = {m for m in models if all(r.max_queue is not None for r in self._replicas(m))}
-        return sorted(m for m, ok in room.items() if not ok and m in bounded)
+                full[model] = False  # unreachable: let the call itself find out
+            else:
+                full[model] = full.get(model, True) and load.full
+        return sorted(m for m, f in full.items() if f)
 
     @asynccontextmanager
     async def _dispatch(self, model: str, replica: Replica) -> AsyncIterator[Replica]:

@@ -66,6 +66,7 @@ class ReplicaHealth:
     next_start_at: float = 0.0  # earliest time of the next engine start attempt (back-off)
     lost_since: float | None = None  # unreachable since (None: it answers)
     start_s: float | None = None  # how long its last successful engine start took
+    full: bool | None = None  # its admission was full at its last probe (None: not probed yet)
 
 
 Now = Callable[[], float]
@@ -140,8 +141,9 @@ class HealthBoard:
         self.losses.append(Loss(model, index, detail))
         self.lost(model, index, detail)
 
-    def answered(self, model: str, index: int) -> None:
-        self.of(model, index).lost_since = None
+    def answered(self, model: str, index: int, full: bool | None = None) -> None:
+        h = self.of(model, index)
+        h.lost_since, h.full = None, full
 
     def summary(self, model: str, indices: Iterable[int]) -> str:
         """'replica 0 restarting: …; replica 1 failed: …' for a 503 body."""

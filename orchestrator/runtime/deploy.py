@@ -30,7 +30,7 @@ from orchestrator.runtime.hosts import (
     with_planned_cpus,
 )
 from orchestrator.runtime.serve_app import app_name, build_app_for
-from orchestrator.runtime.supervision import SUPERVISOR, drain_all, stop_supervisor
+from orchestrator.runtime.supervisor_actor import SUPERVISOR, drain_all, stop_supervisor
 from orchestrator.service.config import ChorusConfig, ServerSpec
 
 log = logging.getLogger("chorus.deploy")

@@ -4,7 +4,7 @@ ModelHosts stay plain Ray actors in chorus's placement groups, named `chorus.hos
 in the chorus namespace so every orchestrator replica (and any driver) finds them.
 
 `start_hosts` is what `chorus up` runs from its driver; it also starts the one supervisor
-(`chorus.supervisor`, `orchestrator.runtime.supervision`) that probes and restarts the engines. `ensure_hosts` is what an orchestrator
+(`chorus.supervisor`, `orchestrator.runtime.supervisor_actor`) that probes and restarts the engines. `ensure_hosts` is what an orchestrator
 replica runs when the application was deployed with `serve deploy` and the hosts are absent: one
 named `FleetKeeper` actor starts them exactly once however many replicas ask at the same time.
 """
@@ -24,7 +24,8 @@ from cluster.inventory import from_nvml
 from cluster.placement.cpus import nodes_of, plan_cpus, with_cpus
 from cluster.runtime.leases import ReplicaSlot
 from cluster.runtime.reservation import Reservation, reserve
-from orchestrator.runtime.supervision import start_supervisor, stop_supervisor
+from orchestrator.runtime.ray_replica import host_name, ray_placement
+from orchestrator.runtime.supervisor_actor import start_supervisor, stop_supervisor
 from orchestrator.service.config import ChorusConfig
 from serving.engines.base import Engine
 from serving.engines.recorded import RecordedEngine
@@ -38,10 +39,6 @@ Progress = Callable[[str], None]
 EngineChoice = Callable[[ChorusConfig, ReplicaSlot], tuple[type[Engine], dict[str, Any]]]
 
 log = logging.getLogger("chorus.hosts")
-
-
-def host_name(model: str, replica: int) -> str:
-    return f"chorus.host.{model}.{replica}"
 
 
 def vllm_engine_for(config: ChorusConfig, slot: ReplicaSlot) -> tuple[type[Engine], dict[str, Any]]:
@@ -130,7 +127,7 @@ def start_hosts(
                 name=host_name(slot.model, slot.replica),
                 namespace=namespace,
                 **lifetime,
-            ).remote(config.model(slot.model), slot.replica, engine_cls, engine_kwargs, gpus=slot.gpus)
+            ).remote(config.model(slot.model), slot.replica, engine_cls, engine_kwargs, gpus=slot.gpus, placement=ray_placement)
             made[(slot.model, slot.replica)] = handle
             hostset.hosts.setdefault(slot.model, []).append(handle)  # so a failure tears it down
         for n, wave in enumerate(reservation.waves, 1):
@@ -144,7 +141,7 @@ def start_hosts(
             m.name: [made[(m.name, r)] for r in range(config.placement_of(m.name).replicas)] for m in config.models
         }
         progress("starting the supervisor")
-        hostset.supervisor = start_supervisor(config, hostset.hosts, namespace, detached=detached)
+        hostset.supervisor = start_supervisor(config, namespace, detached=detached)
     except BaseException:
         hostset.shutdown()
         raise

@@ -11,7 +11,7 @@ import ray
 from orchestrator.runtime.handles import call, stream
 from orchestrator.service.config import ChorusConfig
 from serving.host.admission import Load
-from serving.host.model_host import HostStatus
+from serving.host.model_host import HostPlacement, HostStatus
 from serving.types import GenerationRequest, OpenAICall, OpenAIPart, Result, StreamChunk
 
 # For the process that calls ModelHosts (the orchestrator): when a host's process dies, Ray
@@ -69,10 +69,30 @@ class RayReplica:
         ray.kill(self.handle, no_restart=False)
 
 
+def ray_placement() -> HostPlacement:
+    """A ModelHost's placement as Ray knows it (given to each host as its `placement`)."""
+    ctx = ray.get_runtime_context()
+    restarted = ctx.get_actor_id() is not None and bool(ctx.was_current_actor_reconstructed)
+    return HostPlacement(gpu_ids=[str(g) for g in ray.get_gpu_ids()], node_id=ctx.get_node_id(), restarted=restarted)
+
+
 def gpus_of(config: ChorusConfig, model: str) -> float:
     """GPUs one replica of `model` holds (its share × tensor parallel size): GPU-seconds' factor."""
     p = config.placement_of(model)
     return p.gpu_share * p.tensor_parallel_size if p.on_gpu else 0.0
+
+
+def host_name(model: str, replica: int) -> str:
+    """The name of a ModelHost actor in its chorus namespace."""
+    return f"chorus.host.{model}.{replica}"
+
+
+def named_hosts(config: ChorusConfig, namespace: str) -> dict[str, list[Any]]:
+    """The running ModelHost handles of every model of `config`, found by name (by replica index)."""
+    return {
+        m.name: [ray.get_actor(host_name(m.name, r), namespace=namespace) for r in range(config.placement_of(m.name).replicas)]
+        for m in config.models
+    }
 
 
 def replicas_of(config: ChorusConfig, hosts: Mapping[str, Sequence[Any]]) -> dict[str, list[RayReplica]]:

@@ -2,7 +2,7 @@
 
 Each replica is stateless: it finds the ModelHost actors by name (`chorus.host.<model>.<i>` in the
 chorus namespace), routes by the health board of the one supervisor (`chorus.supervisor`,
-`orchestrator.runtime.supervision`), builds its own `Chorus` over them and serves the OpenAI API (FastAPI ingress)
+`orchestrator.runtime.supervisor_actor`), builds its own `Chorus` over them and serves the OpenAI API (FastAPI ingress)
 and the Python client's handle calls (`chat`, `stream`, `hosted`, `catalog`, `status`). Any replica serves
 any request; Serve starts, health-checks, restarts and scales them.
 
@@ -32,10 +32,10 @@ from orchestrator.core.schema import CatalogEntry, ChatRequest, Delta, FleetStat
 from orchestrator.core.trace import Trace
 from orchestrator.routing.fleet import Fleet
 from orchestrator.routing.health import HealthBoard
-from orchestrator.runtime.hosts import ensure_hosts, host_name
+from orchestrator.runtime.hosts import ensure_hosts
 from orchestrator.runtime.metrics import Metered, RayMetrics, metrics_text_source, node_metrics_url, watch_hosts
-from orchestrator.runtime.ray_replica import CALLER_ENV, replicas_of
-from orchestrator.runtime.supervision import SUPERVISOR, BoardSync
+from orchestrator.runtime.ray_replica import CALLER_ENV, named_hosts, replicas_of
+from orchestrator.runtime.supervisor_actor import SUPERVISOR, BoardSync
 from orchestrator.service.chorus import Chorus
 from orchestrator.service.config import ChorusConfig, load_config
 from orchestrator.service.hosted import HostedRequest
@@ -56,11 +56,7 @@ def app_name(namespace: str = NAMESPACE) -> str:
 def fleet_over_hosts(config: ChorusConfig, namespace: str) -> Fleet:
     """Each replica's own fleet over the named ModelHosts; it routes by a copy of the supervisor's
     health board (`BoardSync`)."""
-    hosts = {
-        m.name: [ray.get_actor(host_name(m.name, r), namespace=namespace) for r in range(config.placement_of(m.name).replicas)]
-        for m in config.models
-    }
-    return Fleet(replicas_of(config, hosts), health=HealthBoard(config.healing))
+    return Fleet(replicas_of(config, named_hosts(config, namespace)), health=HealthBoard(config.healing))
 
 
 class Orchestrator:

@@ -1,7 +1,10 @@
 """The supervisor: probes every ModelHost on an interval and heals the ones that broke.
 
-Each tick probes every replica at once (engine health plus a one-token generation under
-`probe_timeout_s`, `ModelHost.probe`) and moves it on the fleet's `HealthBoard`:
+Ray-free (tested over fakes); `supervisor_actor.py` runs it as one named actor per chorus.
+
+Each tick probes every replica at once (`ModelHost.probe`: engine health, then proof that it
+generates — its output count moved since the last probe, else a one-token generation under
+`probe_timeout_s`) and moves it on the fleet's `HealthBoard`, with the host's admission load:
 
 - it answered and its engine is ready and generated in time → healthy (routed to again);
 - its engine is ready but failed `unhealthy_after` probes in a row → its process is killed and
@@ -46,6 +49,12 @@ class Supervised(Protocol):
     async def start(self) -> None: ...
 
     def restart(self) -> None: ...
+
+
+def answer_margin_s(probe_timeout_s: float) -> float:
+    """Time a busy host process may take to answer a probe call beyond its own probe deadline
+    (its event loop is shared with the requests it serves; a Ray call crosses two processes)."""
+    return max(2.0, probe_timeout_s / 2)
 
 
 class Supervisor:
@@ -98,12 +107,17 @@ class Supervisor:
                 self.board.lost(model, replica.index, outcome)
 
     async def _probe(self, replica: Supervised) -> HostStatus | str:
-        """The replica's status, or why it could not give one (one line)."""
+        """The replica's status, or why it could not give one (one line).
+
+        The host bounds its own probe generation by `probe_timeout_s` and reports a slow one as
+        a failed probe of a live engine; the call gets that long plus `answer_margin_s` more, so
+        only a process that does not answer at all (dead, or restarting) reads as lost."""
+        waited = self.spec.probe_timeout_s + answer_margin_s(self.spec.probe_timeout_s)
         try:
-            async with asyncio.timeout(self.spec.probe_timeout_s):
+            async with asyncio.timeout(waited):
                 return await replica.probe(self.spec.probe_timeout_s)
         except TimeoutError:
-            return f"it did not answer a probe within {self.spec.probe_timeout_s:g} s (its process may be restarting)"
+            return f"it did not answer a probe within {waited:g} s (its process may be restarting)"
         except ChorusError:
             return "its process died; Ray is restarting it"
 
@@ -111,7 +125,7 @@ class Supervisor:
 
     def _answered(self, key: Key, replica: Supervised, s: HostStatus) -> None:
         model, index = key
-        self.board.answered(model, index)
+        self.board.answered(model, index, full=s.full)
         h = self.board.of(model, index)
         if s.gpu_ids:
             self._gpus[key] = (s.node_id, frozenset(s.gpu_ids))

@@ -11,7 +11,12 @@ from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
-from serving.types import Endpoint, GenerationRequest, Result, StreamChunk
+from serving.types import Endpoint, GenerationRequest, Message, Result, Sampling, StreamChunk
+
+# The health probe's request: one token, ahead of any queued work (lower priority runs first).
+PROBE_REQUEST = GenerationRequest(
+    messages=[Message(role="user", content="ping")], sampling=Sampling(max_tokens=1), priority=-100
+)
 
 
 class EngineHealth(BaseModel):
@@ -31,6 +36,15 @@ class Engine(Protocol):
         """Run one request, yielding text deltas; the last chunk carries finish reason and usage."""
 
     async def health(self) -> EngineHealth: ...
+
+    async def probe(self) -> None:
+        """Show the engine can generate now, or raise: an engine that generates runs a one-token
+        request (`PROBE_REQUEST`); one that only replays recorded answers checks its health."""
+
+    def progress(self) -> int:
+        """A count that grows whenever the engine produces output for any request (steps,
+        tokens or finished requests: any unit). A count that moved since the last look proves
+        the engine steps without a probe request queueing behind its work."""
 
     def running(self) -> int:
         """Requests the engine holds now (scheduled or waiting inside it); 0 when idle.

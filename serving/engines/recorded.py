@@ -126,6 +126,7 @@ class RecordedEngine:
         self.recording = spec.recording()
         self.model = self.recording.answers_of or spec.name
         self._book: RecordBook | None = None
+        self._answered = 0  # requests looked up (progress)
 
     async def start(self) -> None:
         book = RecordBook.load(self.spec.source)
@@ -162,15 +163,23 @@ class RecordedEngine:
         )
 
     async def generate(self, request: GenerationRequest) -> Result:
+        self._answered += 1
         return self._result(request, self._answer(request))
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
+        self._answered += 1
         result = self._result(request, self._answer(request))
         yield StreamChunk(delta=result.text, finish_reason=result.finish_reason, usage=result.usage)
 
-    # A replayed answer exists only for recorded questions: the host's health probe cannot
-    # generate one, so it checks the engine's health alone.
-    probe_by_generating = False
+    async def probe(self) -> None:
+        # A replayed answer exists only for recorded questions: there is nothing to generate a
+        # probe with, so the engine's health is the probe.
+        health = await self.health()
+        if not health.ok:
+            raise EngineError(f"recorded engine '{self.spec.name}': {health.detail}")
+
+    def progress(self) -> int:
+        return self._answered
 
     def running(self) -> int:
         return 0  # a lookup answers at once: nothing is ever left running

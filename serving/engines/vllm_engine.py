@@ -7,6 +7,7 @@ differs is the `EngineSettings` the host derives from the placement (GPU share, 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 import time
 import uuid
@@ -19,7 +20,7 @@ from cluster.errors import EngineError, PromptTooLong
 from cluster.inventory import parse_cpu_list
 from cluster.spec import ModelSpec
 from cluster.vllm_args import is_frontend
-from serving.engines.base import EngineHealth
+from serving.engines.base import PROBE_REQUEST, EngineHealth
 from serving.engines.vllm_openai import OpenAILayer
 from serving.types import Endpoint, GenerationRequest, Result, StreamChunk, TokenLogprob, Usage
 
@@ -42,6 +43,7 @@ class VLLMEngine:
         self.spec = spec
         self.settings = settings
         self._llm: Any = None
+        self._outputs = 0  # outputs streamed out of the engine, any request (progress)
         self._tokenizer: Any = None
         self._openai: OpenAILayer | None = None
         # Chat templates and tokenization run here, not on the host's event loop; one thread,
@@ -86,8 +88,12 @@ class VLLMEngine:
         return AsyncEngineArgs(**kwargs)
 
     async def start(self) -> None:
-        from vllm.v1.engine.async_llm import AsyncLLM
-
+        # Importing vLLM and building AsyncLLM take tens of seconds of blocking work (the engine
+        # process starts, loads weights, profiles memory): run them off the event loop, so the
+        # host keeps answering probes and status calls ("engine starting") meanwhile. AsyncLLM
+        # starts its output handler on the first request when built outside a running loop.
+        module = await asyncio.to_thread(importlib.import_module, "vllm.v1.engine.async_llm")
+        async_llm: Any = module.AsyncLLM
         self.phases["vllm imported"] = time.time()
 
         if self.settings.cpus:
@@ -106,18 +112,21 @@ class VLLMEngine:
             loggers = [RayPrometheusStatLogger]
         args = self.engine_args()
         try:
-            self._llm = AsyncLLM.from_engine_args(args, stat_loggers=loggers)
+            self._llm = await asyncio.to_thread(async_llm.from_engine_args, args, stat_loggers=loggers)
             self._openai = await OpenAILayer.build(self.spec, self._llm, args)
         except Exception as exc:  # surface as a plain, picklable error with the model named
             raise EngineError(f"engine for '{self.spec.name}' ({self.spec.source}) failed to start: {exc}") from exc
         self._tokenizer = self._llm.get_tokenizer()
         self.phases["engine ready"] = time.time()
 
-    def openai(self, endpoint: Endpoint, body: dict[str, Any]) -> AsyncIterator[dict[str, Any] | str]:
-        """Serve a raw OpenAI request through vLLM's own OpenAI layer."""
+    async def openai(self, endpoint: Endpoint, body: dict[str, Any]) -> AsyncIterator[dict[str, Any] | str]:
+        """Serve a raw OpenAI request through vLLM's own OpenAI layer (its outputs count as the
+        engine's progress, as those of `generate` and `stream` do)."""
         if self._openai is None:
             raise EngineError(f"engine for '{self.spec.name}' is not started")
-        return self._openai.serve(endpoint, body)
+        async for item in self._openai.serve(endpoint, body):
+            self._outputs += 1
+            yield item
 
     # --- requests -------------------------------------------------------------------------
 
@@ -191,7 +200,7 @@ class VLLMEngine:
         final = None
         try:
             async for final in stream:  # noqa: B007 - the last output is the result
-                pass
+                self._outputs += 1
         except (ValueError, RuntimeError) as exc:
             raise EngineError(f"'{self.spec.name}' failed the request: {exc}") from exc
         if final is None:
@@ -213,6 +222,7 @@ class VLLMEngine:
         completion = 0
         try:
             async for out in stream:
+                self._outputs += 1
                 piece = out.outputs[0]
                 completion += len(piece.token_ids)
                 if out.finished:
@@ -229,6 +239,12 @@ class VLLMEngine:
         # AsyncLLM aborts a request whose generate() is cancelled (a caller that left), so
         # this count is what the engine is really still working on.
         return 0 if self._llm is None else int(self._llm.output_processor.get_num_unfinished_requests())
+
+    async def probe(self) -> None:
+        await self.generate(PROBE_REQUEST)
+
+    def progress(self) -> int:
+        return self._outputs
 
     async def health(self) -> EngineHealth:
         if self._llm is None:

@@ -32,21 +32,9 @@ from serving.engines.base import Engine
 from serving.host.admission import Admission, Load
 from serving.host.coalesce import coalesced
 from serving.host.openai_host import serve_openai
-from serving.types import (
-    Coalesce,
-    GenerationRequest,
-    Message,
-    OpenAICall,
-    OpenAIPart,
-    Result,
-    Sampling,
-    StreamChunk,
-)
+from serving.types import Coalesce, GenerationRequest, OpenAICall, OpenAIPart, Result, StreamChunk
 
 THROUGHPUT_WINDOW_S = 30.0
-PROBE_REQUEST = GenerationRequest(
-    messages=[Message(role="user", content="ping")], sampling=Sampling(max_tokens=1), priority=-100
-)
 
 EngineState = Literal["idle", "starting", "ready", "failed"]
 
@@ -69,6 +57,15 @@ class HostStatus(BaseModel):
     engine_running: int = 0  # requests inside the engine itself (0 once aborted work is gone)
     restarted: bool = False  # this actor process is a restart by Ray after its predecessor died
     probe_s: float | None = None  # how long the probe's one-token generation took
+    full: bool = False  # a new request would be refused now: its batch and wait queue are full
+
+
+class HostPlacement(BaseModel):
+    """Where a host runs; empty outside a cluster."""
+
+    gpu_ids: list[str] = []
+    node_id: str = ""
+    restarted: bool = False  # this process is a restart of a predecessor that died
 
 
 class StartTimes(BaseModel):
@@ -120,11 +117,15 @@ class ModelHost:
         engine_kwargs: dict[str, Any] | None = None,
         *,
         gpus: float = 0.0,
+        placement: Callable[[], HostPlacement] = HostPlacement,
     ) -> None:
+        """`placement` says where the host runs (GPU ids, node, whether it is a restart): the Ray
+        room supplies one that asks Ray (`orchestrator.runtime.ray_replica.ray_placement`)."""
         self._born = time.time()
         self.spec = spec
         self.replica = replica
         self.gpus = gpus
+        self.placement = placement
         self.engine: Engine = engine_cls(spec, **(engine_kwargs or {}))  # type: ignore[call-arg]
         self.admission = Admission(spec.max_num_seqs, spec.max_queue)
         self.clock = BusyClock()
@@ -135,6 +136,7 @@ class ModelHost:
         self._tokens: collections.deque[tuple[float, int]] = collections.deque()
         self._start: asyncio.Task[None] | None = None
         self._probing = 0  # probes inside the engine (left out of the running count)
+        self._seen_progress = 0  # the engine's output count at the last probe (a new engine: 0)
 
     @property
     def started(self) -> bool:
@@ -249,28 +251,32 @@ class ModelHost:
         return self._status(ok, detail)
 
     async def probe(self, timeout_s: float) -> HostStatus:
-        """The status, with `ok` only if the engine also generated one token within `timeout_s`."""
+        """The status, with `ok` only if the engine is healthy and shows it generates: its output
+        count moved since the last probe (a busy engine is not made to queue a probe behind its
+        work), else a one-token probe finished within `timeout_s`."""
         status = await self.status()
         if not status.ok:
             return status
-        if not getattr(self.engine, "probe_by_generating", True):
-            return status  # an engine that only replays answers has nothing to generate a probe with
+        progress = self.engine.progress()
+        if progress != self._seen_progress:
+            self._seen_progress = progress
+            return status
         t0 = time.perf_counter()
         self._probing += 1
         try:
             async with asyncio.timeout(timeout_s):
-                await self.engine.generate(PROBE_REQUEST)
+                await self.engine.probe()
         except TimeoutError:
             return self._status(False, f"a one-token probe took longer than {timeout_s:g} s")
         except Exception as exc:  # noqa: BLE001 - a failing probe is a health finding, reported, not raised
             return self._status(False, f"probe failed: {_reason(exc)}")
         finally:
             self._probing -= 1
+        self._seen_progress = self.engine.progress()  # the probe's own output is not the work's
         return self._status(True, "", probe_s=time.perf_counter() - t0)
 
     def _status(self, ok: bool, detail: str, probe_s: float | None = None) -> HostStatus:
         window = [t for t in self._tokens if t[0] >= time.perf_counter() - THROUGHPUT_WINDOW_S]
-        placement = _ray_placement()
         return HostStatus(
             model=self.spec.name,
             replica=self.replica,
@@ -282,11 +288,12 @@ class ModelHost:
             running=self.admission.inside,
             waiting=self.admission.waiting,
             capacity=self.admission.capacity,
+            full=self.admission.load().full,
             completed=self.completed,
             failed=self.failed,
             tokens_per_s=sum(n for _, n in window) / THROUGHPUT_WINDOW_S,
             gpus=self.gpus,
-            **placement,
+            **self.placement().model_dump(),
         )
 
     async def shutdown(self) -> None:
@@ -305,20 +312,3 @@ def merged(chunks: list[StreamChunk]) -> StreamChunk:
     if len(chunks) == 1:
         return chunks[0]
     return chunks[-1].model_copy(update={"delta": "".join(c.delta for c in chunks)})
-
-
-def _ray_placement() -> dict[str, Any]:
-    """GPU ids and node this actor holds, and whether Ray restarted it, when it runs under Ray."""
-    try:
-        import ray
-
-        if not ray.is_initialized():
-            return {}
-        ctx = ray.get_runtime_context()
-        placement: dict[str, Any] = {"gpu_ids": [str(g) for g in ray.get_gpu_ids()], "node_id": ctx.get_node_id()}
-        if ctx.get_actor_id() is not None:
-            placement["restarted"] = bool(ctx.was_current_actor_reconstructed)
-        return placement
-    except ImportError:
-        return {}
-

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Sequence
 from cluster.errors import EngineError, PromptTooLong
 from cluster.sizing.memory import ModelMemory, estimate
 from cluster.spec import ModelSpec
-from serving.engines.base import EngineHealth
+from serving.engines.base import PROBE_REQUEST, EngineHealth
 from serving.sim.answers import draw_answer
 from serving.sim.clock import SimClock
 from serving.sim.gpu import SimulatedGpu
@@ -168,6 +168,12 @@ class SimulatedEngine:
 
     def running(self) -> int:
         return self.scheduler.held()
+
+    async def probe(self) -> None:
+        await self.generate(PROBE_REQUEST)
+
+    def progress(self) -> int:
+        return self.scheduler.steps
 
     async def health(self) -> EngineHealth:
         ok = self._task is not None and not self._task.done()

@@ -14,7 +14,7 @@ from typing import Any
 
 from cluster.errors import EngineError
 from cluster.spec import ModelSpec
-from serving.engines.base import EngineHealth
+from serving.engines.base import PROBE_REQUEST, EngineHealth
 from serving.types import Endpoint, GenerationRequest, Message, Result, StreamChunk, TokenLogprob, Usage
 
 Script = Callable[[GenerationRequest], "str | Exception"]
@@ -30,6 +30,7 @@ class ScriptedEngine:
         self.started = False
         self.inside = 0  # requests in generate() now
         self.aborted = 0  # requests cancelled inside generate()
+        self.answered = 0  # requests that left generate() with an answer or the script's error
 
     async def start(self) -> None:
         self.started = True
@@ -45,6 +46,7 @@ class ScriptedEngine:
             raise
         finally:
             self.inside -= 1
+        self.answered += 1
         answer = self.script(request)
         if isinstance(answer, Exception):
             raise answer
@@ -103,6 +105,11 @@ class ScriptedEngine:
         if (body.get("stream_options") or {}).get("include_usage"):
             yield "data: " + json.dumps(chunk | {"choices": [], "usage": usage}, separators=(",", ":")) + "\n\n"
         yield "data: [DONE]\n\n"
+    async def probe(self) -> None:
+        await self.generate(PROBE_REQUEST)
+
+    def progress(self) -> int:
+        return self.answered
 
     async def health(self) -> EngineHealth:
         return EngineHealth(ok=self.started, detail="" if self.started else "not started")

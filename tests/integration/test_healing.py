@@ -28,6 +28,9 @@ pytestmark = pytest.mark.integration
 
 NAMESPACE = "chorus-faults"
 USER = [{"role": "user", "content": "Tell me a long story."}]
+# A bound on a replica's way back (process restart, vLLM import, engine start), not a target:
+# on a loaded 2-core CI machine it passed 120 s. scripts/bench_faults.py measures it.
+RECOVERY_S = 300.0
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +155,7 @@ def test_killing_one_of_two_replicas_loses_at_most_its_calls_in_flight_and_it_co
         kill(faults, "tiny", 0)
         killed = time.monotonic()
         recovered = within(
-            120.0, lambda: health(faults)[("tiny", 0)]["state"] == "healthy" and time.monotonic() - killed > 1, every=0.2
+            RECOVERY_S, lambda: health(faults)[("tiny", 0)]["state"] == "healthy" and time.monotonic() - killed > 1, every=0.2
         )
         assert recovered is not None, f"replica 0 did not come back: {health(faults)[('tiny', 0)]}"
     # It serves again. The loop's prompt now has its prefix home on replica 1, so ask with new
@@ -182,7 +185,7 @@ def test_killing_the_only_replica_is_503_with_retry_after_then_it_serves_again(f
     t1 = time.monotonic()
     r = post(faults, "solo")
     assert r.status_code == 503 and time.monotonic() - t1 < 1.0  # still refused at once while it restarts
-    back = within(120.0, lambda: post(faults, "solo").status_code == 200, every=0.5)
+    back = within(RECOVERY_S, lambda: post(faults, "solo").status_code == 200, every=0.5)
     assert back is not None, health(faults)[("solo", 0)]
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from cluster.errors import Draining
 from orchestrator.routing.health import HealthBoard, Loss, ReplicaHealth
-from orchestrator.runtime.supervision import BoardSync, BoardView, SupervisorActor
+from orchestrator.runtime.supervisor_actor import BoardSync, BoardView, SupervisorActor
 from orchestrator.service.config import parse_config
 from orchestrator.service.drain import Gate
 
@@ -100,7 +100,7 @@ async def test_the_supervisor_counts_open_replicas_and_running_requests_for_the_
     config = parse_config(
         {"models": [{"name": "m", "source": "scripted/m"}], "roles": {"r": "m"}}, "test.yaml"
     )
-    actor = SupervisorActor(config, {"m": [object()]})
+    actor = SupervisorActor(config, "test", {"m": [object()]})
     await actor.sync("a", [Loss("m", 0, "gone")], False, 2)
     await actor.sync("b", [], True, 0)
     state = actor.drain_state()

@@ -20,6 +20,7 @@ from orchestrator.patterns.consensus import ConsensusDecision
 from orchestrator.routing.fleet import Fleet
 from orchestrator.routing.health import HealingSpec, HealthBoard
 from orchestrator.runtime.supervisor import Supervisor
+from serving.host.admission import Load
 from serving.host.model_host import HostStatus, ModelHost
 from serving.types import GenerationRequest, Message, Result, StreamChunk
 from tests.fakes.scripted_engine import ScriptedEngine
@@ -164,6 +165,34 @@ async def test_a_restarted_process_gets_its_engine_started_and_rejoins():
     assert fleet.health.of("m", 0).state == "healthy" and fleet.health.routable("m", 0)
 
 
+async def test_admission_reads_the_boards_reports_and_asks_only_replicas_without_one():
+    class Counted(FakeReplica):
+        asked = 0
+
+        async def load(self) -> Load:
+            self.asked += 1
+            return Load(running=4, waiting=2, capacity=4, max_waiting=2)
+
+    a, b = Counted(0, max_queue=2), Counted(1, max_queue=2)
+    fleet = fleet_of(a, b)
+    assert await fleet.saturated(["m"]) == ["m"] and a.asked == b.asked == 1  # no reports yet: asked
+    fleet.health.answered("m", 0, full=False)
+    fleet.health.answered("m", 1, full=True)
+    assert await fleet.saturated(["m"]) == [] and a.asked == b.asked == 1  # the board's reports: no call
+    fleet.health.answered("m", 0, full=True)
+    assert await fleet.saturated(["m"]) == ["m"] and a.asked == b.asked == 1
+
+
+async def test_the_supervisor_carries_each_replicas_admission_to_the_board():
+    class Full(FakeReplica):
+        async def probe(self, timeout_s: float) -> HostStatus:
+            return (await super().probe(timeout_s)).model_copy(update={"full": True})
+
+    fleet = fleet_of(Full(0), FakeReplica(1))
+    await Supervisor(fleet.replicas, fleet.health).tick()  # type: ignore[arg-type]
+    assert fleet.health.of("m", 0).full is True and fleet.health.of("m", 1).full is False
+
+
 async def test_an_engine_failing_its_probes_is_restarted_after_the_threshold():
     a = FakeReplica(0, probe_ok=False)
     fleet = fleet_of(a, unhealthy_after=2)
@@ -220,6 +249,39 @@ async def test_a_host_refuses_calls_until_its_engine_is_ready():
     assert (await host.status()).engine == "idle"
     await asyncio.gather(host.start(), host.start())  # idempotent: one start shared
     assert (await host.probe(1.0)).ok and (await host.generate(REQ)).text == "ok"
+
+
+async def test_a_busy_engine_passes_its_probe_by_its_progress_an_idle_one_by_a_probe_request():
+    host = ModelHost(ModelSpec(name="m", source="x"), 0, ScriptedEngine, {"script": lambda r: "ok"})
+    await host.start()
+    engine: ScriptedEngine = host.engine  # type: ignore[assignment]
+    first = await host.probe(1.0)
+    assert first.ok and first.probe_s is not None and len(engine.calls) == 1  # idle: it generated
+    await host.generate(REQ)
+    busy = await host.probe(1.0)
+    assert busy.ok and busy.probe_s is None and len(engine.calls) == 2  # it produced output: no probe request
+    again = await host.probe(1.0)
+    assert again.ok and again.probe_s is not None and len(engine.calls) == 3  # nothing since: a probe request
+
+
+async def test_a_probe_slower_than_its_timeout_is_a_failed_probe_of_a_live_engine():
+    host = ModelHost(ModelSpec(name="m", source="x"), 0, ScriptedEngine, {"script": lambda r: "ok", "delay_s": 5})
+    await host.start()
+    status = await host.probe(0.05)
+    assert not status.ok and status.engine == "ready" and "took longer than 0.05 s" in status.detail
+    assert status.engine_running == 0  # the abandoned probe was aborted in the engine
+
+
+async def test_a_host_answering_after_its_probe_deadline_but_within_the_margin_is_not_lost():
+    class Slow(FakeReplica):
+        async def probe(self, timeout_s: float) -> HostStatus:
+            await asyncio.sleep(timeout_s * 1.2)  # stands in for a busy host's slow answer
+            return await super().probe(timeout_s)
+
+    fleet = fleet_of(Slow(0), probe_timeout_s=0.05)
+    sup = Supervisor(fleet.replicas, fleet.health)  # type: ignore[arg-type]
+    await sup.tick()
+    assert fleet.health.of("m", 0).state == "healthy"
 
 
 async def test_a_cancelled_call_is_aborted_in_the_engine():

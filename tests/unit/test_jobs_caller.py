@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from cluster.errors import EngineError, NotRunning, OverloadedError
+from cluster.errors import EngineError, NoHealthyReplica, NotRunning, OverloadedError
 from orchestrator.core.schema import ChatRequest, Reply
 from orchestrator.jobs.caller import RowAnswerer, outcomes_of, outcomes_table
 from orchestrator.jobs.formats import InputFormat, RowRules
@@ -106,3 +106,36 @@ def test_outcomes_survive_the_arrow_round_trip():
     chorus, _ = scripted_chorus({"generalist": lambda req: "x"}, PATTERNS)
     outs = asyncio.run(RowAnswerer(chorus, RULES, 2).answer_all([1, 2], [row("a"), "{"]))
     assert outcomes_of(outcomes_table(outs)) == outs
+
+
+async def test_a_model_without_a_healthy_replica_is_waited_for_then_the_row_is_answered():
+    chorus, _ = scripted_chorus({"generalist": lambda req: "back"}, PATTERNS)
+
+    class Restarting:
+        refused = 0
+
+        async def chat(self, req: ChatRequest) -> Reply:
+            if self.refused < 5:  # more than the overload retries: a restart is waited for, not counted
+                self.refused += 1
+                raise NoHealthyReplica("tiny", "replica 0 restarting", retry_after_s=0.01)
+            return await chorus.chat(req)
+
+    asker = Restarting()
+    out = await RowAnswerer(asker, RULES, 2).answer(1, row("a"))
+    assert out.ok and asker.refused == 5
+
+
+async def test_a_model_that_stays_without_a_healthy_replica_stops_the_stage(monkeypatch):
+    monkeypatch.setattr("orchestrator.jobs.caller.REPLICA_WAIT_S", 0.05)
+
+    class Down:
+        calls = 0
+
+        async def chat(self, req: ChatRequest) -> Reply:
+            self.calls += 1
+            raise NoHealthyReplica("tiny", "replica 0 failed", retry_after_s=0.02)
+
+    down = Down()
+    with pytest.raises(NoHealthyReplica):
+        await RowAnswerer(down, RULES, 2).answer(1, row("a"))
+    assert down.calls == 3  # waited 0.02 + 0.02 s; a third wait would pass the 0.05 s bound

@@ -27,7 +27,7 @@ import ray
 from cluster.errors import ChorusError, UnavailableError
 from orchestrator.routing.health import HealthBoard, Loss, ReplicaHealth
 from orchestrator.runtime.handles import call
-from orchestrator.runtime.ray_replica import CALLER_ENV, replicas_of
+from orchestrator.runtime.ray_replica import CALLER_ENV, named_hosts, replicas_of
 from orchestrator.runtime.supervisor import Supervisor
 from orchestrator.service.config import ChorusConfig
 from orchestrator.service.drain import Gate
@@ -37,7 +37,7 @@ SYNC_PERIOD_S = 0.25  # how stale an orchestrator replica's board may be (its ow
 REPORT_STALE_S = 5.0  # a replica silent this long is gone (Serve stopped or replaced it)
 DRAIN_POLL_S = 0.1
 
-log = logging.getLogger("chorus.supervision")
+log = logging.getLogger("chorus.supervisor")
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,11 @@ class DrainState:
 class SupervisorActor:
     """The Ray actor around `Supervisor` (one per chorus)."""
 
-    def __init__(self, config: ChorusConfig, hosts: Mapping[str, Sequence[Any]]) -> None:
+    def __init__(self, config: ChorusConfig, namespace: str, hosts: Mapping[str, Sequence[Any]] | None = None) -> None:
+        """On Ray the hosts are found by name (`hosts` is for tests): a restarted supervisor then
+        needs nothing from its creator, who may be long gone (`chorus up` exits)."""
+        if hosts is None:
+            hosts = named_hosts(config, namespace)
         self.board = HealthBoard(config.healing)
         self.supervisor = Supervisor(replicas_of(config, hosts), self.board)
         self.draining = False
@@ -89,10 +93,8 @@ class SupervisorActor:
         await self.supervisor.stop()
 
 
-def start_supervisor(
-    config: ChorusConfig, hosts: Mapping[str, Sequence[Any]], namespace: str, *, detached: bool
-) -> Any:
-    """Start the named supervisor over `hosts` (model → handles by replica index)."""
+def start_supervisor(config: ChorusConfig, namespace: str, *, detached: bool) -> Any:
+    """Start the named supervisor over the config's (named, running) ModelHosts."""
     lifetime = {"lifetime": "detached"} if detached else {}
     actor_cls: Any = ray.remote(SupervisorActor)
     handle = actor_cls.options(
@@ -100,12 +102,12 @@ def start_supervisor(
         namespace=namespace,
         num_cpus=0,
         max_concurrency=1000,
-        # A restarted supervisor rebuilds its board from its first probes (one tick); the
-        # replicas' handles reach the new process.
+        # A restarted supervisor rebuilds its board from its first probes (one tick) and finds
+        # the hosts by name; its arguments are small enough to travel inline with the task.
         max_restarts=-1,
         runtime_env={"env_vars": CALLER_ENV},  # notice a dead ModelHost fast
         **lifetime,
-    ).remote(config, dict(hosts))
+    ).remote(config, namespace)
     ray.get(handle.start.remote(), timeout=60)
     return handle
 
