@@ -46,6 +46,7 @@ class VLLMEngine:
         self._outputs = 0  # outputs streamed out of the engine, any request (progress)
         self._tokenizer: Any = None
         self._openai: OpenAILayer | None = None
+        self._tasks: tuple[str, ...] = ()  # what the started engine serves: generate, embed…
         # Chat templates and tokenization run here, not on the host's event loop; one thread,
         # because a tokenizer is not safe to share between threads.
         self._prep = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"chorus-prep-{spec.name}")
@@ -114,6 +115,7 @@ class VLLMEngine:
         try:
             self._llm = await asyncio.to_thread(async_llm.from_engine_args, args, stat_loggers=loggers)
             self._openai = await OpenAILayer.build(self.spec, self._llm, args)
+            self._tasks = tuple(await self._llm.get_supported_tasks())
         except Exception as exc:  # surface as a plain, picklable error with the model named
             raise EngineError(f"engine for '{self.spec.name}' ({self.spec.source}) failed to start: {exc}") from exc
         self._tokenizer = self._llm.get_tokenizer()
@@ -241,7 +243,13 @@ class VLLMEngine:
         return 0 if self._llm is None else int(self._llm.output_processor.get_num_unfinished_requests())
 
     async def probe(self) -> None:
-        await self.generate(PROBE_REQUEST)
+        """One piece of real work: a one-token generation, or one embedding from a model that
+        only embeds (`runner: pooling`; it cannot generate)."""
+        if "generate" in self._tasks or "embed" not in self._tasks:
+            await self.generate(PROBE_REQUEST)
+            return
+        async for _ in self.openai(Endpoint.EMBEDDINGS, {"model": self.spec.name, "input": PROBE_REQUEST.messages[0].content}):
+            pass  # the one whole response: the engine embedded the probe's text
 
     def progress(self) -> int:
         return self._outputs
