@@ -130,15 +130,19 @@ def test_405_carries_allow_through_the_proxy(chorus_server):
 
 
 def test_metrics_on_the_api_port_have_chorus_and_vllm_series(chorus_server):
-    httpx.post(chorus_server.base_url + "/chat/completions", json={**BODY, "model": "router"}, timeout=120)
+    r = httpx.post(chorus_server.base_url + "/chat/completions", json={**BODY, "model": "router"}, timeout=120)
+    assert r.status_code == 200, r.text
     root = chorus_server.base_url.removesuffix("/v1")
     wanted = ("ray_chorus_requests_total", "ray_chorus_request_latency_seconds_bucket", "ray_chorus_model_calls_total",
               "ray_chorus_host_running", "ray_vllm_num_requests_running")
     seen: dict[str, bool] = {}
 
     def scraped() -> bool:
+        # The series may be there from earlier requests already: wait for this one's labels too
+        # (Ray exports a replica's metrics every few seconds).
         text = httpx.get(root + "/metrics", timeout=30).text
         seen.update({w: w in text for w in wanted})
+        seen["router labels"] = 'model="router"' in text and 'kind="router"' in text
         return all(seen.values())
 
     wait_until(scraped, 60, f"metrics {wanted}")
