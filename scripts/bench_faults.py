@@ -45,7 +45,8 @@ async def run(kill_at: float, after: float, clients: int, limit_s: float) -> dic
 
     def progress(line: str) -> None:
         print(f"  [deploy] {line}", flush=True)
-        m = re.search(r"tiny\[\d\] ready after ([\d.]+)s", line)
+        # "tiny[0]: scheduled 0.0s, process up 0.2s, …, ready 24.7s (engine start 24.5s)"
+        m = re.search(r"tiny\[\d\]: .*, ready ([\d.]+)s", line)
         if m:
             starts.append(float(m.group(1)))
 

@@ -62,7 +62,7 @@ def direct_ingress_url() -> str:
     return f"http://127.0.0.1:{targets[0].port}/v1"
 
 
-async def run(rounds: int, paths: list[str]) -> dict:
+async def run(rounds: int, paths: list[str], host_cpus: str | None = None) -> dict:
     from cluster.spec import ModelSpec
     from orchestrator.core.schema import ChatRequest
     from orchestrator.runtime.deploy import find_orchestrator
@@ -77,6 +77,8 @@ async def run(rounds: int, paths: list[str]) -> dict:
         "sampling": {"max_tokens": 8, "temperature": 0.0},
         "server": {"port": 0, "num_replicas": 1},
     }
+    if host_cpus:  # the host engine's cores by hand instead of the CPU plan's
+        data["placement"] = {"tiny": {"replicas": 1, "gpu_share": 0, "num_cpus": 1, "cpus": [host_cpus]}}
     engine = VLLMEngine(ModelSpec(**model))
     await engine.start()
     messages = [Message(role="user", content="Tell me about the sea.")]
@@ -216,7 +218,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=80)
     parser.add_argument("--phase", choices=["all", "direct"], default="all", help=argparse.SUPPRESS)
     parser.add_argument("--phase-out", help=argparse.SUPPRESS)
+    parser.add_argument("--host-cpus", help="the host engine's cores (e.g. 1), instead of the CPU plan's")
+    parser.add_argument("--proxy-only", action="store_true", help="skip the direct-ingress phase; write nothing")
     args = parser.parse_args()
+    if args.proxy_only:
+        phase = asyncio.run(run(args.rounds, PROXY_PATHS, args.host_cpus))
+        report(f"Serve proxy, host cores {args.host_cpus or 'planned'}", phase, PROXY_PATHS)
+        return
     if args.phase == "direct":
         Path(args.phase_out).write_text(json.dumps(asyncio.run(run(args.rounds, DIRECT_PATHS))))
         return

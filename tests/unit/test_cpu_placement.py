@@ -32,8 +32,13 @@ def test_three_engines_on_two_cores_are_spread_not_all_on_core_0():
     assert plan.request == {0: ()}  # on 2 cores the request tier shares them
 
 
-def test_one_engine_gets_every_core_it_can_use():
-    assert plan_cpus(["a"], {"a": CPU}, [CpuNode(0, (0, 1))]).sets() == {"a": ["0-1"]}
+def test_spare_cores_go_to_the_engines_but_one_for_their_schedulers_and_the_request_tier():
+    assert plan_cpus(["a"], {"a": CPU}, [CpuNode(0, (0, 1))]).sets() == {"a": ["0"]}
+    assert plan_cpus(["a"], {"a": CPU}, [CpuNode(0, (0, 1, 2))]).sets() == {"a": ["0-1"]}
+    two = plan_cpus(["a", "b"], {"a": CPU, "b": CPU}, [CpuNode(0, (0, 1, 2))])
+    assert two.sets() == {"a": ["0"], "b": ["1"]}
+    # 4 cores keep one for the request tier already: the engine gets the other three.
+    assert plan_cpus(["a"], {"a": CPU}, [CpuNode(0, (0, 1, 2, 3))]).sets() == {"a": ["0-2"]}
 
 
 def test_big_node_keeps_cores_for_the_request_tier_and_splits_the_rest_in_blocks():
