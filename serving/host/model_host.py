@@ -137,6 +137,7 @@ class ModelHost:
         self._start: asyncio.Task[None] | None = None
         self._probing = 0  # probes inside the engine (left out of the running count)
         self._seen_progress = 0  # the engine's output count at the last probe (a new engine: 0)
+        self.started_at: StartTimes | None = None  # this process's first successful engine start
 
     @property
     def started(self) -> bool:
@@ -145,23 +146,30 @@ class ModelHost:
     async def start(self) -> StartTimes:
         """Start the engine, once: a second caller waits for the same start. A failed start
         can be tried again (after a back-off the supervisor decides). Returns when each phase
-        happened (the `chorus up` timeline)."""
-        begun = time.time()
+        of the successful start happened (the `chorus up` timeline)."""
         if self.state != "ready":
             if self._start is None or self._start.done():
                 self._start = asyncio.create_task(self._start_engine())
             await asyncio.shield(self._start)
-        # Engines that time their own start (VLLMEngine) expose `phases`; others report none.
-        phases = dict(getattr(self.engine, "phases", {}))
-        return StartTimes(process_up=self._born, engine_start=begun, ready=time.time(), phases=phases)
+        if self.started_at is None:  # the start that made the engine ready sets it
+            raise EngineError(f"'{self.spec.name}' replica {self.replica}: engine ready without a recorded start")
+        return self.started_at
+
+    def start_times(self) -> StartTimes | None:
+        """When this process came up, its engine start began and it was ready (None: not yet)."""
+        return self.started_at
 
     async def _start_engine(self) -> None:
         self.state = "starting"
+        begun = time.time()
         try:
             await self.engine.start()
         except Exception as exc:  # noqa: BLE001 - any start failure is the host's state, raised as EngineError
             self.state, self.last_error = "failed", _reason(exc)
             raise EngineError(f"'{self.spec.name}' replica {self.replica}: {self.last_error}") from None
+        # Engines that time their own start (VLLMEngine) expose `phases`; others report none.
+        phases = dict(getattr(self.engine, "phases", {}))
+        self.started_at = StartTimes(process_up=self._born, engine_start=begun, ready=time.time(), phases=phases)
         self.state, self.last_error = "ready", ""
 
     def _serving(self) -> None:
