@@ -63,3 +63,12 @@ def test_serve_builds_the_application_from_the_files_args(tmp_path):
     assert deployment.name == "Orchestrator" and deployment.num_replicas == 3
     bound_config, namespace, start_hosts = deployment.init_args
     assert bound_config.server.port == 9000 and namespace == "chorus" and start_hosts is True
+
+
+def test_a_free_port_becomes_serves_default_and_says_so(tmp_path, capsys):
+    path = tmp_path / "fleet.yaml"
+    path.write_text(yaml.safe_dump({**CONFIG, "server": {"port": 0}}))
+    out = tmp_path / "serve.yaml"
+    assert main(["serve-config", "-c", str(path), "-o", str(out)]) == 0
+    assert yaml.safe_load(out.read_text())["http_options"]["port"] == 8000
+    assert "server.port is 0" in capsys.readouterr().err
