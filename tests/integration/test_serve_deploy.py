@@ -72,6 +72,7 @@ class Head:
     env: dict[str, str]  # the user's shell
     temp_dir: Path
     proc: subprocess.Popen[str]
+    taken_down: bool = False  # the test ran `chorus down` and `serve shutdown` itself
 
     def run(self, *cmd: str | Path, timeout: float = 180) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -141,8 +142,9 @@ def head(tmp_path: Path) -> Iterator[Head]:
     finally:
         # Whatever the test left running: the application, the detached chorus actors (their
         # engines stop cleanly), Serve, then the cluster and every process it started.
-        h.chorus("down", "--address", h.gcs, timeout=300)
-        h.run(BIN / "serve", "shutdown", "--address", h.dashboard, "--yes", timeout=120)
+        if not h.taken_down:
+            h.chorus("down", "--address", h.gcs, timeout=300)
+            h.run(BIN / "serve", "shutdown", "--address", h.dashboard, "--yes", timeout=120)
         started = psutil.Process(proc.pid).children(recursive=True) if proc.poll() is None else []
         proc.send_signal(signal.SIGTERM)
         try:
@@ -223,6 +225,7 @@ def test_serve_deploy_of_the_exported_config_serves_the_openai_api(head: Head, t
     assert head.holdings("--gone") == {"actors": [], "cpus_held": 0, "groups": []}
     shutdown = head.run(BIN / "serve", "shutdown", "--address", head.dashboard, "--yes", timeout=120)
     assert shutdown.returncode == 0, shutdown.stderr[-2000:]
+    head.taken_down = True
 
     def api_closed() -> bool:
         try:
