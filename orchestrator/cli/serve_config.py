@@ -20,6 +20,7 @@ from cluster.errors import ConfigError
 from orchestrator.service.config import ChorusConfig, load_config
 
 IMPORT_PATH = "orchestrator.runtime.serve_app:build"
+SERVE_PORT = 8000  # Serve's own default, for a config whose port is 0 ("a free one" under `chorus up`)
 
 
 def serve_config(config: ChorusConfig, config_path: str, *, app: str = "chorus") -> dict[str, Any]:
@@ -30,7 +31,7 @@ def serve_config(config: ChorusConfig, config_path: str, *, app: str = "chorus")
     deployment = {"name": DEPLOYMENT, **deployment_options(config)}
     return {
         "proxy_location": "EveryNode",
-        "http_options": {"host": s.host, "port": s.port or 8000},
+        "http_options": {"host": s.host, "port": s.port or SERVE_PORT},
         "applications": [
             {
                 "name": app,
@@ -61,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"chorus serve-config: {exc}", file=sys.stderr)
         return 2
+    if config.server.port == 0:  # "a free port" has no meaning in a file deployed later
+        print(f"chorus serve-config: server.port is 0; the file names Serve's default port {SERVE_PORT}", file=sys.stderr)
     path = args.config_path or str(Path(args.config).resolve())
     document = serve_config(config, path)
     from ray.serve.schema import ServeDeploySchema

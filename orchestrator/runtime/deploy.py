@@ -21,11 +21,13 @@ from ray import serve
 from cluster.errors import DeployError, NotRunning
 from cluster.runtime.reservation import Reservation
 from orchestrator.runtime.hosts import (
+    KEEPER,
     NAMESPACE,
     EngineChoice,
     HostSet,
     Progress,
     start_hosts,
+    stop_keeper,
     vllm_engine_for,
     with_planned_cpus,
 )
@@ -162,6 +164,10 @@ def teardown_named(namespace: str = NAMESPACE) -> list[str]:
         drain_all(namespace, DRAIN_TIMEOUT_S)  # running requests finish, new ones get 503
         serve.delete(name)
         killed.append(f"serve application {name}")
+    # Hosts a `serve deploy` had started: their keeper holds their placement groups (detached),
+    # which killing the actors would leave reserved.
+    if stop_keeper(namespace):
+        killed.append(KEEPER)
     try:  # before the hosts, so it restarts no engine while they stop
         stop_supervisor(ray.get_actor(SUPERVISOR, namespace=namespace))
         killed.append(SUPERVISOR)
@@ -170,7 +176,10 @@ def teardown_named(namespace: str = NAMESPACE) -> list[str]:
     for info in ray.util.list_named_actors(all_namespaces=True):
         if info.get("namespace") != namespace or not info["name"].startswith("chorus.") or info["name"] == SUPERVISOR:
             continue
-        handle = ray.get_actor(info["name"], namespace=namespace)
+        try:
+            handle = ray.get_actor(info["name"], namespace=namespace)
+        except ValueError:
+            continue  # it died since it was listed (a host the keeper just stopped)
         if info["name"].startswith("chorus.host."):
             try:
                 ray.get(handle.shutdown.remote(), timeout=60)

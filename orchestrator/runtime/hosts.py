@@ -6,7 +6,8 @@ in the chorus namespace so every orchestrator replica (and any driver) finds the
 `start_hosts` is what `chorus up` runs from its driver; it also starts the one supervisor
 (`chorus.supervisor`, `orchestrator.runtime.supervisor_actor`) that probes and restarts the engines. `ensure_hosts` is what an orchestrator
 replica runs when the application was deployed with `serve deploy` and the hosts are absent: one
-named `FleetKeeper` actor starts them exactly once however many replicas ask at the same time.
+named `FleetKeeper` actor starts them exactly once however many replicas ask at the same time;
+`stop_keeper` (run by `chorus down --address`) has it stop them and free their placement groups.
 """
 
 from __future__ import annotations
@@ -209,12 +210,19 @@ class FleetKeeper:
         # One call at a time (max_concurrency=1): the first starts the hosts, the rest see them.
         if self.hostset is None and not hosts_running(self.config, self.namespace):
             self.hostset = start_hosts(
-                self.config,
+                with_planned_cpus(self.config, log.info),  # engines on their own cores, as `chorus up` does
                 detached=True,
                 namespace=self.namespace,
                 progress=log.info,
                 deadline=time.monotonic() + self.timeout_s,
             )
+
+    def shutdown(self) -> None:
+        """Stops what `ensure` started: the supervisor, the engines, and the placement groups,
+        which are detached and so would hold their GPUs after the keeper is gone."""
+        if self.hostset is not None:
+            self.hostset.shutdown()
+            self.hostset = None
 
 
 async def ensure_hosts(config: ChorusConfig, namespace: str = NAMESPACE) -> None:
@@ -228,3 +236,15 @@ async def ensure_hosts(config: ChorusConfig, namespace: str = NAMESPACE) -> None
         .remote(config, namespace)
     )
     await keeper.ensure.remote()
+
+
+def stop_keeper(namespace: str = NAMESPACE, timeout_s: float = 300.0) -> bool:
+    """Stops the ModelHosts the FleetKeeper of `namespace` started (placement groups included),
+    then the keeper; False when there is no keeper (nothing was deployed with `serve deploy`)."""
+    try:
+        keeper = ray.get_actor(KEEPER, namespace=namespace)
+    except ValueError:
+        return False
+    ray.get(keeper.shutdown.remote(), timeout=timeout_s)
+    ray.kill(keeper)
+    return True

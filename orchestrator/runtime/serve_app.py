@@ -186,7 +186,12 @@ class BuildArgs(BaseModel):
     namespace: str = Field(NAMESPACE, description="Ray namespace of the ModelHost actors.")
 
 
-def build(args: BuildArgs) -> Application:
-    """The application builder `serve deploy` imports: `orchestrator.runtime.serve_app:build`."""
-    config = load_config(Path(args.config))
-    return build_app_for(config, args.namespace, start_hosts=True)
+def build(args: dict[str, Any]) -> Application:
+    """The application builder `serve deploy` imports: `orchestrator.runtime.serve_app:build`.
+
+    `args` is the `args:` mapping of the Serve config file, validated here as `BuildArgs`: Serve
+    converts it to a builder's pydantic annotation only when that annotation is a class, and under
+    this module's postponed annotations it is a string, so the builder would get the bare dict."""
+    options = BuildArgs.model_validate(args)
+    config = load_config(Path(options.config))
+    return build_app_for(config, options.namespace, start_hosts=True)

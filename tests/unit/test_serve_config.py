@@ -44,3 +44,31 @@ def test_autoscaling_replaces_a_fixed_replica_count():
 def test_json_logs_reach_serve_logging_config():
     config = parse_config({**CONFIG, "server": {"json_logs": True}})
     assert deployment_options(config)["logging_config"] == {"encoding": "JSON"}
+
+
+def test_serve_builds_the_application_from_the_files_args(tmp_path):
+    """What Serve's controller does with the file: import the builder named by `import_path` and
+    call it with `args:` (Serve's own code, so the builder's signature is read as Serve reads it)."""
+    from ray._common.utils import import_attr
+    from ray.serve import Application
+    from ray.serve._private.api import call_user_app_builder_with_args_if_necessary
+
+    path = tmp_path / "fleet.yaml"
+    path.write_text(yaml.safe_dump({**CONFIG, "server": {"port": 9000, "num_replicas": 3}}))
+    config = parse_config({**CONFIG, "server": {"port": 9000, "num_replicas": 3}})
+    (app,) = ServeDeploySchema.model_validate(serve_config(config, str(path))).applications
+    built = call_user_app_builder_with_args_if_necessary(import_attr(app.import_path), app.args)
+    assert isinstance(built, Application)
+    deployment = built._bound_deployment
+    assert deployment.name == "Orchestrator" and deployment.num_replicas == 3
+    bound_config, namespace, start_hosts = deployment.init_args
+    assert bound_config.server.port == 9000 and namespace == "chorus" and start_hosts is True
+
+
+def test_a_free_port_becomes_serves_default_and_says_so(tmp_path, capsys):
+    path = tmp_path / "fleet.yaml"
+    path.write_text(yaml.safe_dump({**CONFIG, "server": {"port": 0}}))
+    out = tmp_path / "serve.yaml"
+    assert main(["serve-config", "-c", str(path), "-o", str(out)]) == 0
+    assert yaml.safe_load(out.read_text())["http_options"]["port"] == 8000
+    assert "server.port is 0" in capsys.readouterr().err
