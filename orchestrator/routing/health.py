@@ -40,6 +40,16 @@ class HealingSpec(Strict):
     probe_timeout_s: float = Field(
         10.0, gt=0.0, le=300.0, description="A probe (health + a one-token generation) slower than this fails."
     )
+    probe_generate_every_s: float = Field(
+        30.0,
+        ge=0.0,
+        le=3600.0,
+        description=(
+            "An idle engine (no output since the last probe) generates a probe token at most this "
+            "often while its probes pass; between, its health alone is checked. vLLM's workers "
+            "busy-poll for a second after every step: a token every probe would keep them spinning."
+        ),
+    )
     unhealthy_after: int = Field(
         2, ge=1, le=20, description="Consecutive failed probes of a live engine before its replica is restarted."
     )

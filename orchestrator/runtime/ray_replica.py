@@ -56,8 +56,8 @@ class RayReplica:
 
     # --- supervision ----------------------------------------------------------------------
 
-    async def probe(self, timeout_s: float) -> HostStatus:
-        status: HostStatus = await call(self.handle.probe, timeout_s, what=self.what)
+    async def probe(self, timeout_s: float, generate_every_s: float = 0.0) -> HostStatus:
+        status: HostStatus = await call(self.handle.probe, timeout_s, generate_every_s, what=self.what)
         return status
 
     async def start(self) -> None:

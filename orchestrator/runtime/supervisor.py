@@ -44,7 +44,7 @@ class Supervised(Protocol):
 
     index: int
 
-    async def probe(self, timeout_s: float) -> HostStatus: ...
+    async def probe(self, timeout_s: float, generate_every_s: float = 0.0) -> HostStatus: ...
 
     async def start(self) -> None: ...
 
@@ -115,7 +115,7 @@ class Supervisor:
         waited = self.spec.probe_timeout_s + answer_margin_s(self.spec.probe_timeout_s)
         try:
             async with asyncio.timeout(waited):
-                return await replica.probe(self.spec.probe_timeout_s)
+                return await replica.probe(self.spec.probe_timeout_s, self.spec.probe_generate_every_s)
         except TimeoutError:
             return f"it did not answer a probe within {waited:g} s (its process may be restarting)"
         except ChorusError:

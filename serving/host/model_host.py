@@ -137,6 +137,7 @@ class ModelHost:
         self._start: asyncio.Task[None] | None = None
         self._probing = 0  # probes inside the engine (left out of the running count)
         self._seen_progress = 0  # the engine's output count at the last probe (a new engine: 0)
+        self._probed_ok_at: float | None = None  # monotonic time of the last passing probe token
         self.started_at: StartTimes | None = None  # this process's first successful engine start
 
     @property
@@ -258,10 +259,13 @@ class ModelHost:
             ok, detail = False, self.last_error or f"engine {self.state}"
         return self._status(ok, detail)
 
-    async def probe(self, timeout_s: float) -> HostStatus:
+    async def probe(self, timeout_s: float, generate_every_s: float = 0.0) -> HostStatus:
         """The status, with `ok` only if the engine is healthy and shows it generates: its output
         count moved since the last probe (a busy engine is not made to queue a probe behind its
-        work), else a one-token probe finished within `timeout_s`."""
+        work), or a one-token probe finished within `timeout_s` — run at most every
+        `generate_every_s` while the last one passed (its health alone is checked in between):
+        vLLM's workers busy-poll for a second after every step, so a probe token every second
+        would keep an idle engine's cores spinning."""
         status = await self.status()
         if not status.ok:
             return status
@@ -269,18 +273,24 @@ class ModelHost:
         if progress != self._seen_progress:
             self._seen_progress = progress
             return status
+        now = time.monotonic()
+        if self._probed_ok_at is not None and now - self._probed_ok_at < generate_every_s:
+            return status
         t0 = time.perf_counter()
         self._probing += 1
         try:
             async with asyncio.timeout(timeout_s):
                 await self.engine.probe()
         except TimeoutError:
+            self._probed_ok_at = None
             return self._status(False, f"a one-token probe took longer than {timeout_s:g} s")
         except Exception as exc:  # noqa: BLE001 - a failing probe is a health finding, reported, not raised
+            self._probed_ok_at = None
             return self._status(False, f"probe failed: {_reason(exc)}")
         finally:
             self._probing -= 1
-        self._seen_progress = self.engine.progress()  # the probe's own output is not the work's
+            self._seen_progress = self.engine.progress()  # the probe's own output is not the work's
+        self._probed_ok_at = now
         return self._status(True, "", probe_s=time.perf_counter() - t0)
 
     def _status(self, ok: bool, detail: str, probe_s: float | None = None) -> HostStatus:

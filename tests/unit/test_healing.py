@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
-from cluster.errors import DeadlineExceeded, Draining, NoHealthyReplica, ReplicaLost
+from cluster.errors import DeadlineExceeded, Draining, EngineError, NoHealthyReplica, ReplicaLost
 from cluster.spec import ModelSpec
 from orchestrator.api.app import build_app
 from orchestrator.core.schema import ChatRequest
@@ -64,7 +64,7 @@ class FakeReplica:
     async def status(self) -> HostStatus:
         return await self.probe(1.0)
 
-    async def probe(self, timeout_s: float) -> HostStatus:
+    async def probe(self, timeout_s: float, generate_every_s: float = 0.0) -> HostStatus:
         if self.dead:
             raise ReplicaLost("gone")
         ok = self.engine == "ready" and self.probe_ok
@@ -185,7 +185,7 @@ async def test_admission_reads_the_boards_reports_and_asks_only_replicas_without
 
 async def test_the_supervisor_carries_each_replicas_admission_to_the_board():
     class Full(FakeReplica):
-        async def probe(self, timeout_s: float) -> HostStatus:
+        async def probe(self, timeout_s: float, generate_every_s: float = 0.0) -> HostStatus:
             return (await super().probe(timeout_s)).model_copy(update={"full": True})
 
     fleet = fleet_of(Full(0), FakeReplica(1))
@@ -262,6 +262,23 @@ async def test_a_busy_engine_passes_its_probe_by_its_progress_an_idle_one_by_a_p
     assert busy.ok and busy.probe_s is None and len(engine.calls) == 2  # it produced output: no probe request
     again = await host.probe(1.0)
     assert again.ok and again.probe_s is not None and len(engine.calls) == 3  # nothing since: a probe request
+    quiet = await host.probe(1.0, generate_every_s=60)
+    assert quiet.ok and quiet.probe_s is None and len(engine.calls) == 3  # idle, last token recent: health only
+
+
+async def test_an_idle_engine_whose_probe_failed_is_probed_by_a_token_again_at_once():
+    fail = {"now": True}
+
+    def script(req: GenerationRequest) -> str | Exception:
+        return EngineError("wedged") if fail["now"] else "ok"
+
+    host = ModelHost(ModelSpec(name="m", source="x"), 0, ScriptedEngine, {"script": script})
+    await host.start()
+    assert not (await host.probe(1.0, generate_every_s=60)).ok
+    assert not (await host.probe(1.0, generate_every_s=60)).ok  # no pass to rest on: a token again
+    fail["now"] = False
+    assert (await host.probe(1.0, generate_every_s=60)).probe_s is not None
+    assert (await host.probe(1.0, generate_every_s=60)).probe_s is None  # passed just now: health only
 
 
 async def test_a_probe_slower_than_its_timeout_is_a_failed_probe_of_a_live_engine():
@@ -274,7 +291,7 @@ async def test_a_probe_slower_than_its_timeout_is_a_failed_probe_of_a_live_engin
 
 async def test_a_host_answering_after_its_probe_deadline_but_within_the_margin_is_not_lost():
     class Slow(FakeReplica):
-        async def probe(self, timeout_s: float) -> HostStatus:
+        async def probe(self, timeout_s: float, generate_every_s: float = 0.0) -> HostStatus:
             await asyncio.sleep(timeout_s * 1.2)  # stands in for a busy host's slow answer
             return await super().probe(timeout_s)
 
