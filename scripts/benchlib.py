@@ -49,6 +49,9 @@ def chorus_deployment(
         yield dep
     finally:
         dep.shutdown()
+        from ray import serve
+
+        serve.shutdown()  # forgets this cluster's Serve client, so a next deployment starts its own
         ray.shutdown()
 
 
