@@ -94,7 +94,8 @@ async def run(kill_at: float, after: float, clients: int, limit_s: float) -> dic
                 while "recovered" not in marks and time.monotonic() - t0 < limit_s:  # noqa: ASYNC110 - polls the watcher's mark under the scenario's time limit
                     await asyncio.sleep(0.1)
                 if "recovered" in marks:  # the restarted process's own start, as it timed it
-                    marks["restart"] = (await host.start_times.remote()).model_dump()
+                    # start() on a ready host returns its successful start's times, starting nothing.
+                    marks["restart"] = (await host.start.remote()).model_dump()
                 await asyncio.sleep(after)  # keep the loop running after recovery, for the timeline
                 stop.set()
 

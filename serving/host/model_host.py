@@ -156,10 +156,6 @@ class ModelHost:
             raise EngineError(f"'{self.spec.name}' replica {self.replica}: engine ready without a recorded start")
         return self.started_at
 
-    def start_times(self) -> StartTimes | None:
-        """When this process came up, its engine start began and it was ready (None: not yet)."""
-        return self.started_at
-
     async def _start_engine(self) -> None:
         self.state = "starting"
         begun = time.time()
@@ -248,7 +244,8 @@ class ModelHost:
             yield part
 
     async def load(self) -> Load:
-        """Admission state only (no engine probe): cheap enough to ask before every request."""
+        """Admission state only (no engine probe): what a fleet without a supervisor's board asks
+        before a request (on Ray, each probe carries it as `HostStatus.full`)."""
         return self.admission.load()
 
     async def status(self) -> HostStatus:
