@@ -26,8 +26,10 @@ class EngineHealth(BaseModel):
 
 @runtime_checkable
 class Engine(Protocol):
-    async def start(self) -> None:
-        """Load weights and allocate the KV cache; returns when the engine can generate."""
+    async def start(self) -> dict[str, float]:
+        """Load weights and allocate the KV cache; returns when the engine can generate, with
+        the wall-clock marks (time.time()) of its own phases for start-up timelines (may be
+        empty, e.g. {"vllm imported": ..., "engine ready": ...})."""
 
     async def generate(self, request: GenerationRequest) -> Result:
         """Run one request to completion."""

@@ -128,7 +128,7 @@ class RecordedEngine:
         self._book: RecordBook | None = None
         self._answered = 0  # requests looked up (progress)
 
-    async def start(self) -> None:
+    async def start(self) -> dict[str, float]:
         book = RecordBook.load(self.spec.source)
         if self.model not in book.models():
             raise EngineError(
@@ -136,6 +136,7 @@ class RecordedEngine:
                 f"(it has: {', '.join(sorted(book.models()))}); set recorded.answers_of"
             )
         self._book = book
+        return {}
 
     def _answer(self, request: GenerationRequest) -> str:
         if self._book is None:

@@ -50,7 +50,6 @@ class VLLMEngine:
         # Chat templates and tokenization run here, not on the host's event loop; one thread,
         # because a tokenizer is not safe to share between threads.
         self._prep = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"chorus-prep-{spec.name}")
-        self.phases: dict[str, float] = {}  # wall-clock marks of start(), for start-up timelines
 
     def engine_args(self) -> Any:
         from vllm.engine.arg_utils import AsyncEngineArgs
@@ -88,14 +87,14 @@ class VLLMEngine:
             kwargs["kv_cache_memory_bytes"] = spec.kv_cache_memory_bytes or (512 << 20)
         return AsyncEngineArgs(**kwargs)
 
-    async def start(self) -> None:
+    async def start(self) -> dict[str, float]:
         # Importing vLLM and building AsyncLLM take tens of seconds of blocking work (the engine
         # process starts, loads weights, profiles memory): run them off the event loop, so the
         # host keeps answering probes and status calls ("engine starting") meanwhile. AsyncLLM
         # starts its output handler on the first request when built outside a running loop.
         module = await asyncio.to_thread(importlib.import_module, "vllm.v1.engine.async_llm")
         async_llm: Any = module.AsyncLLM
-        self.phases["vllm imported"] = time.time()
+        phases = {"vllm imported": time.time()}
 
         if self.settings.cpus:
             # vLLM reads the binding when AsyncLLM spawns its engine processes, which inherit
@@ -119,7 +118,8 @@ class VLLMEngine:
         except Exception as exc:  # surface as a plain, picklable error with the model named
             raise EngineError(f"engine for '{self.spec.name}' ({self.spec.source}) failed to start: {exc}") from exc
         self._tokenizer = self._llm.get_tokenizer()
-        self.phases["engine ready"] = time.time()
+        phases["engine ready"] = time.time()
+        return phases
 
     async def openai(self, endpoint: Endpoint, body: dict[str, Any]) -> AsyncIterator[dict[str, Any] | str]:
         """Serve a raw OpenAI request through vLLM's own OpenAI layer (its outputs count as the

@@ -120,12 +120,13 @@ class ModelHost:
         placement: Callable[[], HostPlacement] = HostPlacement,
     ) -> None:
         """`placement` says where the host runs (GPU ids, node, whether it is a restart): the Ray
-        room supplies one that asks Ray (`orchestrator.runtime.ray_replica.ray_placement`)."""
+        room supplies one that asks Ray (`orchestrator.runtime.ray_replica.ray_placement`). It is
+        asked once, here, in the host's own process: none of it changes while the process lives."""
         self._born = time.time()
         self.spec = spec
         self.replica = replica
         self.gpus = gpus
-        self.placement = placement
+        self.where = placement()
         self.engine: Engine = engine_cls(spec, **(engine_kwargs or {}))  # type: ignore[call-arg]
         self.admission = Admission(spec.max_num_seqs, spec.max_queue)
         self.clock = BusyClock()
@@ -160,12 +161,10 @@ class ModelHost:
         self.state = "starting"
         begun = time.time()
         try:
-            await self.engine.start()
+            phases = await self.engine.start()
         except Exception as exc:  # noqa: BLE001 - any start failure is the host's state, raised as EngineError
             self.state, self.last_error = "failed", _reason(exc)
             raise EngineError(f"'{self.spec.name}' replica {self.replica}: {self.last_error}") from None
-        # Engines that time their own start (VLLMEngine) expose `phases`; others report none.
-        phases = dict(getattr(self.engine, "phases", {}))
         self.started_at = StartTimes(process_up=self._born, engine_start=begun, ready=time.time(), phases=phases)
         self.state, self.last_error = "ready", ""
 
@@ -308,7 +307,7 @@ class ModelHost:
             failed=self.failed,
             tokens_per_s=sum(n for _, n in window) / THROUGHPUT_WINDOW_S,
             gpus=self.gpus,
-            **self.placement().model_dump(),
+            **self.where.model_dump(),
         )
 
     async def shutdown(self) -> None:

@@ -137,11 +137,12 @@ class SimulatedEngine:
 
     # ---- the Engine protocol -------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self) -> dict[str, float]:
         if self._task is None:
             self._clock.start()
             self._task = asyncio.create_task(self.scheduler.run(), name=f"simulated-{self.spec.name}")
             self._task.add_done_callback(self._loop_ended)
+        return {}
 
     async def generate(self, request: GenerationRequest) -> Result:
         seq = self._submit(request, stream=False)

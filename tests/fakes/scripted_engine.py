@@ -32,8 +32,9 @@ class ScriptedEngine:
         self.aborted = 0  # requests cancelled inside generate()
         self.answered = 0  # requests that left generate() with an answer or the script's error
 
-    async def start(self) -> None:
+    async def start(self) -> dict[str, float]:
         self.started = True
+        return {}
 
     async def generate(self, request: GenerationRequest) -> Result:
         self.calls.append(request)
