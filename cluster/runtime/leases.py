@@ -16,6 +16,7 @@ from typing import Any
 from cluster.errors import PlacementError
 from cluster.spec import ModelSpec, PlacementSpec
 
+GROUP_PREFIX = "chorus-"  # every placement group chorus makes is named with it (a teardown finds them)
 NODE_LABEL = "ray.io/node-id"  # the label every Ray node carries with its node id
 REPLAN = "run `chorus plan --gpus auto` against this cluster and use its placement"
 
@@ -183,7 +184,7 @@ def lease_groups(
             cpus[rep.gpu_ids[0]] += rep.spec.num_cpus
         groups.append(
             GroupRequest(
-                name=f"chorus-node{node}-gpus",
+                name=f"{GROUP_PREFIX}node{node}-gpus",
                 bundles=[_bundle(1.0, c) for c in cpus],
                 users=tuple(sorted({rep.label for rep in reps})),
                 node=node,
@@ -197,7 +198,7 @@ def lease_groups(
         tp = own.spec.tensor_parallel_size
         first = own.spec.gpu_share if tp == 1 else 1.0
         bundles = [_bundle(first, own.spec.num_cpus)] + [_bundle(1.0, 0.0) for _ in range(tp - 1)]
-        groups.append(GroupRequest(name=f"chorus-{own.model}-{own.replica}", bundles=bundles, users=(own.label,)))
+        groups.append(GroupRequest(name=f"{GROUP_PREFIX}{own.model}-{own.replica}", bundles=bundles, users=(own.label,)))
         pending.append(PendingReplica(own.model, own.replica, own.spec, len(groups) - 1, tuple(range(tp)), False))
     return groups, pending
 

@@ -48,11 +48,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import ray
-from ray.util.placement_group import PlacementGroup, placement_group, remove_placement_group
+from ray.util.placement_group import (
+    PlacementGroup,
+    get_placement_group,
+    placement_group,
+    placement_group_table,
+    remove_placement_group,
+)
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from cluster.errors import PlacementError
 from cluster.runtime.leases import (
+    GROUP_PREFIX,
     GroupRequest,
     PendingReplica,
     ReplicaSlot,
@@ -124,6 +131,24 @@ def reserve(
     rank = {m.name: i for i, m in enumerate(models)}
     slots.sort(key=lambda s: (rank[s.model], s.replica))
     return Reservation(slots=slots, waves=start_waves(slots), groups=groups)
+
+
+def release_leftover_groups() -> list[str]:
+    """Removes the chorus placement groups of this driver's namespace that nobody releases: the
+    detached ones `chorus up --address` made for its hosts before its driver exited. Names are
+    looked up in this namespace only, so another deployment's groups on the cluster stay."""
+    names = sorted(
+        {g["name"] for g in placement_group_table().values() if g["name"].startswith(GROUP_PREFIX) and g["state"] != "REMOVED"}
+    )
+    removed = []
+    for name in names:
+        try:
+            group = get_placement_group(name)
+        except ValueError:
+            continue  # another namespace's group of the same name
+        remove_placement_group(group)
+        removed.append(name)
+    return removed
 
 
 def _create(request: GroupRequest, lifetime: str | None) -> PlacementGroup:

@@ -19,7 +19,7 @@ import ray
 from ray import serve
 
 from cluster.errors import DeployError, NotRunning
-from cluster.runtime.reservation import Reservation
+from cluster.runtime.reservation import Reservation, release_leftover_groups
 from orchestrator.runtime.hosts import (
     KEEPER,
     NAMESPACE,
@@ -187,4 +187,6 @@ def teardown_named(namespace: str = NAMESPACE) -> list[str]:
                 log.warning("ModelHost %s did not shut its engine down cleanly", info["name"], exc_info=True)
         ray.kill(handle)
         killed.append(info["name"])
+    # The hosts' groups of a `chorus up --address`: detached, and their driver has exited.
+    killed += [f"placement group {name}" for name in release_leftover_groups()]
     return killed

@@ -25,7 +25,7 @@ from cluster.inventory import GiB
 from cluster.placement.demand import ModelDemand
 from cluster.placement.planner import plan_placement
 from cluster.runtime.nodes import gpu_nodes, ray_inventory
-from cluster.runtime.reservation import Reservation, reserve
+from cluster.runtime.reservation import Reservation, release_leftover_groups, reserve
 from cluster.sizing.memory import estimate
 from cluster.spec import GpuSlot, ModelSpec, PlacementSpec
 
@@ -191,6 +191,41 @@ class TestOneNode:
             reserve(two, over, timeout_s=5)
         assert not [v for v in ray.util.placement_group_table().values() if v["state"] not in ("REMOVED",)
                     and v["name"].startswith("chorus-")]
+
+
+DETACHED_RESERVER = """
+import sys, ray
+from cluster.runtime.reservation import reserve
+from cluster.spec import ModelSpec, PlacementSpec
+ray.init(address=sys.argv[1], namespace=sys.argv[2])
+spec = ModelSpec(name="left", source="Qwen/Qwen2.5-1.5B-Instruct", dtype="bfloat16", max_model_len=8192, max_num_seqs=8)
+res = reserve([spec], {"left": PlacementSpec(gpu_share=0.5, num_cpus=0.25, replicas=2)}, lifetime="detached", timeout_s=30)
+print(len(res.groups))
+"""
+
+
+def test_groups_a_departed_driver_left_detached_are_released_in_its_namespace_only(ray_cluster: str):
+    """`chorus up --address` reserves detached groups and exits; `chorus down --address` must free
+    them, and only those of its own namespace (another deployment's group of the same name stays)."""
+    def alive(name: str) -> list[str]:
+        return [g["placement_group_id"] for g in ray.util.placement_group_table().values()
+                if g["name"] == name and g["state"] != "REMOVED"]
+
+    other = subprocess.run([sys.executable, "-c", DETACHED_RESERVER, ray_cluster, "another-deployment"],
+                           check=False, cwd=ROOT, capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    ours = subprocess.run([sys.executable, "-c", DETACHED_RESERVER, ray_cluster, ray.get_runtime_context().namespace],
+                          check=False, cwd=ROOT, capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert other.returncode == 0 and ours.returncode == 0, other.stderr[-2000:] + ours.stderr[-2000:]
+    assert ours.stdout.split()[-1] == "2"
+    assert len(alive("chorus-left-0")) == len(alive("chorus-left-1")) == 2  # both drivers' groups outlived them
+
+    assert release_leftover_groups() == ["chorus-left-0", "chorus-left-1"]
+    assert len(alive("chorus-left-0")) == len(alive("chorus-left-1")) == 1  # the other namespace's stay
+    assert release_leftover_groups() == []
+    subprocess.run([sys.executable, "-c", "import sys, ray\nfrom cluster.runtime.reservation import release_leftover_groups\n"
+                    "ray.init(address=sys.argv[1], namespace='another-deployment'); print(release_leftover_groups())",
+                    ray_cluster], cwd=ROOT, check=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert not alive("chorus-left-0") and not alive("chorus-left-1")
 
 
 def two_node_report() -> list[dict]:
