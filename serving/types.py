@@ -67,6 +67,12 @@ class Coalesce(_Frozen):
     max_items: int = Field(16, ge=1, le=4096, description="Pieces per message at most.")
 
 
+# Requests at this priority number or past it are batch work (batch jobs send theirs at it);
+# interactive requests default to 0. A host lets batch work yield engine slots to interactive
+# work (serving.host.admission.Yield).
+BATCH_PRIORITY = 10
+
+
 class GenerationRequest(_Frozen):
     messages: list[Message] = Field(min_length=1)
     sampling: Sampling = Sampling()

@@ -15,23 +15,24 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import pyarrow as pa  # type: ignore[import-untyped]
 
 from cluster.errors import ChorusError, NoHealthyReplica, OverloadedError, UnavailableError
 from orchestrator.api.errors import status_of
-from orchestrator.core.schema import Reply
-from orchestrator.jobs.formats import RowProblem, RowRequest, RowRules, parse_row
-from orchestrator.jobs.link import Asker, ChorusLink
-from orchestrator.jobs.output import RowOutcome, answered, refused
+from orchestrator.jobs.formats import HostedRow, RowProblem, RowRules, parse_row
+from orchestrator.jobs.link import Asker, ChorusLink, HostedAnswer
+from orchestrator.jobs.output import RowOutcome, answered, answered_hosted, refused
 
 OVERLOAD_RETRIES = 3  # a row refused for overload is tried again after the server's Retry-After
 # A row whose model has no healthy replica waits for one this long in all (Retry-After at a time):
 # an engine restart takes a minute or two on CPU, longer for a large model on a GPU. Past it the
 # stage stops, leaving the row for a resubmit.
 REPLICA_WAIT_S = 600.0
+
+T = TypeVar("T")
 
 
 class RowAnswerer:
@@ -54,29 +55,37 @@ class RowAnswerer:
         if isinstance(parsed, RowProblem):
             return _outcome(line, refused(line, parsed), ok=False)
         try:
-            reply = await self._ask(parsed)
+            if isinstance(parsed, HostedRow):
+                hosted: HostedAnswer = await self._ask(lambda: self.asker.hosted(parsed.request))
+                record = answered_hosted(line, parsed.custom_id, hosted, parsed.trace)
+                totals, usage = hosted.trace.totals, hosted.body.get("usage") or {}
+                prompt, completion = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+            else:
+                reply = await self._ask(lambda: self.asker.chat(parsed.request))
+                record = answered(line, parsed.custom_id, reply)
+                totals = reply.trace.totals
+                prompt, completion = reply.usage.prompt_tokens, reply.usage.completion_tokens
         except UnavailableError:
             raise  # chorus is gone: stop, leaving this row without output so a resubmit runs it
         except ChorusError as exc:
             status, kind = status_of(exc)
             problem = RowProblem(custom_id=parsed.custom_id, status=status, code=kind, message=str(exc))
             return _outcome(line, refused(line, problem), ok=False)
-        t = reply.trace.totals
         return RowOutcome(
             line=line,
-            text=json.dumps(answered(line, parsed.custom_id, reply), separators=(",", ":")),
+            text=json.dumps(record, separators=(",", ":")),
             ok=True,
-            prompt_tokens=reply.usage.prompt_tokens,
-            completion_tokens=reply.usage.completion_tokens,
-            gpu_seconds=t.gpu_seconds,
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            gpu_seconds=totals.gpu_seconds,
         )
 
-    async def _ask(self, row: RowRequest) -> Reply:
+    async def _ask(self, call: Callable[[], Awaitable[T]]) -> T:
         retries, waited = 0, 0.0
         while True:
             async with self.slots:
                 try:
-                    return await self.asker.chat(row.request)
+                    return await call()
                 except OverloadedError as exc:
                     if retries == OVERLOAD_RETRIES:
                         raise

@@ -4,13 +4,16 @@ Two input shapes are read, one per file:
 
 - **OpenAI Batch** (`openai`): `{"custom_id", "method": "POST", "url": "/v1/chat/completions",
   "body": {...chat completion request...}}`; `body.model` names a pattern or a hosted model
-  (the job's `--model` fills it in when a body leaves it out).
+  (the job's `--model` fills it in when a body leaves it out). A hosted model also answers
+  `/v1/completions` and `/v1/embeddings` lines, as OpenAI's Batch API does.
 - **plain** (`plain`): `{"messages": [...]}` or `{"prompt": "..."}`, optionally `custom_id`,
   `model` and any chat-completion field (`max_tokens`, `temperature`…); the job's `--model`
   names the pattern for rows without their own.
 
-A body is validated by the same `ChatCompletionRequest` the HTTP API uses, so a row fails in a
-batch exactly as it would over HTTP (same status, same message). Problems are split in two:
+A body is checked as the HTTP API checks it, so a row fails in a batch exactly as it would over
+HTTP (same status, same message): a pattern's by `ChatCompletionRequest`; a hosted model's goes
+whole to its engine's OpenAI layer (vLLM validates it, and every field vLLM supports works:
+`tools`, `logprobs`, `n`…), with chorus's own `chorus` options read here. Problems are split in two:
 `RowProblem.status` set → the row got an HTTP-like answer (400, 404, 413) in `response`;
 `status` None → the line itself is unusable (not JSON, no custom_id…) and goes to `error`.
 """
@@ -24,11 +27,14 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from cluster.errors import UnknownModelError, Unsupported
-from orchestrator.api.protocol import ChatCompletionRequest
+from orchestrator.api.protocol import ChatCompletionRequest, ChorusOptions, TraceMode
 from orchestrator.core.schema import ChatRequest
+from orchestrator.service.hosted import HostedRequest
+from serving.types import BATCH_PRIORITY, Endpoint
 
-CHAT_URL = "/v1/chat/completions"
-BATCH_PRIORITY = 10  # ChatRequest.priority: lower is served first; interactive traffic uses 0
+CHAT_URL = Endpoint.CHAT.path
+# What a batch line may ask of a hosted model (OpenAI's Batch API: chat, completions, embeddings).
+BATCH_ENDPOINTS = {e.path: e for e in (Endpoint.CHAT, Endpoint.COMPLETIONS, Endpoint.EMBEDDINGS)}
 
 
 class InputFormat(str, Enum):
@@ -40,6 +46,15 @@ class RowRequest(BaseModel):
     model_config = ConfigDict(frozen=True)
     custom_id: str
     request: ChatRequest
+
+
+class HostedRow(BaseModel):
+    """A row for a hosted model: its body goes whole to the engine's OpenAI layer."""
+
+    model_config = ConfigDict(frozen=True)
+    custom_id: str
+    request: HostedRequest
+    trace: TraceMode = "summary"  # how much trace its output line carries
 
 
 class RowProblem(BaseModel):
@@ -57,6 +72,7 @@ class RowRules(BaseModel):
     format: InputFormat
     default_model: str | None = None
     known_models: frozenset[str] = frozenset()  # empty: do not check here (chorus still does)
+    hosted_models: frozenset[str] = frozenset()  # served by their engine's OpenAI layer (vLLM's)
     max_body_bytes: int = 1 << 20
     unit: str = "line"  # what a position is called in messages and default custom_ids: line | row
 
@@ -85,16 +101,17 @@ def decode(raw: str, line: int, rules: RowRules) -> dict[str, Any] | RowProblem:
     return value
 
 
-def parse_row(raw: str, line: int, rules: RowRules) -> RowRequest | RowProblem:
+def parse_row(raw: str, line: int, rules: RowRules) -> RowRequest | HostedRow | RowProblem:
     """Check one input row (its JSON text) and build the request it asks for."""
     obj = decode(raw, line, rules)
     if isinstance(obj, RowProblem):
         return obj
+    endpoint = Endpoint.CHAT
     if rules.format is InputFormat.openai:
         envelope = _openai_envelope(obj, line, rules)
         if isinstance(envelope, RowProblem):
             return envelope
-        custom_id, body = envelope
+        custom_id, endpoint, body = envelope
     else:
         plain = _plain_body(obj, line, rules)
         if isinstance(plain, RowProblem):
@@ -115,6 +132,20 @@ def parse_row(raw: str, line: int, rules: RowRules) -> RowRequest | RowProblem:
         )
     if body.get("stream"):
         return RowProblem(custom_id=custom_id, status=400, code="invalid_request_error", message="stream: batch rows cannot stream")
+    model = body["model"]
+    if rules.known_models and model not in rules.known_models:
+        return RowProblem(
+            custom_id=custom_id, status=404, code="not_found_error", message=str(UnknownModelError(str(model), sorted(rules.known_models)))
+        )
+    if model in rules.hosted_models:
+        return _hosted_row(custom_id, endpoint, body)
+    if endpoint is not Endpoint.CHAT:
+        return RowProblem(
+            custom_id=custom_id,
+            status=400,
+            code="invalid_request_error",
+            message=f"model: {endpoint.path} serves hosted models; '{model}' is a pattern (use {CHAT_URL})",
+        )
     try:
         wire = ChatCompletionRequest.model_validate(body)
     except ValidationError as exc:
@@ -122,10 +153,6 @@ def parse_row(raw: str, line: int, rules: RowRules) -> RowRequest | RowProblem:
         where = ".".join(str(p) for p in err.get("loc", ()))
         msg = str(err.get("msg", "invalid request")).removeprefix("Value error, ")
         return RowProblem(custom_id=custom_id, status=400, code="invalid_request_error", message=f"{where}: {msg}" if where else msg)
-    if rules.known_models and wire.model not in rules.known_models:
-        return RowProblem(
-            custom_id=custom_id, status=404, code="not_found_error", message=str(UnknownModelError(wire.model, sorted(rules.known_models)))
-        )
     try:
         request = wire.to_request(priority_floor=BATCH_PRIORITY)
     except Unsupported as exc:  # a field a pattern cannot honour, named as the HTTP API names it
@@ -133,21 +160,40 @@ def parse_row(raw: str, line: int, rules: RowRules) -> RowRequest | RowProblem:
     return RowRequest(custom_id=custom_id, request=request)
 
 
-def _openai_envelope(obj: dict[str, Any], line: int, rules: RowRules) -> tuple[str, dict[str, Any]] | RowProblem:
+def _hosted_row(custom_id: str, endpoint: Endpoint, body: dict[str, Any]) -> HostedRow | RowProblem:
+    """A hosted model's row: chorus's own options read, the rest left to vLLM's validation."""
+    try:
+        options = ChorusOptions.model_validate(body.get("chorus") or {})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(("chorus", *(str(p) for p in err.get("loc", ()))))
+        return RowProblem(custom_id=custom_id, status=400, code="invalid_request_error", message=f"{where}: {err.get('msg')}")
+    request = HostedRequest(
+        endpoint=endpoint,
+        body={k: v for k, v in body.items() if k != "chorus"},
+        priority=max(options.priority, BATCH_PRIORITY),
+        budget=options.budget,
+        timeout_s=options.timeout_s,
+    )
+    return HostedRow(custom_id=custom_id, request=request, trace=options.trace)
+
+
+def _openai_envelope(obj: dict[str, Any], line: int, rules: RowRules) -> tuple[str, Endpoint, dict[str, Any]] | RowProblem:
     custom_id = obj.get("custom_id")
     if not isinstance(custom_id, str) or not custom_id:
         return RowProblem(custom_id=None, status=None, code="missing_custom_id", message=f"{rules.unit} {line}: no custom_id string")
     method, url, body = obj.get("method", "POST"), obj.get("url", CHAT_URL), obj.get("body")
-    if method != "POST" or url != CHAT_URL:
+    endpoint = BATCH_ENDPOINTS.get(url) if isinstance(url, str) else None
+    if method != "POST" or endpoint is None:
         return RowProblem(
             custom_id=custom_id,
             status=None,
             code="invalid_url",
-            message=f"{rules.unit} {line}: only POST {CHAT_URL} is supported, got {method} {url}",
+            message=f"{rules.unit} {line}: only POST {', '.join(BATCH_ENDPOINTS)} are supported, got {method} {url}",
         )
     if not isinstance(body, dict):
         return RowProblem(custom_id=custom_id, status=None, code="missing_body", message=f"{rules.unit} {line}: `body` must be a JSON object")
-    return custom_id, dict(body)
+    return custom_id, endpoint, dict(body)
 
 
 def _plain_body(obj: dict[str, Any], line: int, rules: RowRules) -> tuple[str, dict[str, Any]] | RowProblem:

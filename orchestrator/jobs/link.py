@@ -8,20 +8,35 @@ Ray's failures become chorus's errors in the same one place (`served()`): back-p
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol
 
+from cluster.errors import EngineError
 from orchestrator.client import served
 from orchestrator.core.schema import CatalogEntry, ChatRequest, FleetStatus, Reply
+from orchestrator.core.trace import Trace
 from orchestrator.runtime.deploy import find_orchestrator
 from orchestrator.service.config import ChorusConfig
+from orchestrator.service.hosted import HostedRequest
+from serving.types import OpenAIReply
 
 CALL_TIMEOUT_S = 60  # the driver's catalog/status/config calls: quick reads of the deployment
 
 
+@dataclass(frozen=True)
+class HostedAnswer:
+    """A hosted model's whole response, as its engine's OpenAI layer wrote it, and the call's trace."""
+
+    body: dict[str, Any]
+    trace: Trace
+
+
 class Asker(Protocol):
-    """What a row needs: run one request at the priority it carries (`Chorus` itself is one)."""
+    """What a row needs: run one request at the priority it carries."""
 
     async def chat(self, req: ChatRequest) -> Reply: ...
+
+    async def hosted(self, req: HostedRequest) -> HostedAnswer: ...
 
 
 class ChorusLink:
@@ -39,6 +54,19 @@ class ChorusLink:
         with served():
             reply: Reply = await self.handle.chat.remote(req)
         return reply
+
+    async def hosted(self, req: HostedRequest) -> HostedAnswer:
+        body: dict[str, Any] | None = None
+        trace: Trace | None = None
+        with served():
+            async for part in self.handle.options(stream=True).hosted.remote(req, False):
+                if isinstance(part, OpenAIReply):
+                    body = part.body
+                elif isinstance(part, Trace):
+                    trace = part
+        if body is None or trace is None:
+            raise EngineError(f"model '{req.body.get('model')}' ended its reply without a body and a trace")
+        return HostedAnswer(body=body, trace=trace)
 
     def catalog(self) -> list[CatalogEntry]:
         with served():

@@ -19,9 +19,10 @@ from typing import Any
 from pydantic import BaseModel
 
 from orchestrator.api.errors import error_json
-from orchestrator.api.protocol import completion_json
+from orchestrator.api.protocol import TraceMode, completion_json, trace_json
 from orchestrator.core.schema import Reply
 from orchestrator.jobs.formats import RowProblem
+from orchestrator.jobs.link import HostedAnswer
 
 
 class RowOutcome(BaseModel):
@@ -45,6 +46,20 @@ def answered(line: int, custom_id: str, reply: Reply) -> dict[str, Any]:
         "custom_id": custom_id,
         "line": line,
         "response": {"status_code": 200, "request_id": reply.id, "body": completion_json(reply)},
+        "error": None,
+    }
+
+
+def answered_hosted(line: int, custom_id: str, answer: HostedAnswer, mode: TraceMode) -> dict[str, Any]:
+    """A hosted model's line: vLLM's response body as it wrote it, with chorus's trace added."""
+    body = answer.body
+    if mode != "none":
+        body = body | {"chorus": {"trace": trace_json(answer.trace, mode)}}
+    return {
+        "id": _request_id(),
+        "custom_id": custom_id,
+        "line": line,
+        "response": {"status_code": 200, "request_id": body.get("id"), "body": body},
         "error": None,
     }
 

@@ -104,7 +104,8 @@ def run_job(spec: JobSpec, say: Callable[[str], None] = print) -> Progress:
         say(f"  {scan.malformed_count} malformed {scan.unit}(s) get error lines (e.g. {scan.unit} {scan.malformed[0]})")
     ray_connect(spec.address or os.environ.get("RAY_ADDRESS"))
     link = ChorusLink.find()
-    known = [e.id for e in link.catalog()]
+    catalog = link.catalog()
+    known = [e.id for e in catalog]
     names = models_named(scan, spec.model, known)
     unknown = {m: n for m, n in scan.models.items() if m not in known}
     if unknown:
@@ -115,6 +116,7 @@ def run_job(spec: JobSpec, say: Callable[[str], None] = print) -> Progress:
         format=scan.format,
         default_model=spec.model,
         known_models=frozenset(known),
+        hosted_models=frozenset(e.id for e in catalog if e.kind == "model" and e.openai_layer),
         max_body_bytes=spec.max_body_bytes or config.server.max_request_bytes,
         unit=scan.unit,
     )

@@ -138,3 +138,46 @@ def test_ray_job_submit_runs_the_same_entry_point(server, job_server, tmp_path):
     assert status == JobStatus.FAILED
     assert "The model 'nope' does not exist" in server.client.get_job_logs(bad)
     assert len(outputs(out)) == 31
+
+
+def test_hosted_model_rows_speak_the_whole_api_tools_logprobs_completions_and_embeddings(server, tmp_path):
+    """A batch line for a hosted model gets what the HTTP API gives it: vLLM's own OpenAI layer,
+    through the same fleet at batch priority, with the trace added."""
+    weather = {"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string", "enum": ["Paris", "Rome"]}},
+        "required": ["city"], "additionalProperties": False}}}
+    lines = [
+        ("tool", "/v1/chat/completions", {"model": "tiny", "messages": [{"role": "user", "content": "Weather in Rome?"}],
+                                          "tools": [weather], "max_tokens": 200,
+                                          "tool_choice": {"type": "function", "function": {"name": "get_weather"}}}),
+        ("n2", "/v1/chat/completions", {"model": "tiny", "messages": [{"role": "user", "content": "hi"}],
+                                        "n": 2, "temperature": 1.0, "logprobs": True, "top_logprobs": 2, "max_tokens": 3}),
+        ("text", "/v1/completions", {"model": "tiny", "prompt": "Once upon", "max_tokens": 3}),
+        ("vec", "/v1/embeddings", {"model": "tiny-embed", "input": ["a", "b"]}),
+        ("refused", "/v1/chat/completions", {"model": "tiny", "messages": [{"role": "user", "content": "hi"}],
+                                             "top_logprobs": 2}),  # vLLM: top_logprobs needs logprobs
+        ("pattern", "/v1/completions", {"model": "single", "prompt": "hi"}),
+    ]
+    src, out = tmp_path / "hosted.jsonl", tmp_path / "out"
+    src.write_text("".join(json.dumps({"custom_id": c, "method": "POST", "url": u, "body": b}) + "\n" for c, u, b in lines))
+    job_id = start(server, src, out)
+    status = jobs.follow(server, job_id, lambda p: None, lambda line: None, timeout_s=JOB_DEADLINE_S)
+    assert status == JobStatus.SUCCEEDED, server.client.get_job_logs(job_id)[-3000:]
+    got = {r["custom_id"]: r["response"] for r in outputs(out)}
+    assert set(got) == {c for c, _, _ in lines}
+    assert {c: r["status_code"] for c, r in got.items()} == {"tool": 200, "n2": 200, "text": 200, "vec": 200,
+                                                             "refused": 400, "pattern": 400}, {c: r["body"].get("error") for c, r in got.items()}
+    call = got["tool"]["body"]["choices"][0]["message"]["tool_calls"][0]["function"]
+    assert call["name"] == "get_weather" and json.loads(call["arguments"])["city"] in {"Paris", "Rome"}
+    two = got["n2"]["body"]["choices"]
+    assert len(two) == 2 and two[0]["logprobs"]["content"][0]["top_logprobs"]
+    assert got["text"]["body"]["object"] == "text_completion" and got["text"]["body"]["usage"]["completion_tokens"] == 3
+    vectors = got["vec"]["body"]["data"]
+    assert len(vectors) == 2 and len(vectors[0]["embedding"]) > 1
+    for custom_id in ("tool", "n2", "text", "vec"):
+        trace = got[custom_id]["body"]["chorus"]["trace"]
+        assert trace["totals"]["model_calls"] == 1 and trace["steps"][0]["replica"] == 0
+    assert "logprobs" in got["refused"]["body"]["error"]["message"]
+    assert "'single' is a pattern" in got["pattern"]["body"]["error"]["message"]
+    final = jobs.last_progress_of(server, job_id)
+    assert final is not None and final.done == len(lines) and final.errors == 2

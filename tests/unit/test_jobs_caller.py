@@ -8,10 +8,13 @@ import json
 
 import pytest
 
-from cluster.errors import EngineError, NoHealthyReplica, NotRunning, OverloadedError
+from cluster.errors import EngineError, EngineRejected, NoHealthyReplica, NotRunning, OverloadedError
 from orchestrator.core.schema import ChatRequest, Reply
+from orchestrator.core.trace import Step, Trace
 from orchestrator.jobs.caller import RowAnswerer, outcomes_of, outcomes_table
 from orchestrator.jobs.formats import InputFormat, RowRules
+from orchestrator.jobs.link import HostedAnswer
+from orchestrator.service.hosted import HostedRequest
 from tests.unit.fixtures import scripted_chorus
 
 RULES = RowRules(format=InputFormat.openai, known_models=frozenset({"single", "router"}))
@@ -139,3 +142,57 @@ async def test_a_model_that_stays_without_a_healthy_replica_stops_the_stage(monk
     with pytest.raises(NoHealthyReplica):
         await RowAnswerer(down, RULES, 2).answer(1, row("a"))
     assert down.calls == 3  # waited 0.02 + 0.02 s; a third wait would pass the 0.05 s bound
+
+
+class HostedFleet:
+    """An asker whose hosted model answers as vLLM's OpenAI layer would (or refuses as it would)."""
+
+    def __init__(self) -> None:
+        self.asked: list[HostedRequest] = []
+
+    async def chat(self, req: ChatRequest) -> Reply:
+        raise AssertionError("a hosted model's row must not take the pattern path")
+
+    async def hosted(self, req: HostedRequest) -> HostedAnswer:
+        self.asked.append(req)
+        if req.body.get("tool_choice") == "bogus":
+            raise EngineRejected("tool_choice: 'bogus' is not a valid choice", param="tool_choice")
+        call = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Rome"}'}}
+        body = {"id": "chatcmpl-7", "object": "chat.completion",
+                "choices": [{"index": 0, "message": {"role": "assistant", "tool_calls": [call]}, "finish_reason": "tool_calls"}],
+                "usage": {"prompt_tokens": 11, "completion_tokens": 9, "total_tokens": 20}}
+        trace = Trace(pattern="tiny", kind="model")
+        trace.steps.append(Step(index=0, name="chat", role="tiny", model="tiny", prompt_tokens=11, completion_tokens=9,
+                                engine_seconds=0.5, gpu_seconds=0.25, output="x"))
+        trace.close(0.6)
+        return HostedAnswer(body=body, trace=trace)
+
+
+HOSTED_RULES = RowRules(format=InputFormat.openai, known_models=frozenset({"tiny"}), hosted_models=frozenset({"tiny"}))
+
+
+async def test_a_hosted_models_row_is_vllms_response_with_the_trace_added():
+    fleet = HostedFleet()
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+    body = {"model": "tiny", "messages": [{"role": "user", "content": "weather?"}], "tools": tools}
+    raw = json.dumps({"custom_id": "w", "method": "POST", "url": "/v1/chat/completions", "body": body})
+    out = await RowAnswerer(fleet, HOSTED_RULES, 2).answer(5, raw)
+    rec = json.loads(out.text)
+    assert out.ok and rec["custom_id"] == "w" and rec["response"]["status_code"] == 200
+    got = rec["response"]["body"]
+    assert rec["response"]["request_id"] == got["id"] == "chatcmpl-7"
+    assert got["choices"][0]["message"]["tool_calls"][0]["function"]["name"] == "get_weather"
+    assert got["chorus"]["trace"]["totals"]["gpu_seconds"] == 0.25
+    assert "output" not in got["chorus"]["trace"]["steps"][0]  # the summary trace, as over HTTP
+    assert (out.prompt_tokens, out.completion_tokens, out.gpu_seconds) == (11, 9, 0.25)
+    assert fleet.asked[0].body["tools"] == tools and fleet.asked[0].priority == 10
+
+
+async def test_a_hosted_row_vllm_refuses_gets_its_4xx_line_and_the_job_goes_on():
+    fleet = HostedFleet()
+    body = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "tool_choice": "bogus"}
+    raw = json.dumps({"custom_id": "b", "body": body})
+    out = await RowAnswerer(fleet, HOSTED_RULES, 2).answer(1, raw)
+    rec = json.loads(out.text)
+    assert not out.ok and rec["response"]["status_code"] == 400
+    assert "tool_choice" in rec["response"]["body"]["error"]["message"]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from orchestrator.jobs.formats import BATCH_PRIORITY, InputFormat, RowProblem, RowRequest, RowRules, parse_row
+from orchestrator.jobs.formats import HostedRow, InputFormat, RowProblem, RowRequest, RowRules, parse_row
+from serving.types import BATCH_PRIORITY, Endpoint
 
 OPENAI = RowRules(format=InputFormat.openai, known_models=frozenset({"router", "single"}), max_body_bytes=2048)
 PLAIN = RowRules(format=InputFormat.plain, default_model="single", known_models=frozenset({"router", "single"}))
@@ -61,7 +62,7 @@ def test_invalid_body_is_a_400_naming_the_field_as_the_http_api_would():
 def test_envelope_problems_are_non_http_errors():
     no_id = json.dumps({"body": {"model": "router", "messages": []}})
     assert parse_row(no_id, 1, OPENAI).code == "missing_custom_id"  # type: ignore[union-attr]
-    wrong = json.dumps({"custom_id": "a", "method": "POST", "url": "/v1/embeddings", "body": {}})
+    wrong = json.dumps({"custom_id": "a", "method": "POST", "url": "/v1/images/generations", "body": {}})
     p = parse_row(wrong, 1, OPENAI)
     assert isinstance(p, RowProblem) and p.status is None and p.code == "invalid_url" and p.custom_id == "a"
 
@@ -83,3 +84,38 @@ def test_plain_prompt_and_messages_rows():
     assert isinstance(row, RowRequest) and row.custom_id == "x1" and row.request.model == "router"
     p = parse_row(json.dumps({"text": "no prompt"}), 4, PLAIN)
     assert isinstance(p, RowProblem) and p.code == "missing_messages" and "line 4" in p.message
+
+
+HOSTED = OPENAI.model_copy(update={"known_models": frozenset({"router", "tiny", "embedder"}),
+                                   "hosted_models": frozenset({"tiny", "embedder"})})
+TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+
+
+def test_a_hosted_models_row_goes_whole_to_its_openai_layer_with_every_field():
+    """What vLLM's server accepts in a batch line works here too: tools, logprobs, n > 1…"""
+    row = parse_row(line(model="tiny", tools=TOOLS, tool_choice="auto", n=2, logprobs=True,
+                         chorus={"priority": 0, "trace": "none"}), 1, HOSTED)
+    assert isinstance(row, HostedRow) and row.custom_id == "a" and row.trace == "none"
+    req = row.request
+    assert req.endpoint is Endpoint.CHAT and req.priority == BATCH_PRIORITY  # no row raises itself above batch
+    assert req.body["tools"] == TOOLS and req.body["n"] == 2 and req.body["logprobs"] is True
+    assert "chorus" not in req.body  # chorus's options are chorus's, not vLLM's
+
+
+def test_completions_and_embeddings_lines_reach_hosted_models_only():
+    def at(url, **body):
+        return json.dumps({"custom_id": "c", "method": "POST", "url": url, "body": body})
+
+    row = parse_row(at("/v1/completions", model="tiny", prompt="Once", max_tokens=3), 1, HOSTED)
+    assert isinstance(row, HostedRow) and row.request.endpoint is Endpoint.COMPLETIONS
+    row = parse_row(at("/v1/embeddings", model="embedder", input=["a", "b"]), 1, HOSTED)
+    assert isinstance(row, HostedRow) and row.request.endpoint is Endpoint.EMBEDDINGS
+    p = parse_row(at("/v1/completions", model="router", prompt="Once"), 1, HOSTED)
+    assert isinstance(p, RowProblem) and p.status == 400 and "'router' is a pattern" in p.message
+    p = parse_row(at("/v1/embeddings", model="nope", input="a"), 1, HOSTED)
+    assert isinstance(p, RowProblem) and p.status == 404
+
+
+def test_a_hosted_rows_bad_chorus_options_are_a_400_naming_the_field():
+    p = parse_row(line(model="tiny", chorus={"priority": "high"}), 1, HOSTED)
+    assert isinstance(p, RowProblem) and p.status == 400 and p.message.startswith("chorus.priority")
