@@ -88,6 +88,15 @@ class ModelSpec(Strict):
         description="Explicit KV-cache budget in bytes. Required on CPU (vLLM's default fraction fails there); "
         "on GPU the placement's gpu_share sizes it instead.",
     )
+    batch_slots_when_busy: int | None = Field(
+        None,
+        ge=1,
+        le=4096,
+        description="Engine slots batch-priority requests (batch jobs) may hold in a replica while interactive "
+        "requests are in it or waiting, and for 2 s after; the rest of the batch waits in the replica's queue. "
+        "Default: a quarter of max_num_seqs on a CPU engine, where every decode step slows with the batch; "
+        "no limit on a GPU, where it hardly does. max_num_seqs turns it off.",
+    )
     enable_prefix_caching: bool = Field(True, description="Reuse KV blocks of shared prompt prefixes.")
     enforce_eager: bool = Field(False, description="Skip CUDA graphs / compilation (always true on CPU).")
     seed: int = Field(0, ge=0, description="Engine sampling seed, for reproducible runs.")

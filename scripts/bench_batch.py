@@ -6,7 +6,10 @@
   (c) http     the rows through chorus's OpenAI HTTP API by a client keeping 32 requests in flight
 Rows/s and tokens/s each, and (a)/(b), (c)/(b). Then the interactive p50 latency of a `router`
 request (sequential, one at a time) with the fleet idle and while a job runs, for the job's
-default in-flight bound and for a quarter of it.
+default in-flight bound and for a quarter of it, and the job's own rows/s meanwhile. Batch work
+yields engine slots to interactive work by default on a CPU engine (`batch_slots_when_busy`, a
+quarter of max_num_seqs); a second deployment with it off (`batch_slots_when_busy: 32`) repeats
+the idle and default-bound phases, so both sides come from the same run.
 
 The model is SmolLM2-135M (a real chat model: completions have realistic lengths); prefix
 caching is off on both sides so that re-running the same rows gains nothing from a warm cache.
@@ -49,9 +52,9 @@ def prompts(n: int) -> list[str]:
     return [f"{ASKS[i % len(ASKS)].format(TOPICS[(i // len(ASKS)) % len(TOPICS)])} (#{i})" for i in range(n)]
 
 
-def config() -> dict[str, Any]:
+def config(batch_slots_when_busy: int | None = None) -> dict[str, Any]:
     return {
-        "models": [MODEL],
+        "models": [MODEL | {"batch_slots_when_busy": batch_slots_when_busy}],
         "roles": {"classifier": "smol", "generalist": "smol", "coder": "smol"},
         "placement": {"smol": {"replicas": 1, "gpu_share": 0, "num_cpus": 2}},
         "sampling": {"max_tokens": MAX_TOKENS, "temperature": 0.0},
@@ -184,12 +187,16 @@ def latency_during_job(server: Any, base_url: str, src: Path, out: Path, n: int,
         time.sleep(0.5)
     else:
         raise RuntimeError(f"job {job_id} wrote no shard in 300 s")
+    before, t0 = p, time.monotonic()
     lat = router_latencies(base_url, n)
     p = jobs.last_progress_of(server, job_id)
+    window = time.monotonic() - t0
     still_running = p is not None and p.state == "running" and p.done < p.total
     server.client.stop_job(job_id)
     jobs.follow(server, job_id, lambda _: None, lambda _: None, timeout_s=120)
-    return {"latencies": lat, "in_flight": p.in_flight if p else None, "job_running_throughout": still_running}
+    job_rows_per_s = (p.done - before.done) / window if p is not None else None  # shards land in blocks of 32: coarse
+    return {"latencies": lat, "in_flight": p.in_flight if p else None, "job_running_throughout": still_running,
+            "job_rows_per_s_meanwhile": job_rows_per_s}
 
 
 def bench(rows: int, interactive: int) -> None:
@@ -228,6 +235,18 @@ def bench(rows: int, interactive: int) -> None:
         quarter = latency_during_job(server, base, tmp / "long.jsonl", tmp / "out-quarter", interactive, max(1, SEQS // 4))
     finally:
         dep.shutdown()
+        from ray import serve
+
+        serve.shutdown()  # the next deployment starts Serve again, on its own port
+    print("    the same without yielding (batch_slots_when_busy: 32) ...", flush=True)
+    dep = deploy(parse_config(config(SEQS), "<bench>", ROOT), progress=lambda s: print(f"  [deploy] {s}", flush=True))
+    try:
+        base = str(dep.url)
+        router_latencies(base, 4)
+        idle_off = router_latencies(base, interactive)
+        busy_off = latency_during_job(server, base, tmp / "long.jsonl", tmp / "out-busy-off", interactive, None)
+    finally:
+        dep.shutdown()
         ray.shutdown()
 
     def rates(r: dict[str, Any]) -> dict[str, float]:
@@ -236,7 +255,8 @@ def bench(rows: int, interactive: int) -> None:
 
     systems = {"job": {**job, **rates(job), "rows_per_s_end_to_end": job["rows"] / job["e2e_s"]},
                "offline": {**off, **rates(off)}, "http": {**http, **rates(http)}}
-    lat = {"idle": summary(idle), "during_job": summary(busy["latencies"]), "during_job_quarter": summary(quarter["latencies"])}
+    lat = {"idle": summary(idle), "during_job": summary(busy["latencies"]), "during_job_quarter": summary(quarter["latencies"]),
+           "idle_no_yield": summary(idle_off), "during_job_no_yield": summary(busy_off["latencies"])}
     result = {
         "rows": rows, "max_tokens": MAX_TOKENS, "model": "smollm2-135m", "max_num_seqs": SEQS,
         "systems": systems,
@@ -247,10 +267,15 @@ def bench(rows: int, interactive: int) -> None:
             "http_over_offline_rows": systems["http"]["rows_per_s"] / systems["offline"]["rows_per_s"],
             "router_p50_during_job_over_idle": lat["during_job"]["p50"] / lat["idle"]["p50"],
             "router_p50_during_quarter_job_over_idle": lat["during_job_quarter"]["p50"] / lat["idle"]["p50"],
+            "router_p50_during_job_over_idle_no_yield": lat["during_job_no_yield"]["p50"] / lat["idle_no_yield"]["p50"],
         },
         "router_latency_s": lat,
         "job_in_flight": {"default": busy["in_flight"], "quarter": quarter["in_flight"]},
-        "job_running_throughout": busy["job_running_throughout"] and quarter["job_running_throughout"],
+        "job_rows_per_s_during_interactive": {"default": busy["job_rows_per_s_meanwhile"],
+                                              "quarter": quarter["job_rows_per_s_meanwhile"],
+                                              "default_no_yield": busy_off["job_rows_per_s_meanwhile"]},
+        "batch_slots_when_busy": {"default": max(1, SEQS // 4), "no_yield": SEQS},
+        "job_running_throughout": all(r["job_running_throughout"] for r in (busy, quarter, busy_off)),
     }
     for k, v in result["ratios"].items():
         print(f"  {k}: {v:.2f}")
@@ -260,8 +285,9 @@ def bench(rows: int, interactive: int) -> None:
     left.bar(names, [systems[k]["rows_per_s"] for k in ("job", "offline", "http")], color=["#4c72b0", "#999999", "#dd8452"])
     left.set_ylabel("rows/s")
     left.set_title(f"{rows} rows, SmolLM2-135M, ≤{MAX_TOKENS} tokens, CPU")
-    labels = ["idle", f"job ({busy['in_flight']} in flight)", f"job ({quarter['in_flight']} in flight)"]
-    right.bar(labels, [lat["idle"]["p50"], lat["during_job"]["p50"], lat["during_job_quarter"]["p50"]], color=["#999999", "#4c72b0", "#55a868"])
+    labels = ["idle", f"job ({busy['in_flight']})", f"job ({quarter['in_flight']})", "idle\nno yield", f"job ({busy_off['in_flight']})\nno yield"]
+    right.bar(labels, [lat[k]["p50"] for k in ("idle", "during_job", "during_job_quarter", "idle_no_yield", "during_job_no_yield")],
+              color=["#999999", "#4c72b0", "#55a868", "#bbbbbb", "#c44e52"])
     right.set_ylabel("router p50 latency (s)")
     right.set_title("interactive router requests")
     write("batch", result, fig)

@@ -29,10 +29,10 @@ from pydantic import BaseModel
 from cluster.errors import EngineError, ReplicaLost
 from cluster.spec import ModelSpec
 from serving.engines.base import Engine
-from serving.host.admission import Admission, Load
+from serving.host.admission import Admission, Load, Yield
 from serving.host.coalesce import coalesced
 from serving.host.openai_host import serve_openai
-from serving.types import Coalesce, GenerationRequest, OpenAICall, OpenAIPart, Result, StreamChunk
+from serving.types import BATCH_PRIORITY, Coalesce, GenerationRequest, OpenAICall, OpenAIPart, Result, StreamChunk
 
 THROUGHPUT_WINDOW_S = 30.0
 
@@ -128,7 +128,7 @@ class ModelHost:
         self.gpus = gpus
         self.where = placement()
         self.engine: Engine = engine_cls(spec, **(engine_kwargs or {}))  # type: ignore[call-arg]
-        self.admission = Admission(spec.max_num_seqs, spec.max_queue)
+        self.admission = Admission(spec.max_num_seqs, spec.max_queue, yield_=batch_yield(spec, on_gpu=gpus > 0))
         self.clock = BusyClock()
         self.state: EngineState = "idle"
         self.last_error = ""
@@ -313,6 +313,16 @@ class ModelHost:
     async def shutdown(self) -> None:
         await self.engine.shutdown()
         self.state = "idle"
+
+
+def batch_yield(spec: ModelSpec, on_gpu: bool) -> Yield | None:
+    """How much of an engine batch work keeps beside interactive work (ModelSpec.batch_slots_when_busy)."""
+    slots = spec.batch_slots_when_busy
+    if slots is None:
+        if on_gpu:
+            return None  # a GPU decode step costs about the same for 1 sequence as for 32
+        slots = max(1, spec.max_num_seqs // 4)
+    return None if slots >= spec.max_num_seqs else Yield(from_priority=BATCH_PRIORITY, slots=slots)
 
 
 def _reason(exc: BaseException) -> str:
