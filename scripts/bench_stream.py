@@ -20,11 +20,7 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchlib import MODELS, chorus_deployment, pyplot, summary, tiny_model, write
 
