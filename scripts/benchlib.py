@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import platform
 import statistics
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +20,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / ".cache" / "models"
 OUT = ROOT / "docs" / "bench"
+
+# A benchmark measures its own checkout: this process, and the Ray workers and subprocesses it
+# starts (they inherit PYTHONPATH), import chorus from here, whichever checkout the environment's
+# editable install points at.
+sys.path.insert(0, str(ROOT))
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
 
 
 def tiny_model(name: str, **engine: Any) -> dict[str, Any]:

@@ -60,11 +60,12 @@ class Sampling(_Frozen):
 
 
 class Coalesce(_Frozen):
-    """How a stream's pieces are batched before they cross Ray: a message leaves when it holds
-    `max_items` pieces or its first piece has waited `max_wait_s`, whichever comes first."""
+    """How a stream's pieces are batched before they cross Ray: the first piece leaves at once;
+    after it a message leaves when it holds `max_items` pieces or has waited `max_wait_s`,
+    whichever comes first. The default window is Ray Serve LLM's (50 ms)."""
 
-    max_wait_s: float = Field(0.01, ge=0.0, le=1.0, description="Longest a piece waits for company.")
-    max_items: int = Field(16, ge=1, le=4096, description="Pieces per message at most.")
+    max_wait_s: float = Field(0.05, ge=0.0, le=1.0, description="Longest a piece after the first waits for company.")
+    max_items: int = Field(64, ge=1, le=4096, description="Pieces per message at most.")
 
 
 # Requests at this priority number or past it are batch work (batch jobs send theirs at it);

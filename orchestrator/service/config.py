@@ -98,8 +98,8 @@ class ChorusConfig(Strict):
     healing: HealingSpec = Field(HealingSpec(), description="Health probes, restarts and drain of model replicas.")
     streaming: Coalesce = Field(
         Coalesce(),
-        description="How streamed tokens are batched before they cross Ray (a message per max_items pieces "
-        "or per max_wait_s, whichever comes first).",
+        description="How streamed tokens are batched before they cross Ray (the first at once, then a message "
+        "per max_items pieces or per max_wait_s, whichever comes first).",
     )
     server: ServerSpec = ServerSpec()
 

@@ -2,78 +2,77 @@
 
 Every message across an actor boundary costs about a millisecond; one per token would make the
 transport, not the engine, the bound of a fast stream. A producer task drains the source into a
-queue; the consumer sends what has gathered once `max_items` pieces are waiting or the oldest
-has waited `max_wait_s`. A piece is never held back longer than that, so the first token still
-leaves at once when nothing follows it quickly.
+buffer; the first piece leaves at once (time to first token pays nothing), and after it each
+message leaves once `max_items` pieces are waiting or `max_wait_s` has passed since the
+consumer was free to send, whichever comes first. The wait is one timer per message, not one
+per piece.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import TypeVar
 
 from serving.types import Coalesce
 
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class _End:
-    error: BaseException | None = None
+class _Ended(Exception):
+    """The source ended; `error` is what it raised, if anything."""
 
-
-@dataclass(frozen=True)
-class _Item(Generic[T]):
-    value: T
+    def __init__(self, error: BaseException | None) -> None:
+        super().__init__()
+        self.error = error
 
 
 async def coalesced(source: AsyncIterator[T], policy: Coalesce) -> AsyncIterator[list[T]]:
     """`source`'s items in order, in lists of at most `policy.max_items`; its error re-raised."""
-    queue: asyncio.Queue[_Item[T] | _End] = asyncio.Queue()
+    pending: list[T] = []
+    ended: _Ended | None = None
+    arrived = asyncio.Event()  # something is pending, or the source ended
+    full = asyncio.Event()  # a whole message is pending, or the source ended
 
     async def pump() -> None:
+        nonlocal ended
         try:
             async for value in source:
-                queue.put_nowait(_Item(value))
+                pending.append(value)
+                arrived.set()
+                if len(pending) >= policy.max_items:
+                    full.set()
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which re-raises it
-            queue.put_nowait(_End(exc))
-            return
-        queue.put_nowait(_End())
+            ended = _Ended(exc)
+        else:
+            ended = _Ended(None)
+        arrived.set()
+        full.set()
 
-    loop = asyncio.get_running_loop()
-    task = loop.create_task(pump())
+    task = asyncio.get_running_loop().create_task(pump())
+    first = True
     try:
         while True:
-            first = await queue.get()
-            if isinstance(first, _End):
-                if first.error is not None:
-                    raise first.error
-                return
-            batch, end = [first.value], None
-            deadline = loop.time() + policy.max_wait_s
-            while len(batch) < policy.max_items:
-                if queue.empty():
-                    left = deadline - loop.time()
-                    if left <= 0:
-                        break
-                    try:
-                        nxt = await asyncio.wait_for(queue.get(), left)
-                    except TimeoutError:
-                        break
-                else:
-                    nxt = queue.get_nowait()
-                if isinstance(nxt, _End):
-                    end = nxt
-                    break
-                batch.append(nxt.value)
-            yield batch
-            if end is not None:
-                if end.error is not None:
-                    raise end.error
+            await arrived.wait()
+            if not first and not full.is_set() and policy.max_wait_s > 0:
+                try:
+                    await asyncio.wait_for(full.wait(), policy.max_wait_s)
+                except TimeoutError:
+                    pass  # the window closed: send what has gathered
+            first = False
+            batch = pending[: policy.max_items]
+            del pending[: len(batch)]
+            if len(pending) < policy.max_items and ended is None:
+                full.clear()
+            if not pending and ended is None:
+                arrived.clear()
+            if batch:
+                yield batch
+            if ended is not None and not pending:
+                if ended.error is not None:
+                    raise ended.error
                 return
     finally:
         # The consumer left (client gone) or the source ended: stop the producer, which closes

@@ -37,6 +37,26 @@ async def test_a_lone_piece_is_not_held_beyond_max_wait() -> None:
     assert await anext(stream, None) is None
 
 
+async def test_the_first_piece_leaves_at_once_and_later_ones_wait_for_company() -> None:
+    gate, more = asyncio.Event(), asyncio.Event()
+
+    async def source() -> AsyncIterator[str]:
+        yield "first"
+        await gate.wait()
+        for piece in ("a", "b", "c"):
+            yield piece
+        more.set()
+        await asyncio.Event().wait()  # the engine is still generating: no end yet
+
+    stream = coalesced(source(), Coalesce(max_items=3, max_wait_s=1.0))
+    assert await asyncio.wait_for(anext(stream), timeout=2.0) == ["first"]  # not held for the window
+    gate.set()
+    # Three pieces fill a message: it leaves without waiting out the window.
+    assert await asyncio.wait_for(anext(stream), timeout=0.5) == ["a", "b", "c"]
+    assert more.is_set()
+    await stream.aclose()
+
+
 async def test_an_error_after_some_pieces_arrives_after_them() -> None:
     async def failing() -> AsyncIterator[int]:
         yield 1
