@@ -94,7 +94,7 @@ class ModelSpec(Strict):
         le=4096,
         description="Engine slots batch-priority requests (batch jobs) may hold in a replica while interactive "
         "requests are in it or waiting, and for 2 s after; the rest of the batch waits in the replica's queue. "
-        "Default: a quarter of max_num_seqs on a CPU engine, where every decode step slows with the batch; "
+        "Default: an eighth of max_num_seqs on a CPU engine, where every decode step slows with the batch; "
         "no limit on a GPU, where it hardly does. max_num_seqs turns it off.",
     )
     enable_prefix_caching: bool = Field(True, description="Reuse KV blocks of shared prompt prefixes.")

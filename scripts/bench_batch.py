@@ -5,11 +5,10 @@
   (b) offline  vLLM's own `LLM.chat` over the same prompts (the engine's limit), in a subprocess
   (c) http     the rows through chorus's OpenAI HTTP API by a client keeping 32 requests in flight
 Rows/s and tokens/s each, and (a)/(b), (c)/(b). Then the interactive p50 latency of a `router`
-request (sequential, one at a time) with the fleet idle and while a job runs, for the job's
-default in-flight bound and for a quarter of it, and the job's own rows/s meanwhile. Batch work
-yields engine slots to interactive work by default on a CPU engine (`batch_slots_when_busy`, a
-quarter of max_num_seqs); a second deployment with it off (`batch_slots_when_busy: 32`) repeats
-the idle and default-bound phases, so both sides come from the same run.
+request (sequential, one at a time) with the fleet idle and while a job runs (32 in flight), and
+the job's own rows/s meanwhile, for three shares of the engine that batch work keeps beside
+interactive work (`batch_slots_when_busy`): an eighth of max_num_seqs (the CPU default), a
+quarter, and all of it (no yield); one deployment each, in one run.
 
 The model is SmolLM2-135M (a real chat model: completions have realistic lengths); prefix
 caching is off on both sides so that re-running the same rows gains nothing from a warm cache.
@@ -45,6 +44,10 @@ MODEL = {
 }
 TOPICS = ["the sea", "bread", "a comet", "chess", "rain", "the moon", "a violin", "bees", "glass", "winter", "maps", "salt"]
 ASKS = ["Describe {} in one sentence.", "Give two facts about {}.", "Write a short poem about {}.", "Why does {} matter?"]
+# Batch work's share of the engine beside interactive work, compared in one run: the default
+# first (it also runs the throughput phases), then the others.
+DEFAULT_SLOTS = max(1, SEQS // 8)
+YIELDS = {"an eighth": DEFAULT_SLOTS, "a quarter": SEQS // 4, "no yield": SEQS}
 THREADS_BIND = "0-1"  # both sides: vLLM-CPU's "auto" pins every engine of a process tree to core 0
 
 
@@ -201,6 +204,7 @@ def latency_during_job(server: Any, base_url: str, src: Path, out: Path, n: int,
 
 def bench(rows: int, interactive: int) -> None:
     import ray
+    from ray import serve
     from ray.job_submission import JobSubmissionClient
 
     from orchestrator.jobs import submit as jobs
@@ -215,39 +219,40 @@ def bench(rows: int, interactive: int) -> None:
     os.environ["VLLM_CPU_OMP_THREADS_BIND"] = THREADS_BIND  # inherited by the engine's Ray worker
     ctx = ray.init(address="local", num_cpus=8, namespace=NAMESPACE, include_dashboard=True, dashboard_host="127.0.0.1",
                    log_to_driver=False, logging_level="error")
-    dep = deploy(parse_config(config(), "<bench>", ROOT), progress=lambda s: print(f"  [deploy] {s}", flush=True))
-    try:
-        base = str(dep.url)  # ends in /v1
-        url = f"http://{ctx.dashboard_url}"
-        server = jobs.JobServer(JobSubmissionClient(url), url, local=True)
-        src = batch_file(tmp / "rows.jsonl", rows)
-        router_latencies(base, 4)  # warm-up: the engine and both patterns
-        print("    idle router latency ...", flush=True)
-        idle = router_latencies(base, interactive)
-        print(f"(a) chorus job over {rows} rows ...", flush=True)
-        job = run_job(server, src, tmp / "out-a")
-        print(f"    {job['rows'] / job['wall_s']:.2f} rows/s (end to end incl. job start {job['rows'] / job['e2e_s']:.2f})", flush=True)
-        print("(c) HTTP, 32 in flight ...", flush=True)
-        http = asyncio.run(run_http(base, rows))
-        print(f"    {http['rows'] / http['wall_s']:.2f} rows/s", flush=True)
-        print("    router latency during a job (default bound, then a quarter of it) ...", flush=True)
-        busy = latency_during_job(server, base, batch_file(tmp / "long.jsonl", rows * 4), tmp / "out-busy", interactive, None)
-        quarter = latency_during_job(server, base, tmp / "long.jsonl", tmp / "out-quarter", interactive, max(1, SEQS // 4))
-    finally:
-        dep.shutdown()
-        from ray import serve
-
-        serve.shutdown()  # the next deployment starts Serve again, on its own port
-    print("    the same without yielding (batch_slots_when_busy: 32) ...", flush=True)
-    dep = deploy(parse_config(config(SEQS), "<bench>", ROOT), progress=lambda s: print(f"  [deploy] {s}", flush=True))
-    try:
-        base = str(dep.url)
-        router_latencies(base, 4)
-        idle_off = router_latencies(base, interactive)
-        busy_off = latency_during_job(server, base, tmp / "long.jsonl", tmp / "out-busy-off", interactive, None)
-    finally:
-        dep.shutdown()
-        ray.shutdown()
+    url = f"http://{ctx.dashboard_url}"
+    server = jobs.JobServer(JobSubmissionClient(url), url, local=True)
+    src, long = batch_file(tmp / "rows.jsonl", rows), batch_file(tmp / "long.jsonl", rows * 4)
+    interactive_runs: dict[str, dict[str, Any]] = {}
+    job: dict[str, Any] = {}
+    http: dict[str, Any] = {}
+    for n, (label, slots) in enumerate(YIELDS.items()):
+        print(f"  deployment with batch_slots_when_busy = {slots} ({label}) ...", flush=True)
+        dep = deploy(parse_config(config(slots), "<bench>", ROOT), progress=lambda s: print(f"  [deploy] {s}", flush=True))
+        try:
+            base = str(dep.url)  # ends in /v1
+            router_latencies(base, 4)  # warm-up: the engine and both patterns
+            print("    idle router latency ...", flush=True)
+            idle = router_latencies(base, interactive)
+            if n == 0:  # the throughput phases, on the default deployment
+                print(f"(a) chorus job over {rows} rows ...", flush=True)
+                job = run_job(server, src, tmp / "out-a")
+                print(f"    {job['rows'] / job['wall_s']:.2f} rows/s (end to end incl. job start {job['rows'] / job['e2e_s']:.2f})", flush=True)
+                print("(c) HTTP, 32 in flight ...", flush=True)
+                http = asyncio.run(run_http(base, rows))
+                print(f"    {http['rows'] / http['wall_s']:.2f} rows/s", flush=True)
+            print("    router latency during a job ...", flush=True)
+            busy = latency_during_job(server, base, long, tmp / f"out-busy-{slots}", interactive, None)
+        finally:
+            dep.shutdown()
+            serve.shutdown()  # the next deployment starts Serve again, on its own port
+        interactive_runs[label] = {
+            "batch_slots_when_busy": slots, "idle": summary(idle), "during_job": summary(busy["latencies"]),
+            "p50_during_job_over_idle": summary(busy["latencies"])["p50"] / summary(idle)["p50"],
+            "job_rows_per_s_meanwhile": busy["job_rows_per_s_meanwhile"], "job_in_flight": busy["in_flight"],
+            "job_running_throughout": busy["job_running_throughout"],
+        }
+        print(f"    p50 during a job / idle: {interactive_runs[label]['p50_during_job_over_idle']:.2f}", flush=True)
+    ray.shutdown()
 
     def rates(r: dict[str, Any]) -> dict[str, float]:
         return {"rows_per_s": r["rows"] / r["wall_s"], "completion_tokens_per_s": r["completion_tokens"] / r["wall_s"],
@@ -255,8 +260,6 @@ def bench(rows: int, interactive: int) -> None:
 
     systems = {"job": {**job, **rates(job), "rows_per_s_end_to_end": job["rows"] / job["e2e_s"]},
                "offline": {**off, **rates(off)}, "http": {**http, **rates(http)}}
-    lat = {"idle": summary(idle), "during_job": summary(busy["latencies"]), "during_job_quarter": summary(quarter["latencies"]),
-           "idle_no_yield": summary(idle_off), "during_job_no_yield": summary(busy_off["latencies"])}
     result = {
         "rows": rows, "max_tokens": MAX_TOKENS, "model": "smollm2-135m", "max_num_seqs": SEQS,
         "systems": systems,
@@ -265,17 +268,10 @@ def bench(rows: int, interactive: int) -> None:
             "job_over_offline_tokens": systems["job"]["tokens_per_s"] / systems["offline"]["tokens_per_s"],
             "job_end_to_end_over_offline_rows": systems["job"]["rows_per_s_end_to_end"] / systems["offline"]["rows_per_s"],
             "http_over_offline_rows": systems["http"]["rows_per_s"] / systems["offline"]["rows_per_s"],
-            "router_p50_during_job_over_idle": lat["during_job"]["p50"] / lat["idle"]["p50"],
-            "router_p50_during_quarter_job_over_idle": lat["during_job_quarter"]["p50"] / lat["idle"]["p50"],
-            "router_p50_during_job_over_idle_no_yield": lat["during_job_no_yield"]["p50"] / lat["idle_no_yield"]["p50"],
+            **{f"router_p50_during_job_over_idle[{k}]": v["p50_during_job_over_idle"] for k, v in interactive_runs.items()},
         },
-        "router_latency_s": lat,
-        "job_in_flight": {"default": busy["in_flight"], "quarter": quarter["in_flight"]},
-        "job_rows_per_s_during_interactive": {"default": busy["job_rows_per_s_meanwhile"],
-                                              "quarter": quarter["job_rows_per_s_meanwhile"],
-                                              "default_no_yield": busy_off["job_rows_per_s_meanwhile"]},
-        "batch_slots_when_busy": {"default": max(1, SEQS // 4), "no_yield": SEQS},
-        "job_running_throughout": all(r["job_running_throughout"] for r in (busy, quarter, busy_off)),
+        "interactive": interactive_runs,
+        "default_batch_slots_when_busy": DEFAULT_SLOTS,
     }
     for k, v in result["ratios"].items():
         print(f"  {k}: {v:.2f}")
@@ -285,11 +281,14 @@ def bench(rows: int, interactive: int) -> None:
     left.bar(names, [systems[k]["rows_per_s"] for k in ("job", "offline", "http")], color=["#4c72b0", "#999999", "#dd8452"])
     left.set_ylabel("rows/s")
     left.set_title(f"{rows} rows, SmolLM2-135M, ≤{MAX_TOKENS} tokens, CPU")
-    labels = ["idle", f"job ({busy['in_flight']})", f"job ({quarter['in_flight']})", "idle\nno yield", f"job ({busy_off['in_flight']})\nno yield"]
-    right.bar(labels, [lat[k]["p50"] for k in ("idle", "during_job", "during_job_quarter", "idle_no_yield", "during_job_no_yield")],
-              color=["#999999", "#4c72b0", "#55a868", "#bbbbbb", "#c44e52"])
+    labels, values, colours = [], [], []
+    for label, r in interactive_runs.items():
+        labels += [f"idle\n{label}", f"job\n{label}"]
+        values += [r["idle"]["p50"], r["during_job"]["p50"]]
+        colours += ["#999999", "#4c72b0"]
+    right.bar(labels, values, color=colours)
     right.set_ylabel("router p50 latency (s)")
-    right.set_title("interactive router requests")
+    right.set_title(f"interactive router requests (job: {SEQS} in flight)")
     write("batch", result, fig)
 
 

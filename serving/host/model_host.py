@@ -321,7 +321,7 @@ def batch_yield(spec: ModelSpec, on_gpu: bool) -> Yield | None:
     if slots is None:
         if on_gpu:
             return None  # a GPU decode step costs about the same for 1 sequence as for 32
-        slots = max(1, spec.max_num_seqs // 4)
+        slots = max(1, spec.max_num_seqs // 8)
     return None if slots >= spec.max_num_seqs else Yield(from_priority=BATCH_PRIORITY, slots=slots)
 
 

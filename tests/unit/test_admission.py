@@ -225,9 +225,9 @@ def test_prefix_affinity_while_the_home_replica_has_room():
     assert b.choose("m", replicas, req("q1")).index != first.index
 
 
-def test_batch_yields_a_quarter_of_a_cpu_engine_by_default_and_nothing_on_a_gpu():
+def test_batch_yields_an_eighth_of_a_cpu_engine_by_default_and_nothing_on_a_gpu():
     spec = ModelSpec(name="m", source="/m", max_num_seqs=32)
-    assert batch_yield(spec, on_gpu=False) == Yield(from_priority=10, slots=8)
+    assert batch_yield(spec, on_gpu=False) == Yield(from_priority=10, slots=4)
     assert batch_yield(spec, on_gpu=True) is None
     assert batch_yield(spec.model_copy(update={"batch_slots_when_busy": 2}), on_gpu=True) == Yield(from_priority=10, slots=2)
     assert batch_yield(spec.model_copy(update={"batch_slots_when_busy": 32}), on_gpu=False) is None  # the whole engine: off
