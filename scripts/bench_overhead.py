@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 import httpx
-from benchlib import chorus_deployment, pyplot, summary, tiny_model, write
+from benchlib import chorus_deployment, direct_ingress_url, pyplot, summary, tiny_model, write
 
 PROXY_PATHS = ["engine", "noop", "host", "orchestrator", "http"]
 MODEL_PATHS = ["host", "orchestrator", "http", "http_direct"]  # paths that run the engine
@@ -43,23 +43,6 @@ class Echo:
     async def echo(self, request: object) -> object:
         return request
 DIRECT_PATHS = ["engine", "noop", "http_direct"]
-
-
-def direct_ingress_url() -> str:
-    """An orchestrator replica's own HTTP address (what a load balancer targets under direct ingress)."""
-    from ray import serve
-
-    from orchestrator.runtime.serve_app import app_name
-
-    controller = serve.context._get_global_client()._controller
-    import ray
-
-    groups = ray.get(controller.get_target_groups.remote(app_name()))
-    targets = [t for g in groups if str(g.protocol).endswith("HTTP") for t in g.targets]
-    if not targets:
-        raise RuntimeError("no direct-ingress target: is RAY_SERVE_ENABLE_DIRECT_INGRESS=1 set for the cluster?")
-    # Serve reports the node's address; the replica binds http_options.host (loopback here).
-    return f"http://127.0.0.1:{targets[0].port}/v1"
 
 
 async def run(rounds: int, paths: list[str], host_cpus: str | None = None) -> dict:

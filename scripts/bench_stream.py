@@ -2,27 +2,32 @@
 
 The same model (tiny-qwen2, float32) and engine settings behind both; the official `openai`
 client streams chat completions of a fixed length (`ignore_eos`) at 1 and at 32 concurrent
-streams. vLLM's server runs first and is stopped, then chorus is deployed on a local Ray and
-measured the same way, so neither competes with the other for the two cores; both engines are
-bound to the same core (VLLM_CPU_OMP_THREADS_BIND). Each level runs `--rounds` times; the best
-round counts (these machines are shared and noisy).
+streams. vLLM's server runs alone, then chorus is deployed on a local Ray and measured the same
+way (each coalescing window; then, in a child process whose Ray starts with Serve's direct
+ingress, straight to the orchestrator replica's own HTTP port), then vLLM's server again: no
+side competes with another for the two cores, and vLLM's figure is the better of its two runs.
+Both engines are bound to the same core (VLLM_CPU_OMP_THREADS_BIND). Each level runs
+`--rounds` times; the best round counts (these machines are shared and noisy).
 
 Prints the figures and writes docs/bench/stream.json and docs/bench/stream.png.
-Usage (under the heavy lock): python scripts/bench_stream.py [--tokens 128] [--rounds 3]
+Usage (under the heavy lock): python scripts/bench_stream.py [--tokens 128] [--rounds 3] [--no-direct]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
-from benchlib import MODELS, chorus_deployment, pyplot, summary, tiny_model, write
+from benchlib import MODELS, chorus_deployment, direct_ingress_url, pyplot, summary, tiny_model, write
 
 LEVELS = (1, 32)
 MAX_MODEL_LEN = 1024
@@ -122,34 +127,68 @@ def measure(base_url: str, model: str, tokens: int, rounds: int) -> dict[str, An
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--tokens", type=int, default=128)
-    ap.add_argument("--rounds", type=int, default=3)
-    args = ap.parse_args()
-
+def vllm_run(tokens: int, rounds: int) -> dict[str, Any]:
     port = free_port()
     print("vLLM's own OpenAI server:", flush=True)
     proc = vllm_server(port)
     try:
         wait_ready(f"http://127.0.0.1:{port}/health", proc)
-        vllm = measure(f"http://127.0.0.1:{port}/v1", "tiny", args.tokens, args.rounds)
+        return measure(f"http://127.0.0.1:{port}/v1", "tiny", tokens, rounds)
     finally:
         proc.terminate()
         proc.wait(timeout=60)
 
+
+def chorus_config(policy: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "models": [tiny_model("tiny", max_num_seqs=64, kv_cache_memory_bytes=KV_BYTES)],
+        "roles": {"generalist": "tiny"},
+        "server": {"port": 0},
+        "streaming": policy,
+    }
+
+
+def direct_child(tokens: int, rounds: int, out: str) -> None:
+    """In a child process whose Ray starts with direct ingress: the default window, straight to
+    the orchestrator replica's own HTTP port (one Ray hop per stream message fewer)."""
+    os.environ["VLLM_CPU_OMP_THREADS_BIND"] = CORES
+    with chorus_deployment(chorus_config(next(iter(VARIANTS.values())))):
+        Path(out).write_text(json.dumps(measure(direct_ingress_url(), "tiny", tokens, rounds)))
+
+
+def direct_run(tokens: int, rounds: int) -> dict[str, Any]:
+    print(f"chorus, {next(iter(VARIANTS))}, Serve's direct ingress (HTTP straight to the orchestrator replica):", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "direct.json"
+        env = {**os.environ, "RAY_SERVE_ENABLE_DIRECT_INGRESS": "1"}
+        cmd = [sys.executable, __file__, "--tokens", str(tokens), "--rounds", str(rounds), "--direct-out", str(out)]
+        subprocess.run(cmd, env=env, check=True, timeout=1200)
+        result: dict[str, Any] = json.loads(out.read_text())
+        return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tokens", type=int, default=128)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--no-direct", action="store_true", help="skip the direct-ingress phase")
+    ap.add_argument("--direct-out", help=argparse.SUPPRESS)  # the direct-ingress child's output file
+    args = ap.parse_args()
+    if args.direct_out:
+        direct_child(args.tokens, args.rounds, args.direct_out)
+        return
+
+    vllm_runs = [vllm_run(args.tokens, args.rounds)]
     os.environ["VLLM_CPU_OMP_THREADS_BIND"] = CORES  # Ray's workers inherit the driver's environment
     chorus: dict[str, dict[str, Any]] = {}
     for label, policy in VARIANTS.items():
         print(f"chorus, streams coalesced per {label} (hosted model through vLLM's layer in a ModelHost):", flush=True)
-        config = {
-            "models": [tiny_model("tiny", max_num_seqs=64, kv_cache_memory_bytes=KV_BYTES)],
-            "roles": {"generalist": "tiny"},
-            "server": {"port": 0},
-            "streaming": policy,
-        }
-        with chorus_deployment(config) as dep:
+        with chorus_deployment(chorus_config(policy)) as dep:
             chorus[label] = measure(dep.url, "tiny", args.tokens, args.rounds)
+    if not args.no_direct:
+        chorus[f"{next(iter(VARIANTS))}, direct ingress"] = direct_run(args.tokens, args.rounds)
+    vllm_runs.append(vllm_run(args.tokens, args.rounds))
+    vllm = {c: max((run[c] for run in vllm_runs), key=lambda r: r["tokens_per_s"]) for c in vllm_runs[0]}
 
     ratios = {
         label: {c: runs[c]["tokens_per_s"] / vllm[c]["tokens_per_s"] for c in vllm} for label, runs in chorus.items()
@@ -174,7 +213,8 @@ def main() -> None:
     ax.legend(fontsize=8)
     write(
         "stream",
-        {"tokens": args.tokens, "rounds": args.rounds, "vllm": vllm, "chorus": chorus, "ratio": ratios, "variants": VARIANTS},
+        {"tokens": args.tokens, "rounds": args.rounds, "vllm": vllm, "vllm_runs": vllm_runs, "chorus": chorus,
+         "ratio": ratios, "variants": VARIANTS},
         fig,
     )
 

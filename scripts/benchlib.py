@@ -63,6 +63,23 @@ def chorus_deployment(
         ray.shutdown()
 
 
+def direct_ingress_url() -> str:
+    """An orchestrator replica's own HTTP address (what a load balancer targets under direct ingress)."""
+    import ray
+    from ray import serve
+
+    from orchestrator.runtime.serve_app import app_name
+
+    controller = serve.context._get_global_client()._controller
+
+    groups = ray.get(controller.get_target_groups.remote(app_name()))
+    targets = [t for g in groups if str(g.protocol).endswith("HTTP") for t in g.targets]
+    if not targets:
+        raise RuntimeError("no direct-ingress target: is RAY_SERVE_ENABLE_DIRECT_INGRESS=1 set for the cluster?")
+    # Serve reports the node's address; the replica binds http_options.host (loopback here).
+    return f"http://127.0.0.1:{targets[0].port}/v1"
+
+
 def pct(values: list[float], q: float) -> float:
     """The q-th percentile (0-100), nearest-rank on the sorted values."""
     if not values:
