@@ -17,8 +17,12 @@ import argparse
 import json
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
+
+# Import chorus from this checkout, whichever one the environment's editable install names.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cluster.inventory import from_spec
 from cluster.placement.demand import ModelDemand

@@ -42,6 +42,7 @@ import json
 import platform
 import random
 import statistics
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -51,6 +52,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+# Import chorus from this checkout, whichever one the environment's editable install names.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from orchestrator.core.schema import ChatRequest
 from orchestrator.routing.balancer import Balancer

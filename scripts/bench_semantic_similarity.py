@@ -15,11 +15,15 @@ import argparse
 import itertools
 import json
 import random
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+# Import chorus from this checkout, whichever one the environment's editable install names.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from orchestrator.patterns.kit.embedding import MiniLMEmbedder
 from orchestrator.patterns.kit.extract import extract_choice, extract_number
