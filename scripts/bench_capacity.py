@@ -36,11 +36,13 @@ class InstantEngine:
 
     def __init__(self, spec: Any) -> None:
         self.spec = spec
+        self.outputs = 0
 
-    async def start(self) -> None:
-        return None
+    async def start(self) -> dict[str, float]:
+        return {}
 
     async def generate(self, request: GenerationRequest) -> Result:
+        self.outputs += 1
         return Result(text="ok", finish_reason="stop", usage=Usage(prompt_tokens=8, completion_tokens=1))
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
@@ -48,6 +50,15 @@ class InstantEngine:
 
     async def health(self) -> EngineHealth:
         return EngineHealth(ok=True)
+
+    async def probe(self) -> None:
+        return None
+
+    def progress(self) -> int:
+        return self.outputs
+
+    def running(self) -> int:
+        return 0
 
     async def shutdown(self) -> None:
         return None
