@@ -12,6 +12,8 @@ is chorus's own cost. In one run, interleaved:
 * capacity at concurrency 32: model calls/s through one orchestrator replica, the CPU-seconds
   each process spends per call (orchestrator, host, gateway; from /proc via psutil), and the
   same load split over 2 orchestrator replicas.
+* chorus's own code per call: the same `single` request run in this process with no Ray or
+  Serve (the orchestrator replica's CPU per call, minus this, is Serve's and Ray's).
 Writes docs/bench/capacity.json and .png.
 """
 
@@ -99,6 +101,24 @@ async def timed(n: int, concurrency: int, one: Callable[[], Awaitable[Any]]) -> 
     return time.perf_counter() - t0, lat
 
 
+async def own_code_ms(config: Any, chat: Any, calls: int) -> float:
+    """CPU ms per call of chorus's own code on the `single` path (admission, pattern, balancer,
+    trace, the response's JSON), in this process with no Ray or Serve: what the orchestrator
+    replica would spend if Serve and Ray cost nothing."""
+    from orchestrator.api.protocol import completion_json
+    from orchestrator.routing.fleet import Fleet
+    from orchestrator.routing.replicas import LocalReplica
+    from orchestrator.service.chorus import Chorus
+
+    chorus = Chorus(config, Fleet({"instant": [LocalReplica(InstantEngine(config.model("instant")))]}))
+    for _ in range(200):  # warm
+        completion_json(await chorus.chat(chat), "summary")
+    t0 = time.process_time()
+    for _ in range(calls):
+        completion_json(await chorus.chat(chat), "summary")
+    return 1000 * (time.process_time() - t0) / calls
+
+
 async def run(rounds: int, calls: int, concurrency: int) -> dict[str, Any]:
     import ray
     from ray import serve
@@ -118,6 +138,8 @@ async def run(rounds: int, calls: int, concurrency: int) -> dict[str, Any]:
         "server": {"port": 0},
     }
     config = parse_config(data, "<bench>", ROOT)
+    messages = [Message(role="user", content="Tell me about the sea.")]
+    own_ms = await own_code_ms(config, ChatRequest(model="single", messages=messages), calls)
     ray.init(address="local", num_cpus=8, namespace=NAMESPACE, include_dashboard=False, log_to_driver=False,
              logging_level="error")
     dep = deploy(config, engine=lambda c, s: (InstantEngine, {}), progress=lambda s: print(f"  [deploy] {s}"))
@@ -125,7 +147,6 @@ async def run(rounds: int, calls: int, concurrency: int) -> dict[str, Any]:
         host = dep.hosts["instant"][0]
         orch = dep.orchestrator
         noop = ray.remote(Noop).options(num_cpus=0).remote()
-        messages = [Message(role="user", content="Tell me about the sea.")]
         request = GenerationRequest(messages=messages, sampling=Sampling(max_tokens=1))
         chat = ChatRequest(model="single", messages=messages)
         body = {"model": "single", "messages": [m.model_dump() for m in messages]}
@@ -188,6 +209,7 @@ async def run(rounds: int, calls: int, concurrency: int) -> dict[str, Any]:
         "two_replicas": two_replicas,
         "scaling_2_over_1": two_replicas["calls_per_s"] / one_replica["calls_per_s"],
         "cores": psutil.cpu_count(),
+        "chorus_own_code_cpu_ms_per_call": own_ms,
     }
 
 
@@ -225,6 +247,7 @@ def main() -> None:
     for k in ("one_replica", "one_replica_over_http", "two_replicas"):
         print(f"{k:<22} {result[k]['calls_per_s']:8.1f} calls/s  "
               + "  ".join(f"{p} {v:.2f} ms CPU" for p, v in result[k].get("cpu_ms_per_call", {}).items()))
+    print(f"chorus's own code per call (in-process, no Ray or Serve): {result['chorus_own_code_cpu_ms_per_call']:.3f} ms CPU")
     write("capacity", result, plot(result))
 
 
