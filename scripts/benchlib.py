@@ -27,6 +27,12 @@ OUT = ROOT / "docs" / "bench"
 sys.path.insert(0, str(ROOT))
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
 
+# The environment `chorus up` gives the Ray cluster it starts (Serve's throughput settings, the
+# proxy's guard), for the clusters the benchmarks start; loopback binding is left out.
+from orchestrator.runtime.ray_env import apply_ray_env  # noqa: E402
+
+apply_ray_env(loopback=False)
+
 
 def tiny_model(name: str, **engine: Any) -> dict[str, Any]:
     return {

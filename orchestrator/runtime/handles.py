@@ -1,6 +1,6 @@
 """Calling a Ray actor as if it were local, written once.
 
-`call`, `stream` and `call_blocking` take a bound actor method (`handle.generate`), await its
+`call` and `stream` take a bound actor method (`handle.generate`), await its
 result and translate Ray's failures into chorus's error tree exactly once:
 
 - the actor raised: its own exception is re-raised as it was (a chorus error keeps its type and
@@ -73,15 +73,3 @@ async def stream(method: Any, *args: Any, what: str, lost: type[ChorusError] = R
             # Cancelled, closed early by the consumer, or failed: stop the remote generator.
             if not finished:
                 _cancel(refs)
-
-
-def call_blocking(
-    method: Any, *args: Any, what: str, timeout_s: float, lost: type[ChorusError] = ReplicaLost
-) -> Any:
-    with translated(what, lost):
-        ref = method.remote(*args)
-        try:
-            return ray.get(ref, timeout=timeout_s)
-        except (GetTimeoutError, KeyboardInterrupt):
-            _cancel(ref)  # nobody waits for it any more
-            raise

@@ -7,6 +7,15 @@ before the process that starts Ray imports it.
   a cluster that `chorus up` starts itself.
 - `RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH`: Serve's proxy loads
   `orchestrator.runtime.proxy_guard`, so a replica lost under a request reads as 503.
+- Serve's throughput settings, the ones `RAY_SERVE_THROUGHPUT_OPTIMIZED=1` turns on less direct
+  ingress (which would move HTTP off `server.port` onto each replica's own port): the
+  orchestrator's code runs on its replica's event loop, and a handle's router on its caller's,
+  instead of each on a thread of its own (chorus's request path never blocks its loop), and
+  handles reach replicas over Serve's gRPC data plane. Measured with an instant engine
+  (`scripts/bench_capacity.py`, 2 cores): the orchestrator adds 3.7 ms per call over the host
+  instead of 5.7 (p99 9.8 instead of 17.4 ms), one replica serves 393 instead of 314 calls/s.
+  Every process of the cluster and every driver reads them when it imports Serve: the variables
+  go to the process that starts Ray and to chorus's own drivers.
 """
 
 from __future__ import annotations
@@ -15,11 +24,17 @@ import os
 
 PROXY_CALLBACK = ("RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH", "orchestrator.runtime.proxy_guard:middlewares")
 LOOPBACK = ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+SERVE_THROUGHPUT = (
+    ("RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD", "0"),
+    ("RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP", "0"),
+    ("RAY_SERVE_USE_GRPC_BY_DEFAULT", "1"),
+)
 
 
 def ray_env(loopback: bool = True) -> dict[str, str]:
-    """Variables for the process that starts a Ray cluster for chorus (before it imports ray)."""
-    return dict([PROXY_CALLBACK, LOOPBACK] if loopback else [PROXY_CALLBACK])
+    """Variables for the process that starts a Ray cluster for chorus, and for chorus's drivers
+    (before they import ray)."""
+    return dict([PROXY_CALLBACK, *SERVE_THROUGHPUT, *([LOOPBACK] if loopback else [])])
 
 
 def apply_ray_env(loopback: bool = True) -> None:
