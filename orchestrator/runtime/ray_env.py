@@ -7,15 +7,16 @@ before the process that starts Ray imports it.
   a cluster that `chorus up` starts itself.
 - `RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH`: Serve's proxy loads
   `orchestrator.runtime.proxy_guard`, so a replica lost under a request reads as 503.
-- Serve's throughput settings, the ones `RAY_SERVE_THROUGHPUT_OPTIMIZED=1` turns on less direct
-  ingress (which would move HTTP off `server.port` onto each replica's own port): the
-  orchestrator's code runs on its replica's event loop, and a handle's router on its caller's,
-  instead of each on a thread of its own (chorus's request path never blocks its loop), and
-  handles reach replicas over Serve's gRPC data plane. Measured with an instant engine
-  (`scripts/bench_capacity.py`, 2 cores): the orchestrator adds 3.7 ms per call over the host
-  instead of 5.7 (p99 9.8 instead of 17.4 ms), one replica serves 393 instead of 314 calls/s.
-  Every process of the cluster and every driver reads them when it imports Serve: the variables
-  go to the process that starts Ray and to chorus's own drivers.
+- Two of Serve's throughput settings (`RAY_SERVE_THROUGHPUT_OPTIMIZED=1` turns them on with
+  others): the orchestrator's code runs on its replica's event loop instead of a thread of its
+  own (chorus's request path never blocks its loop), and handles reach replicas over Serve's
+  gRPC data plane. Measured with an instant engine (`scripts/bench_capacity.py`, 2 cores): the
+  orchestrator adds 3.7 ms per call over the host instead of 5.7. Left out: direct ingress
+  (HTTP would move off `server.port` onto each replica's own port) and the handle's router on
+  its caller's loop (a handle could then not be used outside an event loop: the CLI, the Python
+  client and a batch job's driver call it synchronously). Every process of the cluster and every
+  driver reads them when it imports Serve: they go to the process that starts Ray and to
+  chorus's own drivers.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ PROXY_CALLBACK = ("RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH", "orchestrator.run
 LOOPBACK = ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 SERVE_THROUGHPUT = (
     ("RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD", "0"),
-    ("RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP", "0"),
     ("RAY_SERVE_USE_GRPC_BY_DEFAULT", "1"),
 )
 
