@@ -128,7 +128,7 @@ async def serve(
     )
     parts = backend.hosted(req, options.trace == "full")
     if not envelope.stream:
-        whole = await unless_disconnected(request, _whole(parts))
+        whole = await unless_disconnected(request, whole_reply(parts))
         if whole is None:  # the client left; its engine work was cancelled
             return Response(status_code=499)
         reply, trace = whole
@@ -142,7 +142,7 @@ async def serve(
     return StreamingResponse(_sse(envelope.model, endpoint, first, parts, options.trace), media_type="text/event-stream")
 
 
-async def _whole(parts: AsyncIterator[OpenAIReply | SSEBatch | Trace]) -> tuple[OpenAIReply | None, Trace | None]:
+async def whole_reply(parts: AsyncIterator[OpenAIReply | SSEBatch | Trace]) -> tuple[OpenAIReply | None, Trace | None]:
     """A non-streamed call's reply and trace."""
     reply: OpenAIReply | None = None
     trace: Trace | None = None

@@ -12,13 +12,13 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from cluster.errors import EngineError
+from orchestrator.api.hosted import whole_reply
 from orchestrator.client import served
 from orchestrator.core.schema import CatalogEntry, ChatRequest, FleetStatus, Reply
 from orchestrator.core.trace import Trace
 from orchestrator.runtime.deploy import find_orchestrator
 from orchestrator.service.config import ChorusConfig
 from orchestrator.service.hosted import HostedRequest
-from serving.types import OpenAIReply
 
 CALL_TIMEOUT_S = 60  # the driver's catalog/status/config calls: quick reads of the deployment
 
@@ -56,17 +56,11 @@ class ChorusLink:
         return reply
 
     async def hosted(self, req: HostedRequest) -> HostedAnswer:
-        body: dict[str, Any] | None = None
-        trace: Trace | None = None
         with served():
-            async for part in self.handle.options(stream=True).hosted.remote(req, False):
-                if isinstance(part, OpenAIReply):
-                    body = part.body
-                elif isinstance(part, Trace):
-                    trace = part
-        if body is None or trace is None:
+            reply, trace = await whole_reply(self.handle.options(stream=True).hosted.remote(req, False))
+        if reply is None or trace is None:
             raise EngineError(f"model '{req.body.get('model')}' ended its reply without a body and a trace")
-        return HostedAnswer(body=body, trace=trace)
+        return HostedAnswer(body=reply.body, trace=trace)
 
     def catalog(self) -> list[CatalogEntry]:
         with served():
