@@ -7,16 +7,17 @@ before the process that starts Ray imports it.
   a cluster that `chorus up` starts itself.
 - `RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH`: Serve's proxy loads
   `orchestrator.runtime.proxy_guard`, so a replica lost under a request reads as 503.
-- Two of Serve's throughput settings (`RAY_SERVE_THROUGHPUT_OPTIMIZED=1` turns them on with
-  others): the orchestrator's code runs on its replica's event loop instead of a thread of its
+- Not set (kept here, measured, for whoever turns them on): two of Serve's throughput settings
+  (`RAY_SERVE_THROUGHPUT_OPTIMIZED=1` turns them on with others): the orchestrator's code runs on its replica's event loop instead of a thread of its
   own (chorus's request path never blocks its loop), and handles reach replicas over Serve's
   gRPC data plane. Measured with an instant engine (`scripts/bench_capacity.py`, 2 cores): the
   orchestrator adds 3.7 ms per call over the host instead of 5.7. Left out: direct ingress
   (HTTP would move off `server.port` onto each replica's own port) and the handle's router on
   its caller's loop (a handle could then not be used outside an event loop: the CLI, the Python
   client and a batch job's driver call it synchronously). Every process of the cluster and every
-  driver reads them when it imports Serve: they go to the process that starts Ray and to
-  chorus's own drivers.
+  driver reads them when it imports Serve. Off because with them the orchestrator reacted more
+  slowly to a dead host under load: the 503 for a killed only replica took 1.28 and 1.35 s in
+  two of three full test runs (the bound is 1 s; none of the runs without them missed it).
 """
 
 from __future__ import annotations
@@ -25,16 +26,12 @@ import os
 
 PROXY_CALLBACK = ("RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH", "orchestrator.runtime.proxy_guard:middlewares")
 LOOPBACK = ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-SERVE_THROUGHPUT = (
-    ("RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD", "0"),
-    ("RAY_SERVE_USE_GRPC_BY_DEFAULT", "1"),
-)
 
 
 def ray_env(loopback: bool = True) -> dict[str, str]:
     """Variables for the process that starts a Ray cluster for chorus, and for chorus's drivers
     (before they import ray)."""
-    return dict([PROXY_CALLBACK, *SERVE_THROUGHPUT, *([LOOPBACK] if loopback else [])])
+    return dict([PROXY_CALLBACK, *([LOOPBACK] if loopback else [])])
 
 
 def apply_ray_env(loopback: bool = True) -> None:
