@@ -61,11 +61,30 @@ class Sampling(_Frozen):
 
 class Coalesce(_Frozen):
     """How a stream's pieces are batched before they cross Ray: the first piece leaves at once;
-    after it a message leaves when it holds `max_items` pieces or has waited `max_wait_s`,
-    whichever comes first. The default window is Ray Serve LLM's (50 ms)."""
+    after it a message leaves when it holds `max_items` pieces or has waited its window,
+    whichever comes first. The window is `max_wait_s` (Ray Serve LLM's 50 ms) while a host
+    streams to few callers. A host streaming to many widens every stream's window, so that
+    together they send about `host_messages_per_s` messages a second (up to `max_busy_wait_s`):
+    each message costs a fixed slice of CPU in the host, the orchestrator replica and Serve's
+    proxy, and a fixed window makes that cost grow with the number of streams until the relays,
+    not the engine, bound the tokens per second."""
 
     max_wait_s: float = Field(0.05, ge=0.0, le=1.0, description="Longest a piece after the first waits for company.")
     max_items: int = Field(64, ge=1, le=4096, description="Pieces per message at most.")
+    host_messages_per_s: float | None = Field(
+        250.0,
+        gt=0,
+        description="Messages a second a host's streams send together at most, by widening their window; "
+        "None: the window never widens.",
+    )
+    max_busy_wait_s: float = Field(0.25, ge=0.0, le=2.0, description="The widest a busy host's window gets.")
+
+    def window_s(self, streams: int) -> float:
+        """The window of each of `streams` streams a host sends at once."""
+        if self.host_messages_per_s is None:
+            return self.max_wait_s
+        widened = min(self.max_busy_wait_s, streams / self.host_messages_per_s)
+        return max(self.max_wait_s, widened)
 
 
 # Requests at this priority number or past it are batch work (batch jobs send theirs at it);

@@ -5,7 +5,8 @@ transport, not the engine, the bound of a fast stream. A producer task drains th
 buffer; the first piece leaves at once (time to first token pays nothing), and after it each
 message leaves once `max_items` pieces are waiting or `max_wait_s` has passed since the
 consumer was free to send, whichever comes first. The wait is one timer per message, not one
-per piece.
+per piece. A host counts its open streams (`Streams`) and each message's window follows that
+count (`Coalesce.window_s`): the more streams share the host, the fewer messages each sends.
 """
 
 from __future__ import annotations
@@ -19,6 +20,13 @@ from serving.types import Coalesce
 T = TypeVar("T")
 
 
+class Streams:
+    """How many coalesced streams a host is sending right now."""
+
+    def __init__(self) -> None:
+        self.open = 0
+
+
 class _Ended(Exception):
     """The source ended; `error` is what it raised, if anything."""
 
@@ -27,8 +35,12 @@ class _Ended(Exception):
         self.error = error
 
 
-async def coalesced(source: AsyncIterator[T], policy: Coalesce) -> AsyncIterator[list[T]]:
-    """`source`'s items in order, in lists of at most `policy.max_items`; its error re-raised."""
+async def coalesced(
+    source: AsyncIterator[T], policy: Coalesce, streams: Streams | None = None
+) -> AsyncIterator[list[T]]:
+    """`source`'s items in order, in lists of at most `policy.max_items`; its error re-raised.
+    `streams`: the host's open streams, this one counted while it is open."""
+    streams = streams or Streams()
     pending: list[T] = []
     ended: _Ended | None = None
     arrived = asyncio.Event()  # something is pending, or the source ended
@@ -52,13 +64,15 @@ async def coalesced(source: AsyncIterator[T], policy: Coalesce) -> AsyncIterator
         full.set()
 
     task = asyncio.get_running_loop().create_task(pump())
+    streams.open += 1
     first = True
     try:
         while True:
             await arrived.wait()
-            if not first and not full.is_set() and policy.max_wait_s > 0:
+            window = policy.window_s(streams.open)
+            if not first and not full.is_set() and window > 0:
                 try:
-                    await asyncio.wait_for(full.wait(), policy.max_wait_s)
+                    await asyncio.wait_for(full.wait(), window)
                 except TimeoutError:
                     pass  # the window closed: send what has gathered
             first = False
@@ -77,5 +91,6 @@ async def coalesced(source: AsyncIterator[T], policy: Coalesce) -> AsyncIterator
     finally:
         # The consumer left (client gone) or the source ended: stop the producer, which closes
         # the source, which aborts the engine's request.
+        streams.open -= 1
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

@@ -30,7 +30,7 @@ from cluster.errors import EngineError, ReplicaLost
 from cluster.spec import ModelSpec
 from serving.engines.base import Engine
 from serving.host.admission import Admission, Load, Yield
-from serving.host.coalesce import coalesced
+from serving.host.coalesce import Streams, coalesced
 from serving.host.openai_host import serve_openai
 from serving.types import BATCH_PRIORITY, Coalesce, GenerationRequest, OpenAICall, OpenAIPart, Result, StreamChunk
 
@@ -134,6 +134,7 @@ class ModelHost:
         self.last_error = ""
         self.completed = 0
         self.failed = 0
+        self.streams = Streams()  # open coalesced streams: they widen each other's window
         self._tokens: collections.deque[tuple[float, int]] = collections.deque()
         self._start: asyncio.Task[None] | None = None
         self._probing = 0  # probes inside the engine (left out of the running count)
@@ -208,7 +209,7 @@ class ModelHost:
         """The engine's deltas, coalesced (request.coalesce) before they cross Ray; the last
         chunk also carries queue, run and engine time."""
         self._serving()
-        async for batch in coalesced(self._stream(request), request.coalesce or Coalesce()):
+        async for batch in coalesced(self._stream(request), request.coalesce or Coalesce(), self.streams):
             yield merged(batch)
 
     async def _stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]:

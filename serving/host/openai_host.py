@@ -70,7 +70,7 @@ async def serve_openai(host: ModelHost, call: OpenAICall) -> AsyncIterator[OpenA
         mark = host.clock.enter()
         try:
             source = engine.openai(call.endpoint, body)
-            async for batch in coalesced(source, call.coalesce):
+            async for batch in coalesced(source, call.coalesce, host.streams):
                 lines: list[str] = []
                 for item in batch:
                     if isinstance(item, dict):
