@@ -10,6 +10,11 @@ the job's own rows/s meanwhile, for three shares of the engine that batch work k
 interactive work (`batch_slots_when_busy`): an eighth of max_num_seqs (the CPU default), a
 quarter, and all of it (no yield); one deployment each, in one run.
 
+On 2 cores, where the engine's OpenMP threads run decides much: every side is measured with its
+engine on both cores (`0-1`), and again on core 0 alone, leaving core 1 to everything else (for
+chorus: the job's Ray Data actor, the orchestrator replica, Serve's proxy, the host). (b) is the
+faster offline binding: the engine's own limit on this machine.
+
 The model is SmolLM2-135M (a real chat model: completions have realistic lengths); prefix
 caching is off on both sides so that re-running the same rows gains nothing from a warm cache.
 The offline run goes first and again last (this machine's speed drifts by up to 2× within an
@@ -46,22 +51,28 @@ MODEL = {
 }
 TOPICS = ["the sea", "bread", "a comet", "chess", "rain", "the moon", "a violin", "bees", "glass", "winter", "maps", "salt"]
 ASKS = ["Describe {} in one sentence.", "Give two facts about {}.", "Write a short poem about {}.", "Why does {} matter?"]
-# Batch work's share of the engine beside interactive work, compared in one run: the default
-# first (it also runs the throughput phases), then the others.
+# Batch work's share of the engine beside interactive work on a CPU engine, by default.
 DEFAULT_SLOTS = max(1, SEQS // 8)
-YIELDS = {"an eighth": DEFAULT_SLOTS, "a quarter": SEQS // 4, "no yield": SEQS}
-THREADS_BIND = "0-1"  # both sides: vLLM-CPU's "auto" pins every engine of a process tree to core 0
+# Engine bindings compared (VLLM_CPU_OMP_THREADS_BIND offline, `placement.cpus` in chorus).
+BOTH, CORE0 = "0-1", "0"
+# The deployments, in order: (label, batch_slots_when_busy, engine cores, throughput phases too).
+RUNS = (
+    ("an eighth", DEFAULT_SLOTS, BOTH, True),
+    ("a quarter", SEQS // 4, BOTH, False),
+    ("no yield", SEQS, BOTH, False),
+    ("an eighth, engine on core 0", DEFAULT_SLOTS, CORE0, True),
+)
 
 
 def prompts(n: int) -> list[str]:
     return [f"{ASKS[i % len(ASKS)].format(TOPICS[(i // len(ASKS)) % len(TOPICS)])} (#{i})" for i in range(n)]
 
 
-def config(batch_slots_when_busy: int | None = None) -> dict[str, Any]:
+def config(batch_slots_when_busy: int | None = None, cores: str = BOTH) -> dict[str, Any]:
     return {
         "models": [MODEL | {"batch_slots_when_busy": batch_slots_when_busy}],
         "roles": {"classifier": "smol", "generalist": "smol", "coder": "smol"},
-        "placement": {"smol": {"replicas": 1, "gpu_share": 0, "num_cpus": 2}},
+        "placement": {"smol": {"replicas": 1, "gpu_share": 0, "num_cpus": 2, "cpus": [cores]}},
         "sampling": {"max_tokens": MAX_TOKENS, "temperature": 0.0},
         "patterns": {
             "single": {"kind": "single", "role": "generalist"},
@@ -103,9 +114,9 @@ def offline(rows: int, out: str) -> None:
     Path(out).write_text(json.dumps({"wall_s": wall, "rows": rows, "prompt_tokens": prompt, "completion_tokens": completion}))
 
 
-def run_offline(rows: int, tmp: Path) -> dict[str, Any]:
+def run_offline(rows: int, tmp: Path, cores: str) -> dict[str, Any]:
     out = tmp / "offline.json"
-    env = {**os.environ, "VLLM_CPU_OMP_THREADS_BIND": THREADS_BIND}
+    env = {**os.environ, "VLLM_CPU_OMP_THREADS_BIND": cores}
     subprocess.run([sys.executable, __file__, "--offline-child", str(rows), str(out)], check=True, env=env, timeout=600)
     return dict(json.loads(out.read_text()))
 
@@ -214,41 +225,47 @@ def bench(rows: int, interactive: int) -> None:
     from orchestrator.service.config import parse_config
 
     tmp = Path(tempfile.mkdtemp(prefix="chorus-bench-batch-"))
-    print(f"(b) vLLM offline LLM.chat over {rows} prompts ...", flush=True)
-    offline_runs = [run_offline(rows, tmp)]
-    print(f"    {offline_runs[0]['rows'] / offline_runs[0]['wall_s']:.2f} rows/s", flush=True)
+    offline_runs: dict[str, list[dict[str, Any]]] = {BOTH: [], CORE0: []}
 
-    os.environ["VLLM_CPU_OMP_THREADS_BIND"] = THREADS_BIND  # inherited by the engine's Ray worker
+    def offline_round() -> None:
+        for cores, runs in offline_runs.items():
+            print(f"(b) vLLM offline LLM.chat over {rows} prompts, engine on cores {cores} ...", flush=True)
+            runs.append(run_offline(rows, tmp, cores))
+            print(f"    {runs[-1]['rows'] / runs[-1]['wall_s']:.2f} rows/s", flush=True)
+
+    offline_round()
     ctx = ray.init(address="local", num_cpus=8, namespace=NAMESPACE, include_dashboard=True, dashboard_host="127.0.0.1",
                    log_to_driver=False, logging_level="error")
     url = f"http://{ctx.dashboard_url}"
     server = jobs.JobServer(JobSubmissionClient(url), url, local=True)
     src, long = batch_file(tmp / "rows.jsonl", rows), batch_file(tmp / "long.jsonl", rows * 4)
     interactive_runs: dict[str, dict[str, Any]] = {}
-    job: dict[str, Any] = {}
-    http: dict[str, Any] = {}
-    for n, (label, slots) in enumerate(YIELDS.items()):
-        print(f"  deployment with batch_slots_when_busy = {slots} ({label}) ...", flush=True)
-        dep = deploy(parse_config(config(slots), "<bench>", ROOT), progress=lambda s: print(f"  [deploy] {s}", flush=True))
+    job: dict[str, dict[str, Any]] = {}
+    http: dict[str, dict[str, Any]] = {}
+    for label, slots, cores, throughput in RUNS:
+        print(f"  deployment with batch_slots_when_busy = {slots} ({label}), engine on cores {cores} ...", flush=True)
+        dep = deploy(parse_config(config(slots, cores), "<bench>", ROOT), progress=lambda s: print(f"  [deploy] {s}", flush=True))
         try:
             base = str(dep.url)  # ends in /v1
             router_latencies(base, 4)  # warm-up: the engine and both patterns
             print("    idle router latency ...", flush=True)
             idle = router_latencies(base, interactive)
-            if n == 0:  # the throughput phases, on the default deployment
+            if throughput:
                 print(f"(a) chorus job over {rows} rows ...", flush=True)
-                job = run_job(server, src, tmp / "out-a")
-                print(f"    {job['rows'] / job['wall_s']:.2f} rows/s (end to end incl. job start {job['rows'] / job['e2e_s']:.2f})", flush=True)
+                job[cores] = run_job(server, src, tmp / f"out-a-{cores}")
+                j = job[cores]
+                print(f"    {j['rows'] / j['wall_s']:.2f} rows/s (end to end incl. job start {j['rows'] / j['e2e_s']:.2f})", flush=True)
                 print("(c) HTTP, 32 in flight ...", flush=True)
-                http = asyncio.run(run_http(base, rows))
-                print(f"    {http['rows'] / http['wall_s']:.2f} rows/s", flush=True)
+                http[cores] = asyncio.run(run_http(base, rows))
+                print(f"    {http[cores]['rows'] / http[cores]['wall_s']:.2f} rows/s", flush=True)
             print("    router latency during a job ...", flush=True)
-            busy = latency_during_job(server, base, long, tmp / f"out-busy-{slots}", interactive, None)
+            busy = latency_during_job(server, base, long, tmp / f"out-busy-{slots}-{cores}", interactive, None)
         finally:
             dep.shutdown()
             serve.shutdown()  # the next deployment starts Serve again, on its own port
         interactive_runs[label] = {
-            "batch_slots_when_busy": slots, "idle": summary(idle), "during_job": summary(busy["latencies"]),
+            "batch_slots_when_busy": slots, "engine_cores": cores, "idle": summary(idle),
+            "during_job": summary(busy["latencies"]),
             "p50_during_job_over_idle": summary(busy["latencies"])["p50"] / summary(idle)["p50"],
             "job_rows_per_s_meanwhile": busy["job_rows_per_s_meanwhile"], "job_in_flight": busy["in_flight"],
             "job_running_throughout": busy["job_running_throughout"],
@@ -256,46 +273,54 @@ def bench(rows: int, interactive: int) -> None:
         print(f"    p50 during a job / idle: {interactive_runs[label]['p50_during_job_over_idle']:.2f}", flush=True)
     ray.shutdown()
     print("(b) vLLM offline again (this machine's speed drifts; the better run counts) ...", flush=True)
-    offline_runs.append(run_offline(rows, tmp))
-    print(f"    {offline_runs[1]['rows'] / offline_runs[1]['wall_s']:.2f} rows/s", flush=True)
-    off = min(offline_runs, key=lambda r: r["wall_s"])
+    offline_round()
 
     def rates(r: dict[str, Any]) -> dict[str, float]:
         return {"rows_per_s": r["rows"] / r["wall_s"], "completion_tokens_per_s": r["completion_tokens"] / r["wall_s"],
                 "tokens_per_s": (r["prompt_tokens"] + r["completion_tokens"]) / r["wall_s"]}
 
-    systems = {"job": {**job, **rates(job), "rows_per_s_end_to_end": job["rows"] / job["e2e_s"]},
-               "offline": {**off, **rates(off)}, "http": {**http, **rates(http)}}
+    offline_best = {cores: min(runs, key=lambda r: r["wall_s"]) for cores, runs in offline_runs.items()}
+    limit_cores = min(offline_best, key=lambda c: offline_best[c]["wall_s"])  # the engine's own limit
+    systems: dict[str, dict[str, Any]] = {}
+    for cores in (BOTH, CORE0):
+        systems[f"job@{cores}"] = {**job[cores], **rates(job[cores]), "rows_per_s_end_to_end": job[cores]["rows"] / job[cores]["e2e_s"]}
+        systems[f"offline@{cores}"] = {**offline_best[cores], **rates(offline_best[cores])}
+        systems[f"http@{cores}"] = {**http[cores], **rates(http[cores])}
+    limit = systems[f"offline@{limit_cores}"]["rows_per_s"]
+    ratios: dict[str, float] = {}
+    for cores in (BOTH, CORE0):
+        j = systems[f"job@{cores}"]
+        ratios[f"job@{cores}_over_offline_rows"] = j["rows_per_s"] / limit
+        ratios[f"job@{cores}_steady_over_offline_rows"] = j["rows_per_s_after_first_shard"] / limit
+        ratios[f"job@{cores}_end_to_end_over_offline_rows"] = j["rows_per_s_end_to_end"] / limit
+        ratios[f"job@{cores}_over_offline@{cores}_rows"] = j["rows_per_s"] / systems[f"offline@{cores}"]["rows_per_s"]
+        ratios[f"http@{cores}_over_offline_rows"] = systems[f"http@{cores}"]["rows_per_s"] / limit
+    ratios |= {f"router_p50_during_job_over_idle[{k}]": v["p50_during_job_over_idle"] for k, v in interactive_runs.items()}
     result = {
         "rows": rows, "max_tokens": MAX_TOKENS, "model": "smollm2-135m", "max_num_seqs": SEQS,
-        "systems": systems,
-        "offline_runs_rows_per_s": [r["rows"] / r["wall_s"] for r in offline_runs],
-        "ratios": {
-            "job_over_offline_rows": systems["job"]["rows_per_s"] / systems["offline"]["rows_per_s"],
-            "job_over_offline_tokens": systems["job"]["tokens_per_s"] / systems["offline"]["tokens_per_s"],
-            "job_end_to_end_over_offline_rows": systems["job"]["rows_per_s_end_to_end"] / systems["offline"]["rows_per_s"],
-            "http_over_offline_rows": systems["http"]["rows_per_s"] / systems["offline"]["rows_per_s"],
-            **{f"router_p50_during_job_over_idle[{k}]": v["p50_during_job_over_idle"] for k, v in interactive_runs.items()},
-        },
-        "interactive": interactive_runs,
-        "default_batch_slots_when_busy": DEFAULT_SLOTS,
+        "systems": systems, "offline_limit": f"offline@{limit_cores}",
+        "offline_runs_rows_per_s": {c: [r["rows"] / r["wall_s"] for r in runs] for c, runs in offline_runs.items()},
+        "ratios": ratios, "interactive": interactive_runs, "default_batch_slots_when_busy": DEFAULT_SLOTS,
     }
-    for k, v in result["ratios"].items():
+    for k, v in ratios.items():
         print(f"  {k}: {v:.2f}")
     plt = pyplot()
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    names = ["(a) chorus job", "(b) vLLM offline", "(c) HTTP ×32"]
-    left.bar(names, [systems[k]["rows_per_s"] for k in ("job", "offline", "http")], color=["#4c72b0", "#999999", "#dd8452"])
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.2))
+    names = [f"{k.split('@')[0]}\n{k.split('@')[1]}" for k in systems]
+    colours = {"job": "#4c72b0", "offline": "#999999", "http": "#dd8452"}
+    left.bar(names, [v["rows_per_s"] for v in systems.values()], color=[colours[k.split("@")[0]] for k in systems])
     left.set_ylabel("rows/s")
-    left.set_title(f"{rows} rows, SmolLM2-135M, ≤{MAX_TOKENS} tokens, CPU")
-    labels, values, colours = [], [], []
+    left.set_title(f"{rows} rows, SmolLM2-135M, ≤{MAX_TOKENS} tokens; engine cores below", fontsize=9)
+    labels, values, bar_colours = [], [], []
     for label, r in interactive_runs.items():
-        labels += [f"idle\n{label}", f"job\n{label}"]
+        short = label.replace(", engine on core 0", "\ncore 0")
+        labels += [f"idle\n{short}", f"job\n{short}"]
         values += [r["idle"]["p50"], r["during_job"]["p50"]]
-        colours += ["#999999", "#4c72b0"]
-    right.bar(labels, values, color=colours)
+        bar_colours += ["#999999", "#4c72b0"]
+    right.bar(labels, values, color=bar_colours)
+    right.tick_params(axis="x", labelsize=7)
     right.set_ylabel("router p50 latency (s)")
-    right.set_title(f"interactive router requests (job: {SEQS} in flight)")
+    right.set_title(f"interactive router requests (job: {SEQS} in flight)", fontsize=9)
     write("batch", result, fig)
 
 

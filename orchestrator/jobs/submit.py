@@ -15,6 +15,7 @@ The job itself is `python -m orchestrator.jobs.run INPUT --out DIR …`, the sam
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shlex
 import sys
@@ -140,6 +141,9 @@ def follow(
         if pending.strip():
             on_line(pending)
 
+    # The SDK logs the normal end of a log tail ("WebSocket closed for job …") at INFO on a logger
+    # it sets to INFO itself; that line is noise under chorus's own progress.
+    logging.getLogger("ray.dashboard.modules.job.sdk").setLevel(logging.WARNING)
     asyncio.run(asyncio.wait_for(tail(), timeout_s))
     status: JobStatus = server.client.get_job_status(job_id)
     return status

@@ -5,6 +5,7 @@ requests while a job runs."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -51,7 +52,7 @@ def start(server: jobs.JobServer, src: Path, out: Path, model: str | None = None
 
 
 def test_500_rows_over_two_patterns_each_answered_once_while_interactive_requests_succeed(
-    server, openai_client, tmp_path
+    server, openai_client, tmp_path, caplog
 ):
     src, out = batch_file(tmp_path / "in.jsonl"), tmp_path / "out"
     job_id = start(server, src, out)
@@ -66,8 +67,10 @@ def test_500_rows_over_two_patterns_each_answered_once_while_interactive_request
             )
             interactive.append((p.done, r.choices[0].finish_reason, time.perf_counter() - t0))
 
-    status = jobs.follow(server, job_id, on_progress, lambda line: None, timeout_s=JOB_DEADLINE_S)
+    with caplog.at_level(logging.INFO):
+        status = jobs.follow(server, job_id, on_progress, lambda line: None, timeout_s=JOB_DEADLINE_S)
     assert status == JobStatus.SUCCEEDED, server.client.get_job_logs(job_id)[-3000:]
+    assert not [r.getMessage() for r in caplog.records if r.name.startswith("ray.dashboard")]  # no SDK chatter
     lines = outputs(out)
     assert len(lines) == ROWS
     assert sorted(r["custom_id"] for r in lines) == sorted(f"q-{i}" for i in range(ROWS))
