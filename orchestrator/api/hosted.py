@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from orchestrator.api.disconnect import unless_disconnected
 from orchestrator.api.errors import OpenAIJSONResponse, error_body
-from orchestrator.api.protocol import ChorusOptions, TraceMode, surrogate_at, trace_json
+from orchestrator.api.protocol import ChorusOptions, TraceMode, surrogate_at, trace_json, with_trace
 from orchestrator.core.trace import Trace
 from orchestrator.service.config import ServerSpec
 from orchestrator.service.hosted import HostedRequest
@@ -132,10 +132,7 @@ async def serve(
         if whole is None:  # the client left; its engine work was cancelled
             return Response(status_code=499)
         reply, trace = whole
-        out = reply.body if isinstance(reply, OpenAIReply) else {}
-        if trace is not None and options.trace != "none":
-            out = out | {"chorus": {"trace": trace_json(trace, options.trace)}}
-        return OpenAIJSONResponse(out)
+        return OpenAIJSONResponse(with_trace(reply.body if isinstance(reply, OpenAIReply) else {}, trace, options.trace))
     # Pull the first part before answering, so a refusal (unknown model, too-long prompt, a full
     # queue) is a proper 4xx rather than an error inside a 200 stream.
     first = await anext(parts)

@@ -184,6 +184,13 @@ def trace_json(trace: Trace, mode: TraceMode) -> dict[str, Any] | None:
     return trace.model_dump(mode="json", exclude={"steps": {"__all__": {"output"}}})
 
 
+def with_trace(body: dict[str, Any], trace: Trace | None, mode: TraceMode) -> dict[str, Any]:
+    """A hosted model's response body (vLLM's) with chorus's trace added under `chorus`."""
+    if trace is None or mode == "none":
+        return body
+    return body | {"chorus": {"trace": trace_json(trace, mode)}}
+
+
 def surrogate_at(value: Any, path: tuple[str, ...]) -> tuple[str, ...] | None:
     """The path of the first string holding a lone surrogate, or None."""
     if isinstance(value, str):

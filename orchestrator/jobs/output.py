@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from orchestrator.api.errors import error_json
-from orchestrator.api.protocol import TraceMode, completion_json, trace_json
+from orchestrator.api.protocol import TraceMode, completion_json, with_trace
 from orchestrator.core.schema import Reply
 from orchestrator.jobs.formats import RowProblem
 from orchestrator.jobs.link import HostedAnswer
@@ -52,9 +52,7 @@ def answered(line: int, custom_id: str, reply: Reply) -> dict[str, Any]:
 
 def answered_hosted(line: int, custom_id: str, answer: HostedAnswer, mode: TraceMode) -> dict[str, Any]:
     """A hosted model's line: vLLM's response body as it wrote it, with chorus's trace added."""
-    body = answer.body
-    if mode != "none":
-        body = body | {"chorus": {"trace": trace_json(answer.trace, mode)}}
+    body = with_trace(answer.body, answer.trace, mode)
     return {
         "id": _request_id(),
         "custom_id": custom_id,
