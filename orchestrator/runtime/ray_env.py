@@ -15,9 +15,11 @@ before the process that starts Ray imports it.
   (HTTP would move off `server.port` onto each replica's own port) and the handle's router on
   its caller's loop (a handle could then not be used outside an event loop: the CLI, the Python
   client and a batch job's driver call it synchronously). Every process of the cluster and every
-  driver reads them when it imports Serve. Off because with them the orchestrator reacted more
-  slowly to a dead host under load: the 503 for a killed only replica took 1.28 and 1.35 s in
-  two of three full test runs (the bound is 1 s; none of the runs without them missed it).
+  driver reads them when it imports Serve. Off since, with them, the 503 for a killed only
+  replica took 1.28 and 1.35 s in two of three full test runs (the bound is 1 s). A later run
+  without them missed too (1.11 s): the cause was Ray holding a call to the dead host for the
+  GCS's death notice (fixed by `ray_replica.CALLER_ENV`). They stay off until full runs with
+  that fix show them harmless.
 """
 
 from __future__ import annotations
