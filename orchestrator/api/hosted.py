@@ -25,7 +25,7 @@ from orchestrator.api.errors import OpenAIJSONResponse, error_body
 from orchestrator.api.protocol import ChorusOptions, TraceMode, surrogate_at, trace_json, with_trace
 from orchestrator.core.trace import Trace
 from orchestrator.service.config import ServerSpec
-from orchestrator.service.hosted import HostedRequest
+from orchestrator.service.hosted import HostedRequest, whole_reply
 from serving.types import Endpoint, OpenAIReply, SSEBatch
 
 # A 200 is JSON, or SSE when the request asked to stream.
@@ -137,18 +137,6 @@ async def serve(
     # queue) is a proper 4xx rather than an error inside a 200 stream.
     first = await anext(parts)
     return StreamingResponse(_sse(envelope.model, endpoint, first, parts, options.trace), media_type="text/event-stream")
-
-
-async def whole_reply(parts: AsyncIterator[OpenAIReply | SSEBatch | Trace]) -> tuple[OpenAIReply | None, Trace | None]:
-    """A non-streamed call's reply and trace."""
-    reply: OpenAIReply | None = None
-    trace: Trace | None = None
-    async for part in parts:
-        if isinstance(part, OpenAIReply):
-            reply = reply or part
-        elif isinstance(part, Trace):
-            trace = part
-    return reply, trace
 
 
 async def _sse(

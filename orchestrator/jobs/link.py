@@ -12,13 +12,12 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from cluster.errors import EngineError
-from orchestrator.api.hosted import whole_reply
 from orchestrator.client import served
 from orchestrator.core.schema import CatalogEntry, ChatRequest, FleetStatus, Reply
 from orchestrator.core.trace import Trace
 from orchestrator.runtime.deploy import find_orchestrator
 from orchestrator.service.config import ChorusConfig
-from orchestrator.service.hosted import HostedRequest
+from orchestrator.service.hosted import HostedRequest, whole_reply
 
 CALL_TIMEOUT_S = 60  # the driver's catalog/status/config calls: quick reads of the deployment
 

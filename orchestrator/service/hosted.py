@@ -9,7 +9,7 @@ engine- and GPU-seconds, streamed or not.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass, replace
 from typing import Any
@@ -122,3 +122,15 @@ def _first_text(body: dict[str, Any]) -> str:
     first = choices[0]
     message = first.get("message") or {}
     return str(message.get("content") or first.get("text") or "")
+
+
+async def whole_reply(parts: AsyncIterator[OpenAIReply | SSEBatch | Trace]) -> tuple[OpenAIReply | None, Trace | None]:
+    """A non-streamed call's reply and trace."""
+    reply: OpenAIReply | None = None
+    trace: Trace | None = None
+    async for part in parts:
+        if isinstance(part, OpenAIReply):
+            reply = reply or part
+        elif isinstance(part, Trace):
+            trace = part
+    return reply, trace
