@@ -1,6 +1,6 @@
 """Bring a config up on a Ray cluster: the ModelHosts (the GPU tier, `orchestrator.runtime.hosts`)
-and then the Ray Serve application of the request tier (`orchestrator.runtime.serve_app`); and take
-it down again.
+and, while their engines start, the Ray Serve application of the request tier
+(`orchestrator.runtime.serve_app`); and take it down again.
 
 ModelHosts are named actors in the chorus namespace (`chorus.host.<model>.<replica>`); the Serve
 application is `chorus` (or `chorus-<namespace>` for another namespace), its ingress deployment
@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,13 +28,14 @@ from orchestrator.runtime.hosts import (
     EngineChoice,
     HostSet,
     Progress,
-    start_hosts,
+    create_hosts,
+    start_engines,
     stop_keeper,
     vllm_engine_for,
     with_planned_cpus,
 )
 from orchestrator.runtime.serve_app import app_name, build_app_for
-from orchestrator.runtime.supervisor_actor import SUPERVISOR, drain_all, stop_supervisor
+from orchestrator.runtime.supervisor_actor import SUPERVISOR, drain_all, start_supervisor, stop_supervisor
 from orchestrator.service.config import ChorusConfig, ServerSpec
 
 log = logging.getLogger("chorus.deploy")
@@ -40,6 +43,7 @@ log = logging.getLogger("chorus.deploy")
 __all__ = ["NAMESPACE", "LiveDeployment", "deploy", "find_orchestrator", "teardown_named", "vllm_engine_for"]
 
 DRAIN_TIMEOUT_S = 30.0  # `chorus down --address` on a shared cluster (no config at hand)
+SETTLE_TIMEOUT_S = 30.0  # for the orchestrator replicas to take the board once the engines are ready
 
 
 @dataclass
@@ -115,32 +119,49 @@ def deploy(
     timeout_s: float = 900.0,
     namespace: str = NAMESPACE,
 ) -> LiveDeployment:
-    """Start everything `config` describes on the connected Ray cluster: the ModelHosts, then the
-    Serve application (`http=False`: reachable through handles only, no HTTP route)."""
+    """Start everything `config` describes on the connected Ray cluster: the ModelHosts and,
+    once the last wave of engines is starting, the supervisor and the Serve application
+    (`http=False`: reachable through handles only, no HTTP route). Returns when all are ready."""
     deadline = time.monotonic() + timeout_s
     config = with_planned_cpus(config, progress)  # engines on their own cores (cluster.placement.cpus)
-    hostset = start_hosts(
+    hostset = create_hosts(
         config, engine=engine, detached=detached, progress=progress, deadline=deadline, namespace=namespace
     )
     dep = LiveDeployment(
         config=config, reservation=hostset.reservation, hosts=hostset.hosts, namespace=namespace, _hostset=hostset
     )
+    # The request tier starts while the engines do (it needs only the host actors, found by
+    # name): `chorus up` is ready about when its slowest engine is, not the tier's start later.
+    issued = threading.Event()
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chorus-engines")
+    engines = pool.submit(start_engines, hostset, deadline=deadline, progress=progress, issued=issued)
+    engines.add_done_callback(lambda _: issued.set())  # also when an earlier wave failed
     try:
+        issued.wait()  # the supervisor must never find an engine nobody asked to start yet
+        if engines.done():
+            engines.result()  # the starts failed before the last wave: raise their DeployError
+        progress("starting the supervisor")
+        hostset.supervisor = start_supervisor(config, namespace, detached=detached)
         # Without HTTP, Serve still needs a proxy setting; keep it on loopback, on a free port.
         serve_port = start_serve(config.server if http else ServerSpec(port=0))
-        port = serve_port if http else None
         dep.app = app_name(namespace)
         progress(f"starting {config.server.num_replicas if config.server.autoscaling is None else 'autoscaled'} orchestrator replica(s)")
         dep.orchestrator = serve.run(
             build_app_for(config, namespace), name=dep.app, route_prefix=route_prefix(namespace) if http else None
         )
         progress("orchestrator ready")
-        if port is not None:
-            dep.url = _url(config.server, port, route_prefix(namespace))
+        engines.result()
+        # The replicas started while the engines were "starting": have them see the engines ready.
+        if not ray.get(hostset.supervisor.settle.remote(SETTLE_TIMEOUT_S), timeout=SETTLE_TIMEOUT_S + 60):
+            log.warning("an orchestrator replica did not take the fleet's health within %g s", SETTLE_TIMEOUT_S)
+        if http:
+            dep.url = _url(config.server, serve_port, route_prefix(namespace))
             progress(f"serving the OpenAI API at {dep.url}")
     except BaseException:
-        dep.shutdown()
+        dep.shutdown()  # stops the hosts too: an engine start still awaited fails at once
         raise
+    finally:
+        pool.shutdown(wait=True)
     if time.monotonic() > deadline:
         dep.shutdown()
         raise DeployError(f"chorus did not start within {timeout_s:g} s")

@@ -3,8 +3,9 @@
 ModelHosts stay plain Ray actors in chorus's placement groups, named `chorus.host.<model>.<i>`
 in the chorus namespace so every orchestrator replica (and any driver) finds them.
 
-`start_hosts` is what `chorus up` runs from its driver; it also starts the one supervisor
-(`chorus.supervisor`, `orchestrator.runtime.supervisor_actor`) that probes and restarts the engines. `ensure_hosts` is what an orchestrator
+`create_hosts` and `start_engines` are what `chorus up` runs from its driver, with the one
+supervisor (`chorus.supervisor`, `orchestrator.runtime.supervisor_actor`) that probes and restarts
+the engines; `start_hosts` runs the three in turn. `ensure_hosts` is what an orchestrator
 replica runs when the application was deployed with `serve deploy` and the hosts are absent: one
 named `FleetKeeper` actor starts them exactly once however many replicas ask at the same time;
 `stop_keeper` (run by `chorus down --address`) has it stop them and free their placement groups.
@@ -13,6 +14,7 @@ named `FleetKeeper` actor starts them exactly once however many replicas ask at 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -64,6 +66,7 @@ class HostSet:
     reservation: Reservation
     hosts: dict[str, list[Any]] = field(default_factory=dict)
     supervisor: Any = None  # the named SupervisorActor over these hosts
+    created: float = field(default_factory=time.time)  # the timeline's zero (wall clock)
 
     def shutdown(self) -> None:
         """Stops the supervisor (so nothing restarts an engine being stopped), the engines (and
@@ -102,9 +105,34 @@ def start_hosts(
     deadline: float,
     namespace: str = NAMESPACE,
 ) -> HostSet:
-    """Reserve the placement and start every ModelHost; engines sharing a GPU start in separate
-    waves (vLLM sizes its KV cache from the memory free at start). On any failure everything
-    started is torn down and a DeployError names the model."""
+    """Create every ModelHost, start their engines and then the supervisor, one after the other
+    (what the `FleetKeeper` of a `serve deploy` runs; `chorus up` overlaps them, see
+    `orchestrator.runtime.deploy`). On any failure everything started is torn down."""
+    hostset = create_hosts(
+        config, engine=engine, detached=detached, progress=progress, deadline=deadline, namespace=namespace
+    )
+    try:
+        start_engines(hostset, deadline=deadline, progress=progress)
+        progress("starting the supervisor")
+        hostset.supervisor = start_supervisor(config, namespace, detached=detached)
+    except BaseException:
+        hostset.shutdown()
+        raise
+    return hostset
+
+
+def create_hosts(
+    config: ChorusConfig,
+    *,
+    engine: EngineChoice = vllm_engine_for,
+    detached: bool = False,
+    progress: Progress = lambda _: None,
+    deadline: float,
+    namespace: str = NAMESPACE,
+) -> HostSet:
+    """Reserve the placement and create every ModelHost actor at once (an actor's __init__
+    touches no GPU memory); their engines are not started yet (`start_engines`). On a failure
+    what was reserved or created is torn down."""
     lifetime = {"lifetime": "detached"} if detached else {}
     progress(f"reserving resources for {sum(config.placement_of(m.name).replicas for m in config.models)} replica(s)")
     reservation = reserve(
@@ -116,10 +144,7 @@ def start_hosts(
     hostset = HostSet(reservation=reservation)
     remote_host: Any = ray.remote(ModelHost)
     made: dict[tuple[str, int], Any] = {}
-    began = time.time()
     try:
-        # Every host process starts at once (an actor's __init__ touches no GPU memory); the
-        # engines then start wave by wave.
         for slot in reservation.slots:
             engine_cls, engine_kwargs = engine(config, slot)
             handle = remote_host.options(
@@ -131,22 +156,31 @@ def start_hosts(
             ).remote(config.model(slot.model), slot.replica, engine_cls, engine_kwargs, gpus=slot.gpus, placement=ray_placement)
             made[(slot.model, slot.replica)] = handle
             hostset.hosts.setdefault(slot.model, []).append(handle)  # so a failure tears it down
-        for n, wave in enumerate(reservation.waves, 1):
-            scheduled = time.time()
-            started = {made[(slot.model, slot.replica)].start.remote(): slot for slot in wave}
-            names = ", ".join(f"{s.model}[{s.replica}]" for s in wave)
-            progress(f"wave {n}/{len(reservation.waves)}: starting {names}")
-            _await_starts(started, deadline, progress, began, scheduled)
-        # Waves may start a model's replicas out of order; list them by replica index.
-        hostset.hosts = {
-            m.name: [made[(m.name, r)] for r in range(config.placement_of(m.name).replicas)] for m in config.models
-        }
-        progress("starting the supervisor")
-        hostset.supervisor = start_supervisor(config, namespace, detached=detached)
     except BaseException:
         hostset.shutdown()
         raise
+    # Slots may list a model's replicas out of order; list them by replica index.
+    hostset.hosts = {
+        m.name: [made[(m.name, r)] for r in range(config.placement_of(m.name).replicas)] for m in config.models
+    }
     return hostset
+
+
+def start_engines(
+    hostset: HostSet, *, deadline: float, progress: Progress = lambda _: None, issued: threading.Event | None = None
+) -> None:
+    """Start the engines wave by wave (engines sharing a GPU never start together: vLLM sizes
+    its KV cache from the memory free at start) and wait for them, printing each one's timeline.
+    `issued` is set once the last wave has been asked to start. A start that fails or misses
+    the deadline raises a DeployError naming the model; tearing the hosts down is the caller's."""
+    waves = hostset.reservation.waves
+    for n, wave in enumerate(waves, 1):
+        scheduled = time.time()
+        started = {hostset.hosts[slot.model][slot.replica].start.remote(): slot for slot in wave}
+        progress(f"wave {n}/{len(waves)}: starting " + ", ".join(f"{s.model}[{s.replica}]" for s in wave))
+        if n == len(waves) and issued is not None:
+            issued.set()
+        _await_starts(started, deadline, progress, hostset.created, scheduled)
 
 
 def _await_starts(

@@ -69,6 +69,7 @@ class SupervisorActor:
         self.supervisor = Supervisor(replicas_of(config, hosts), self.board)
         self.draining = False
         self._reports: dict[str, tuple[float, bool, int]] = {}  # replica → (when, gate closed, running)
+        self._synced = asyncio.Event()  # a replica synced (settle waits on it)
 
     async def start(self) -> None:
         """Start probing (in the actor's event loop)."""
@@ -79,7 +80,27 @@ class SupervisorActor:
         for x in losses:
             self.board.lost(x.model, x.index, x.detail)
         self._reports[orchestrator] = (time.monotonic(), closed, running)
+        self._synced.set()
         return BoardView({k: replace(h) for k, h in self.board.replicas.items()}, self.draining)
+
+    async def settle(self, timeout_s: float) -> bool:
+        """Probe every host now, then wait until every orchestrator replica has taken the board
+        that results. `chorus up` starts its replicas while the engines start (they read
+        "starting" then) and calls this once the engines are ready, so that the first request
+        finds them routable. False if a replica did not sync within `timeout_s`."""
+        await self.supervisor.tick()
+        probed = time.monotonic()
+        deadline = probed + timeout_s
+        waiting = {name for name, r in self._reports.items() if probed - r[0] < REPORT_STALE_S}
+        while True:
+            waiting = {name for name in waiting if self._reports[name][0] <= probed}
+            if not waiting:
+                return True
+            self._synced.clear()
+            try:
+                await asyncio.wait_for(self._synced.wait(), max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                return False
 
     def drain(self) -> None:
         self.draining = True

@@ -3,6 +3,7 @@ with the next sync, and drain through the supervisor (over fakes, without Ray)."
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
@@ -12,6 +13,7 @@ from orchestrator.routing.health import HealthBoard, Loss, ReplicaHealth
 from orchestrator.runtime.supervisor_actor import BoardSync, BoardView, SupervisorActor
 from orchestrator.service.config import parse_config
 from orchestrator.service.drain import Gate
+from serving.host.model_host import HostStatus
 
 
 class Method:
@@ -25,6 +27,22 @@ class Method:
             return self.fn(*args)
 
         return run()
+
+
+class AsyncMethod(Method):
+    """A fake bound actor method over an async function."""
+
+    def remote(self, *args: Any) -> Awaitable[Any]:
+        result: Awaitable[Any] = self.fn(*args)
+        return result
+
+
+class ProbedHost:
+    """A ModelHost that answers probes with the engine state it is set to."""
+
+    def __init__(self, engine: str) -> None:
+        self.engine = engine
+        self.probe = Method(lambda *_: HostStatus(model="m", replica=0, ok=self.engine == "ready", engine=self.engine))
 
 
 class FakeSupervisor:
@@ -110,3 +128,36 @@ async def test_the_supervisor_counts_open_replicas_and_running_requests_for_the_
     assert (await actor.sync("a", [], True, 0)).draining
     assert actor.drain_state().open == 0 and actor.drain_state().running == 0
     await actor.stop()
+
+
+async def test_settle_probes_at_once_and_waits_until_every_replica_has_taken_the_board():
+    """`chorus up` starts the replicas while the engines start; once they are ready, `settle`
+    makes the replicas' boards say so before the first request."""
+    config = parse_config({"models": [{"name": "m", "source": "scripted/m"}], "roles": {"r": "m"}}, "test.yaml")
+    host = ProbedHost("starting")
+    actor = SupervisorActor(config, "test", {"m": [host]})
+    remote = type("Remote", (), {"sync": AsyncMethod(actor.sync)})()
+    boards = [HealthBoard(), HealthBoard()]
+    syncs = [BoardSync(remote, b, Gate(), f"orch-{i}") for i, b in enumerate(boards)]
+    try:
+        await actor.supervisor.tick()
+        for s in syncs:
+            await s.once()
+        assert not any(b.routable("m", 0) for b in boards)  # "starting"
+        host.engine = "ready"
+        settled = asyncio.create_task(actor.settle(30.0))
+        for _ in range(100):  # let settle's probe run (a few turns of the loop)
+            if actor.board.of("m", 0).state == "healthy":
+                break
+            await asyncio.sleep(0)
+        assert actor.board.of("m", 0).state == "healthy"
+        assert not settled.done()  # neither replica has synced since
+        await syncs[0].once()
+        await asyncio.sleep(0)
+        assert not settled.done()  # one still has the old board
+        await syncs[1].once()
+        assert await settled is True
+        assert all(b.routable("m", 0) for b in boards)
+        assert await actor.settle(0.01) is False  # nobody syncs: gives up at its deadline
+    finally:
+        await actor.stop()
