@@ -5,7 +5,7 @@ in the chorus namespace so every orchestrator replica (and any driver) finds the
 
 `create_hosts` and `start_engines` are what `chorus up` runs from its driver, with the one
 supervisor (`chorus.supervisor`, `orchestrator.runtime.supervisor_actor`) that probes and restarts
-the engines; `start_hosts` runs the three in turn. `ensure_hosts` is what an orchestrator
+the engines. `ensure_hosts` is what an orchestrator
 replica runs when the application was deployed with `serve deploy` and the hosts are absent: one
 named `FleetKeeper` actor starts them exactly once however many replicas ask at the same time;
 `stop_keeper` (run by `chorus down --address`) has it stop them and free their placement groups.
@@ -94,31 +94,6 @@ def _quietly(fn: Callable[[], Any]) -> None:
         fn()
     except Exception:  # best effort while tearing down: the actor is killed right after
         log.warning("a ModelHost did not shut its engine down cleanly", exc_info=True)
-
-
-def start_hosts(
-    config: ChorusConfig,
-    *,
-    engine: EngineChoice = vllm_engine_for,
-    detached: bool = False,
-    progress: Progress = lambda _: None,
-    deadline: float,
-    namespace: str = NAMESPACE,
-) -> HostSet:
-    """Create every ModelHost, start their engines and then the supervisor, one after the other
-    (what the `FleetKeeper` of a `serve deploy` runs; `chorus up` overlaps them, see
-    `orchestrator.runtime.deploy`). On any failure everything started is torn down."""
-    hostset = create_hosts(
-        config, engine=engine, detached=detached, progress=progress, deadline=deadline, namespace=namespace
-    )
-    try:
-        start_engines(hostset, deadline=deadline, progress=progress)
-        progress("starting the supervisor")
-        hostset.supervisor = start_supervisor(config, namespace, detached=detached)
-    except BaseException:
-        hostset.shutdown()
-        raise
-    return hostset
 
 
 def create_hosts(
@@ -242,14 +217,19 @@ class FleetKeeper:
 
     def ensure(self) -> None:
         # One call at a time (max_concurrency=1): the first starts the hosts, the rest see them.
-        if self.hostset is None and not hosts_running(self.config, self.namespace):
-            self.hostset = start_hosts(
-                with_planned_cpus(self.config, log.info),  # engines on their own cores, as `chorus up` does
-                detached=True,
-                namespace=self.namespace,
-                progress=log.info,
-                deadline=time.monotonic() + self.timeout_s,
-            )
+        # The engines, then the supervisor, in turn: the replicas asking wait for all of it.
+        if self.hostset is not None or hosts_running(self.config, self.namespace):
+            return
+        deadline = time.monotonic() + self.timeout_s
+        config = with_planned_cpus(self.config, log.info)  # engines on their own cores, as `chorus up` does
+        hostset = create_hosts(config, detached=True, namespace=self.namespace, progress=log.info, deadline=deadline)
+        try:
+            start_engines(hostset, deadline=deadline, progress=log.info)
+            hostset.supervisor = start_supervisor(config, self.namespace, detached=True)
+        except BaseException:
+            hostset.shutdown()
+            raise
+        self.hostset = hostset
 
     def shutdown(self) -> None:
         """Stops what `ensure` started: the supervisor, the engines, and the placement groups,

@@ -3,7 +3,7 @@
 The Serve application runs N stateless orchestrator replicas; engines must still be probed and
 restarted by ONE party. `SupervisorActor` is that party: a named actor (`chorus.supervisor` in
 the chorus namespace, detached when the hosts are) started with the ModelHosts
-(`orchestrator.runtime.hosts.start_hosts`). It runs the `Supervisor` loop over the hosts and owns
+(`orchestrator.runtime.deploy`, or the `FleetKeeper` of a `serve deploy`). It runs the `Supervisor` loop over the hosts and owns
 the authoritative `HealthBoard`.
 
 Each orchestrator replica runs a `BoardSync`: every `SYNC_PERIOD_S` one call to the supervisor
