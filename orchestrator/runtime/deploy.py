@@ -142,6 +142,8 @@ def deploy(
             engines.result()  # the starts failed before the last wave: raise their DeployError
         progress("starting the supervisor")
         hostset.supervisor = start_supervisor(config, namespace, detached=detached)
+        if engines.done():
+            engines.result()  # an engine failed already: no application to start and take down
         # Without HTTP, Serve still needs a proxy setting; keep it on loopback, on a free port.
         serve_port = start_serve(config.server if http else ServerSpec(port=0))
         dep.app = app_name(namespace)

@@ -21,8 +21,11 @@ Script = Callable[[GenerationRequest], "str | Exception"]
 
 
 class ScriptedEngine:
-    def __init__(self, spec: ModelSpec, script: Script, *, delay_s: float = 0.0, confidence: float = 1.0) -> None:
+    def __init__(
+        self, spec: ModelSpec, script: Script, *, delay_s: float = 0.0, confidence: float = 1.0, start_error: str = ""
+    ) -> None:
         self.spec = spec
+        self.start_error = start_error  # the start fails with it (a model that cannot load)
         self.script = script
         self.delay_s = delay_s  # simulated engine time, to observe concurrency
         self.confidence = confidence  # probability reported for a constrained choice
@@ -33,6 +36,8 @@ class ScriptedEngine:
         self.answered = 0  # requests that left generate() with an answer or the script's error
 
     async def start(self) -> dict[str, float]:
+        if self.start_error:
+            raise EngineError(self.start_error)
         self.started = True
         return {}
 

@@ -4,13 +4,17 @@ returns finds them ready (real Ray and Serve; scripted engines)."""
 from __future__ import annotations
 
 import pytest
+import ray
+from ray import serve
 
+from cluster.errors import DeployError
 from orchestrator.core.schema import ChatRequest
 from orchestrator.runtime.deploy import deploy, find_orchestrator
 from orchestrator.runtime.serve_app import app_name
 from orchestrator.service.config import parse_config
 from serving.types import Message
 from tests.fakes.gated_engine import GatedEngine
+from tests.fakes.scripted_engine import ScriptedEngine
 
 pytestmark = pytest.mark.integration
 NAMESPACE = "chorus-overlap-test"
@@ -45,3 +49,20 @@ def test_the_request_tier_starts_while_the_engines_start_and_is_ready_with_them(
         assert {s.model for s in reply.trace.steps} == {"m", "n"} and reply.text.count("fine") == 2
     finally:
         dep.shutdown()
+
+
+def test_an_engine_that_cannot_start_fails_the_deploy_by_name_and_leaves_nothing_running(ray_cluster):
+    """The request tier starts beside the engines; when one cannot start, deploy takes all of it
+    down again: no host, no supervisor, no application left in the namespace."""
+    config = parse_config(CONFIG, "overlap-test.yaml")
+
+    def one_broken(config, slot):
+        if slot.model == "n":
+            return ScriptedEngine, {"script": lambda request: "fine", "start_error": "weights not found"}
+        return ScriptedEngine, {"script": lambda request: "fine"}
+
+    with pytest.raises(DeployError, match=r"model 'n' replica 0 failed to start: .*weights not found"):
+        deploy(config, engine=one_broken, http=False, namespace=NAMESPACE, timeout_s=150)
+    left = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a.get("namespace") == NAMESPACE]
+    assert left == []
+    assert app_name(NAMESPACE) not in serve.status().applications
