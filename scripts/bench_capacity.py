@@ -14,6 +14,11 @@ is chorus's own cost. In one run, interleaved:
   same load split over 2 orchestrator replicas.
 * chorus's own code per call: the same `single` request run in this process with no Ray or
   Serve (the orchestrator replica's CPU per call, minus this, is Serve's and Ray's).
+* Serve's own floor, in the same cluster and the same rounds: a bare Serve application (a
+  FastAPI ingress replica whose one route reads the JSON body, calls a no-op actor once and
+  returns a small JSON) by handle and by HTTP through the same proxy. What any Serve application
+  with one model call per request pays, whatever it does: chorus's figures less these are
+  chorus's.
 Writes docs/bench/capacity.json and .png.
 """
 
@@ -28,6 +33,8 @@ from typing import Any
 import httpx
 import psutil
 from benchlib import ROOT, pyplot, summary, write
+from fastapi import FastAPI, Request
+from ray import serve
 
 from serving.engines.base import EngineHealth
 from serving.types import GenerationRequest, Result, StreamChunk, Usage
@@ -69,6 +76,30 @@ class InstantEngine:
 class Noop:
     async def ping(self) -> None:
         return None
+
+
+bare_api = FastAPI()
+REPLY = {"object": "chat.completion", "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"},
+                                                   "finish_reason": "stop"}]}
+
+
+@serve.deployment(name="Bare", ray_actor_options={"num_cpus": 0}, max_ongoing_requests=256)
+@serve.ingress(bare_api)
+class Bare:
+    """Serve's floor: an ingress replica doing one actor call per request and nothing of chorus's."""
+
+    def __init__(self, noop: Any) -> None:
+        self.noop = noop
+
+    @bare_api.post("/chat/completions")
+    async def http(self, request: Request) -> dict[str, Any]:
+        body = await request.json()
+        await self.noop.ping.remote()
+        return REPLY | {"model": body["model"]}
+
+    async def chat(self, body: dict[str, Any]) -> dict[str, Any]:
+        await self.noop.ping.remote()
+        return REPLY | {"model": body["model"]}
 
 
 def cpu_of(title: str) -> float:
@@ -121,7 +152,6 @@ async def own_code_ms(config: Any, chat: Any, calls: int) -> float:
 
 async def run(rounds: int, calls: int, concurrency: int) -> dict[str, Any]:
     import ray
-    from ray import serve
 
     from orchestrator.core.schema import ChatRequest
     from orchestrator.runtime.deploy import NAMESPACE, deploy
@@ -147,6 +177,8 @@ async def run(rounds: int, calls: int, concurrency: int) -> dict[str, Any]:
         host = dep.hosts["instant"][0]
         orch = dep.orchestrator
         noop = ray.remote(Noop).options(num_cpus=0).remote()
+        bare = serve.run(Bare.bind(noop), name="bare", route_prefix="/bare")
+        bare_url = str(dep.url).removesuffix("/v1") + "/bare/chat/completions"
         request = GenerationRequest(messages=messages, sampling=Sampling(max_tokens=1))
         chat = ChatRequest(model="single", messages=messages)
         body = {"model": "single", "messages": [m.model_dump() for m in messages]}
@@ -156,11 +188,16 @@ async def run(rounds: int, calls: int, concurrency: int) -> dict[str, Any]:
             async def via_http() -> None:
                 (await http.post("/chat/completions", json=body)).raise_for_status()
 
+            async def bare_http() -> None:
+                (await http.post(bare_url, json=body)).raise_for_status()
+
             paths: dict[str, Callable[[], Awaitable[Any]]] = {
                 "noop actor": noop.ping.remote,
                 "host": lambda: host.generate.remote(request),
                 "orchestrator": lambda: orch.chat.remote(chat),
                 "http": via_http,
+                "serve floor: handle": lambda: bare.chat.remote(body),
+                "serve floor: http": bare_http,
             }
             for one in paths.values():  # warm
                 await timed(20, 1, one)
@@ -172,7 +209,7 @@ async def run(rounds: int, calls: int, concurrency: int) -> dict[str, Any]:
 
             # Capacity: one replica, CPU per call of every process on the path.
             titles = {"orchestrator": "ray::ServeReplica:chorus:Orchestrator", "host": "ray::ModelHost",
-                      "gateway": "ray::ProxyActor"}
+                      "gateway": "ray::ProxyActor", "bare replica": "ray::ServeReplica:bare:Bare"}
             before = {k: cpu_of(t) for k, t in titles.items()}
             wall, _ = await timed(calls, concurrency, paths["orchestrator"])
             after = {k: cpu_of(t) for k, t in titles.items()}
@@ -183,6 +220,11 @@ async def run(rounds: int, calls: int, concurrency: int) -> dict[str, Any]:
             after = {k: cpu_of(t) for k, t in titles.items()}
             over_http = {"calls_per_s": calls / wall_http,
                          "cpu_ms_per_call": {k: 1000 * (after[k] - before[k]) / calls for k in titles}}
+            before = {k: cpu_of(t) for k, t in titles.items()}
+            wall_bare, _ = await timed(calls, concurrency, bare_http)
+            after = {k: cpu_of(t) for k, t in titles.items()}
+            bare_over_http = {"calls_per_s": calls / wall_bare,
+                              "cpu_ms_per_call": {k: 1000 * (after[k] - before[k]) / calls for k in titles}}
 
             # Two replicas: the same application redeployed with server.num_replicas 2 (Serve
             # spreads the handle's calls over them).
@@ -194,6 +236,8 @@ async def run(rounds: int, calls: int, concurrency: int) -> dict[str, Any]:
         dep.shutdown()
         ray.shutdown()
     added = latency["orchestrator"]["p50"] - latency["host"]["p50"]
+    serve_added = latency["serve floor: handle"]["p50"] - latency["noop actor"]["p50"]
+    serve_http = latency["serve floor: http"]["p50"] - latency["serve floor: handle"]["p50"]
     return {
         "engine": "instant (no model)",
         "request_tier": "the Serve application (ingress Orchestrator deployment) over ModelHost actors",
@@ -202,6 +246,14 @@ async def run(rounds: int, calls: int, concurrency: int) -> dict[str, Any]:
         "target_orchestrator_ms": latency["noop actor"]["p50"] + 1.0,
         "added_by_http_p50_ms": latency["http"]["p50"] - latency["orchestrator"]["p50"],
         "target_http_ms": 2.0,
+        "serve_floor": {
+            "what": "a bare Serve ingress replica: read the JSON body, one no-op actor call, a small JSON reply",
+            "added_by_replica_p50_ms": serve_added,
+            "added_by_http_p50_ms": serve_http,
+            "chorus_orchestrator_over_floor_ms": added - serve_added,
+            "chorus_http_over_floor_ms": latency["http"]["p50"] - latency["orchestrator"]["p50"] - serve_http,
+            "over_http": bare_over_http,
+        },
         "concurrency": concurrency,
         "calls": calls,
         "one_replica": one_replica,
@@ -218,15 +270,21 @@ def plot(result: dict[str, Any]) -> Any:
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
     lat = result["latency_ms_concurrency_1"]
     names = list(lat)
-    a.bar(names, [lat[n]["p50"] for n in names], color=["#999", "C0", "C1", "C2"])
+    a.bar([n.replace("serve floor: ", "bare Serve\n") for n in names], [lat[n]["p50"] for n in names],
+          color=["#999", "C0", "C1", "C2", "#bbb", "#bbb"])
+    a.tick_params(axis="x", labelsize=7)
     a.set_ylabel("p50 latency per call, ms (concurrency 1)")
     a.set_title(f"orchestrator adds {result['added_by_orchestrator_p50_ms']:.2f} ms "
                 f"(target {result['target_orchestrator_ms']:.2f}); HTTP {result['added_by_http_p50_ms']:.2f} ms")
     cpu = result["one_replica_over_http"]["cpu_ms_per_call"]
-    b.bar(list(cpu), list(cpu.values()), color="C3")
+    bare = result["serve_floor"]["over_http"]["cpu_ms_per_call"]
+    bars = {"chorus\nreplica": cpu["orchestrator"], "chorus\nproxy": cpu["gateway"], "chorus\nhost": cpu["host"],
+            "bare Serve\nreplica": bare["bare replica"], "bare Serve\nproxy": bare["gateway"]}
+    b.bar(list(bars), list(bars.values()), color=["C3", "C3", "C3", "#bbb", "#bbb"])
+    b.tick_params(axis="x", labelsize=7)
     b.set_ylabel(f"CPU ms per model call (concurrency {result['concurrency']})")
-    b.set_title(f"1 replica {result['one_replica']['calls_per_s']:.0f} calls/s, "
-                f"2 replicas {result['two_replicas']['calls_per_s']:.0f} calls/s")
+    b.set_title(f"over HTTP: chorus {result['one_replica_over_http']['calls_per_s']:.0f} calls/s, bare Serve "
+                f"{result['serve_floor']['over_http']['calls_per_s']:.0f} (1 replica each)")
     fig.suptitle(f"chorus request tier with an instant engine ({result['cores']} cores)")
     fig.tight_layout()
     return fig
@@ -248,6 +306,12 @@ def main() -> None:
         print(f"{k:<22} {result[k]['calls_per_s']:8.1f} calls/s  "
               + "  ".join(f"{p} {v:.2f} ms CPU" for p, v in result[k].get("cpu_ms_per_call", {}).items()))
     print(f"chorus's own code per call (in-process, no Ray or Serve): {result['chorus_own_code_cpu_ms_per_call']:.3f} ms CPU")
+    floor = result["serve_floor"]
+    print(f"Serve's floor (bare ingress replica, one no-op actor call): the replica adds {floor['added_by_replica_p50_ms']:.2f} ms "
+          f"over the actor call, HTTP {floor['added_by_http_p50_ms']:.2f} ms more; chorus over that floor: "
+          f"orchestrator {floor['chorus_orchestrator_over_floor_ms']:+.2f} ms, HTTP {floor['chorus_http_over_floor_ms']:+.2f} ms")
+    print(f"bare Serve over HTTP (concurrency {result['concurrency']}) {floor['over_http']['calls_per_s']:8.1f} calls/s  "
+          + "  ".join(f"{p} {v:.2f} ms CPU" for p, v in floor["over_http"]["cpu_ms_per_call"].items()))
     write("capacity", result, plot(result))
 
 
