@@ -6,11 +6,14 @@ streams. vLLM's server runs alone, then chorus is deployed on a local Ray and me
 way (each coalescing window; then, in a child process whose Ray starts with Serve's direct
 ingress, straight to the orchestrator replica's own HTTP port), then vLLM's server again: no
 side competes with another for the two cores, and vLLM's figure is the better of its two runs.
+Beside them, what a Ray user would deploy instead: Ray Serve LLM's OpenAI application
+(`ray.serve.llm.build_openai_app`) over the same model and engine settings, in a child process
+with its own Ray and the same Serve settings, streamed through the same Serve proxy path.
 Both engines are bound to the same core (VLLM_CPU_OMP_THREADS_BIND). Each level runs
 `--rounds` times; the best round counts (these machines are shared and noisy).
 
 Prints the figures and writes docs/bench/stream.json and docs/bench/stream.png.
-Usage (under the heavy lock): python scripts/bench_stream.py [--tokens 128] [--rounds 3] [--no-direct]
+Usage (under the heavy lock): python scripts/bench_stream.py [--tokens 128] [--rounds 3] [--no-direct] [--no-serve-llm]
 """
 
 from __future__ import annotations
@@ -181,15 +184,57 @@ def direct_run(tokens: int, rounds: int) -> dict[str, Any]:
         return result
 
 
+def serve_llm_child(tokens: int, rounds: int, out: str) -> None:
+    """In a child process with a Ray of its own: Ray Serve LLM's OpenAI app over the same model,
+    engine settings and core, through Serve's proxy on a free loopback port."""
+    import ray
+    from ray import serve
+    from ray.serve.llm import LLMConfig, build_openai_app
+
+    os.environ["VLLM_CPU_OMP_THREADS_BIND"] = CORES
+    ray.init(address="local", num_cpus=8, include_dashboard=False, log_to_driver=False, logging_level="error")
+    try:
+        port = free_port()
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        config = LLMConfig(
+            model_loading_config={"model_id": "tiny", "model_source": str(MODELS / "tiny-qwen2")},
+            engine_kwargs={"dtype": "float32", "max_model_len": MAX_MODEL_LEN, "max_num_seqs": 64,
+                           "enforce_eager": True, "kv_cache_memory_bytes": KV_BYTES},
+            placement_group_config={"bundles": [{"CPU": 1}]},
+            deployment_config={"num_replicas": 1},
+            runtime_env={"env_vars": {"VLLM_CPU_OMP_THREADS_BIND": CORES}},
+        )  # fmt: skip
+        serve.run(build_openai_app({"llm_configs": [config]}), blocking=False)
+        Path(out).write_text(json.dumps(measure(f"http://127.0.0.1:{port}/v1", "tiny", tokens, rounds)))
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
+def serve_llm_run(tokens: int, rounds: int) -> dict[str, Any]:
+    print("Ray Serve LLM's OpenAI application (what a Ray user would deploy instead):", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "serve_llm.json"
+        cmd = [sys.executable, __file__, "--tokens", str(tokens), "--rounds", str(rounds), "--serve-llm-out", str(out)]
+        subprocess.run(cmd, check=True, timeout=1200)
+        result: dict[str, Any] = json.loads(out.read_text())
+        return result
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tokens", type=int, default=128)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--no-direct", action="store_true", help="skip the direct-ingress phase")
+    ap.add_argument("--no-serve-llm", action="store_true", help="skip the Ray Serve LLM phase")
     ap.add_argument("--direct-out", help=argparse.SUPPRESS)  # the direct-ingress child's output file
+    ap.add_argument("--serve-llm-out", help=argparse.SUPPRESS)  # the Ray Serve LLM child's output file
     args = ap.parse_args()
     if args.direct_out:
         direct_child(args.tokens, args.rounds, args.direct_out)
+        return
+    if args.serve_llm_out:
+        serve_llm_child(args.tokens, args.rounds, args.serve_llm_out)
         return
 
     vllm_runs = [vllm_run(args.tokens, args.rounds)]
@@ -201,6 +246,7 @@ def main() -> None:
             chorus[label] = measure(dep.url, "tiny", args.tokens, args.rounds)
     if not args.no_direct:
         chorus[f"{next(iter(VARIANTS))}, direct ingress"] = direct_run(args.tokens, args.rounds)
+    serve_llm = None if args.no_serve_llm else serve_llm_run(args.tokens, args.rounds)
     vllm_runs.append(vllm_run(args.tokens, args.rounds))
     vllm = {c: max((run[c] for run in vllm_runs), key=lambda r: r["tokens_per_s"]) for c in vllm_runs[0]}
 
@@ -210,13 +256,27 @@ def main() -> None:
     for label, by_level in ratios.items():
         for c, r in by_level.items():
             print(f"  {label:>26}, {c:>2} streams: chorus / vLLM = {r:.2f}x")
+    others: dict[str, dict[str, Any]] = {}
+    if serve_llm is not None:
+        others["Ray Serve LLM"] = serve_llm
+        ratios_serve_llm = {c: serve_llm[c]["tokens_per_s"] / vllm[c]["tokens_per_s"] for c in vllm}
+        chorus_over_serve_llm = {c: chorus["default"][c]["tokens_per_s"] / serve_llm[c]["tokens_per_s"] for c in vllm}
+        for c in vllm:
+            print(f"  Ray Serve LLM, {c:>2} streams: / vLLM = {ratios_serve_llm[c]:.2f}x; "
+                  f"chorus (default) / Ray Serve LLM = {chorus_over_serve_llm[c]:.2f}x")  # fmt: skip
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 3.8))
     xs = list(range(len(LEVELS)))
-    width = 0.8 / (1 + len(chorus))
+    width = 0.8 / (1 + len(chorus) + len(others))
     ax.bar([x - 0.4 + width / 2 for x in xs], [vllm[str(c)]["tokens_per_s"] for c in LEVELS], width,
            label="vLLM OpenAI server")  # fmt: skip
-    for i, (label, runs) in enumerate(chorus.items(), start=1):
+    for i, (label, runs) in enumerate(others.items(), start=1):
+        pos = [x - 0.4 + width * (i + 0.5) for x in xs]
+        ax.bar(pos, [runs[str(c)]["tokens_per_s"] for c in LEVELS], width, label=label, color="#999")
+        for p, c in zip(pos, LEVELS, strict=True):
+            r = runs[str(c)]["tokens_per_s"] / vllm[str(c)]["tokens_per_s"]
+            ax.text(p, runs[str(c)]["tokens_per_s"], f"{r:.2f}x", ha="center", va="bottom")
+    for i, (label, runs) in enumerate(chorus.items(), start=1 + len(others)):
         pos = [x - 0.4 + width * (i + 0.5) for x in xs]
         ax.bar(pos, [runs[str(c)]["tokens_per_s"] for c in LEVELS], width, label=f"chorus, {label}")
         for p, c in zip(pos, LEVELS, strict=True):
@@ -228,7 +288,11 @@ def main() -> None:
     write(
         "stream",
         {"tokens": args.tokens, "rounds": args.rounds, "vllm": vllm, "vllm_runs": vllm_runs, "chorus": chorus,
-         "ratio": ratios, "variants": VARIANTS},
+         "ratio": ratios, "variants": VARIANTS, "ray_serve_llm": serve_llm,
+         "ray_serve_llm_ratio": None if serve_llm is None else {
+             "over_vllm": {c: serve_llm[c]["tokens_per_s"] / vllm[c]["tokens_per_s"] for c in vllm},
+             "chorus_default_over_ray_serve_llm": {
+                 c: chorus["default"][c]["tokens_per_s"] / serve_llm[c]["tokens_per_s"] for c in vllm}}},
         fig,
     )
 
