@@ -4,7 +4,11 @@
                the `single` pattern, requests in flight = the model's max_num_seqs
   (b) offline  vLLM's own `LLM.chat` over the same prompts (the engine's limit), in a subprocess
   (c) http     the rows through chorus's OpenAI HTTP API by a client keeping 32 requests in flight
-Rows/s and tokens/s each, and (a)/(b), (c)/(b). Then the interactive p50 latency of a `router`
+  (d) data-llm what a Ray user would run instead: Ray Data LLM's vLLM processor
+               (`ray.data.llm.vLLMEngineProcessorConfig`), which starts an engine of its own for
+               the job, in a subprocess with its own Ray; end to end (its engine start included)
+               and after its first block of output (steady state)
+Rows/s and tokens/s each, and (a)/(b), (c)/(b), (d)/(b). Then the interactive p50 latency of a `router`
 request (sequential, one at a time) with the fleet idle and while a job runs (32 in flight), and
 the job's own rows/s meanwhile, for three shares of the engine that batch work keeps beside
 interactive work (`batch_slots_when_busy`): an eighth of max_num_seqs (the CPU default), a
@@ -112,6 +116,54 @@ def offline(rows: int, out: str) -> None:
     completion = sum(len(o.outputs[0].token_ids) for o in outs)
     prompt = sum(len(o.prompt_token_ids or []) for o in outs)
     Path(out).write_text(json.dumps({"wall_s": wall, "rows": rows, "prompt_tokens": prompt, "completion_tokens": completion}))
+
+
+def data_llm(rows: int, out: str) -> None:
+    """(d) Ray Data LLM's vLLM processor over the same rows, engine settings and cores."""
+    import ray
+    from ray.data.llm import build_processor, vLLMEngineProcessorConfig
+
+    ray.init(address="local", num_cpus=8, include_dashboard=False, log_to_driver=False, logging_level="error")
+    quiet = ray.data.DataContext.get_current()
+    quiet.enable_progress_bars = False
+    config = vLLMEngineProcessorConfig(
+        model_source=MODEL["source"],
+        engine_kwargs={"dtype": "float32", "max_model_len": MODEL["max_model_len"], "max_num_seqs": SEQS,
+                       "enforce_eager": True, "kv_cache_memory_bytes": MODEL["kv_cache_memory_bytes"],
+                       "enable_prefix_caching": False, "seed": 0},
+        batch_size=SEQS,
+        concurrency=1,
+        placement_group_config={"bundles": [{"CPU": 1}]},
+        runtime_env={"env_vars": {"VLLM_CPU_OMP_THREADS_BIND": os.environ.get("VLLM_CPU_OMP_THREADS_BIND", BOTH)}},
+        log_engine_metrics=False,
+    )  # fmt: skip
+    sampling = {"max_tokens": MAX_TOKENS, "temperature": 0.0}
+    processor = build_processor(
+        config,
+        preprocess=lambda row: {"messages": [{"role": "user", "content": row["prompt"]}], "sampling_params": sampling},
+        postprocess=lambda row: {"prompt_tokens": row["num_input_tokens"], "completion_tokens": row["num_generated_tokens"]},
+    )
+    t0 = time.perf_counter()
+    done, first, first_rows, usage = 0, None, 0, {"prompt_tokens": 0, "completion_tokens": 0}
+    for block in processor(ray.data.from_items([{"prompt": q} for q in prompts(rows)])).iter_batches(batch_size=None):
+        done += len(block["completion_tokens"])
+        usage["prompt_tokens"] += int(sum(block["prompt_tokens"]))
+        usage["completion_tokens"] += int(sum(block["completion_tokens"]))
+        if first is None:
+            first, first_rows = time.perf_counter() - t0, done
+    wall = time.perf_counter() - t0
+    ray.shutdown()
+    assert first is not None
+    steady = (done - first_rows) / (wall - first) if wall > first else float("nan")
+    Path(out).write_text(json.dumps({"wall_s": wall, "rows": done, **usage, "first_block_s": first,
+                                     "rows_per_s_after_first_block": steady}))  # fmt: skip
+
+
+def run_data_llm(rows: int, tmp: Path, cores: str) -> dict[str, Any]:
+    out = tmp / "data_llm.json"
+    env = {**os.environ, "VLLM_CPU_OMP_THREADS_BIND": cores, "PYTHONPATH": f"{Path(__file__).parent}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    subprocess.run([sys.executable, __file__, "--data-llm-child", str(rows), str(out)], check=True, env=env, timeout=900)
+    return dict(json.loads(out.read_text()))
 
 
 def run_offline(rows: int, tmp: Path, cores: str) -> dict[str, Any]:
@@ -234,6 +286,11 @@ def bench(rows: int, interactive: int) -> None:
             print(f"    {runs[-1]['rows'] / runs[-1]['wall_s']:.2f} rows/s", flush=True)
 
     offline_round()
+    print(f"(d) Ray Data LLM's vLLM processor over {rows} prompts, engine on cores {BOTH} (its engine start included) ...", flush=True)
+    data_llm_result = run_data_llm(rows, tmp, BOTH)
+    print(f"    {data_llm_result['rows'] / data_llm_result['wall_s']:.2f} rows/s end to end, "
+          f"{data_llm_result['rows_per_s_after_first_block']:.2f} after its first block "
+          f"({data_llm_result['first_block_s']:.1f} s)", flush=True)  # fmt: skip
     ctx = ray.init(address="local", num_cpus=8, namespace=NAMESPACE, include_dashboard=True, dashboard_host="127.0.0.1",
                    log_to_driver=False, logging_level="error")
     url = f"http://{ctx.dashboard_url}"
@@ -286,8 +343,11 @@ def bench(rows: int, interactive: int) -> None:
         systems[f"job@{cores}"] = {**job[cores], **rates(job[cores]), "rows_per_s_end_to_end": job[cores]["rows"] / job[cores]["e2e_s"]}
         systems[f"offline@{cores}"] = {**offline_best[cores], **rates(offline_best[cores])}
         systems[f"http@{cores}"] = {**http[cores], **rates(http[cores])}
+    systems[f"data-llm@{BOTH}"] = {**data_llm_result, **rates(data_llm_result)}
     limit = systems[f"offline@{limit_cores}"]["rows_per_s"]
     ratios: dict[str, float] = {}
+    ratios[f"data-llm@{BOTH}_over_offline_rows"] = systems[f"data-llm@{BOTH}"]["rows_per_s"] / limit
+    ratios[f"data-llm@{BOTH}_steady_over_offline_rows"] = data_llm_result["rows_per_s_after_first_block"] / limit
     for cores in (BOTH, CORE0):
         j = systems[f"job@{cores}"]
         ratios[f"job@{cores}_over_offline_rows"] = j["rows_per_s"] / limit
@@ -307,7 +367,7 @@ def bench(rows: int, interactive: int) -> None:
     plt = pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.2))
     names = [f"{k.split('@')[0]}\n{k.split('@')[1]}" for k in systems]
-    colours = {"job": "#4c72b0", "offline": "#999999", "http": "#dd8452"}
+    colours = {"job": "#4c72b0", "offline": "#999999", "http": "#dd8452", "data-llm": "#55a868"}
     left.bar(names, [v["rows_per_s"] for v in systems.values()], color=[colours[k.split("@")[0]] for k in systems])
     left.set_ylabel("rows/s")
     left.set_title(f"{rows} rows, SmolLM2-135M, ≤{MAX_TOKENS} tokens; engine cores below", fontsize=9)
@@ -327,6 +387,9 @@ def bench(rows: int, interactive: int) -> None:
 def main() -> None:
     if len(sys.argv) == 4 and sys.argv[1] == "--offline-child":
         offline(int(sys.argv[2]), sys.argv[3])
+        return
+    if len(sys.argv) == 4 and sys.argv[1] == "--data-llm-child":
+        data_llm(int(sys.argv[2]), sys.argv[3])
         return
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=256)
