@@ -32,9 +32,7 @@ from typing import Any
 
 import httpx
 import psutil
-from benchlib import ROOT, pyplot, summary, write
-from fastapi import FastAPI, Request
-from ray import serve
+from benchlib import BARE_ROUTE, ROOT, bare_serve_app, pyplot, summary, write
 
 from serving.engines.base import EngineHealth
 from serving.types import GenerationRequest, Result, StreamChunk, Usage
@@ -76,30 +74,6 @@ class InstantEngine:
 class Noop:
     async def ping(self) -> None:
         return None
-
-
-bare_api = FastAPI()
-REPLY = {"object": "chat.completion", "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"},
-                                                   "finish_reason": "stop"}]}
-
-
-@serve.deployment(name="Bare", ray_actor_options={"num_cpus": 0}, max_ongoing_requests=256)
-@serve.ingress(bare_api)
-class Bare:
-    """Serve's floor: an ingress replica doing one actor call per request and nothing of chorus's."""
-
-    def __init__(self, noop: Any) -> None:
-        self.noop = noop
-
-    @bare_api.post("/chat/completions")
-    async def http(self, request: Request) -> dict[str, Any]:
-        body = await request.json()
-        await self.noop.ping.remote()
-        return REPLY | {"model": body["model"]}
-
-    async def chat(self, body: dict[str, Any]) -> dict[str, Any]:
-        await self.noop.ping.remote()
-        return REPLY | {"model": body["model"]}
 
 
 def cpu_of(title: str) -> float:
@@ -152,6 +126,7 @@ async def own_code_ms(config: Any, chat: Any, calls: int) -> float:
 
 async def run(rounds: int, calls: int, concurrency: int) -> dict[str, Any]:
     import ray
+    from ray import serve
 
     from orchestrator.core.schema import ChatRequest
     from orchestrator.runtime.deploy import NAMESPACE, deploy
@@ -177,8 +152,13 @@ async def run(rounds: int, calls: int, concurrency: int) -> dict[str, Any]:
         host = dep.hosts["instant"][0]
         orch = dep.orchestrator
         noop = ray.remote(Noop).options(num_cpus=0).remote()
-        bare = serve.run(Bare.bind(noop), name="bare", route_prefix="/bare")
-        bare_url = str(dep.url).removesuffix("/v1") + "/bare/chat/completions"
+
+        async def noop_call() -> int:
+            await noop.ping.remote()
+            return 1
+
+        bare = serve.run(bare_serve_app(noop_call), name="bare", route_prefix=BARE_ROUTE)
+        bare_url = str(dep.url).removesuffix("/v1") + f"{BARE_ROUTE}/chat/completions"
         request = GenerationRequest(messages=messages, sampling=Sampling(max_tokens=1))
         chat = ChatRequest(model="single", messages=messages)
         body = {"model": "single", "messages": [m.model_dump() for m in messages]}

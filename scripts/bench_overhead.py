@@ -9,6 +9,10 @@ machine noise hits them alike:
   orchestrator  the Serve deployment running the `single` pattern through a Serve handle
                 (admission probe + host call + trace)
   http          POST /v1/chat/completions through Serve's HTTP proxy
+  bare_handle   Serve's own floor over the same host: a bare Serve ingress replica whose only
+                work is the host call (benchlib.bare_serve_app), through a Serve handle
+  bare_http     the same bare replica by HTTP through the same proxy; chorus's orchestrator and
+                http paths less these two are what chorus adds over what Serve itself costs
   http_direct   the same, straight to an orchestrator replica's own HTTP server (Serve's direct
                 ingress, RAY_SERVE_ENABLE_DIRECT_INGRESS=1: no proxy hop; Serve's proxy then
                 serves no HTTP of its own). It needs its own Ray cluster, so it runs in a second
@@ -31,10 +35,19 @@ import time
 from pathlib import Path
 
 import httpx
-from benchlib import chorus_deployment, direct_ingress_url, pyplot, summary, tiny_model, write
+from benchlib import (
+    BARE_ROUTE,
+    bare_serve_app,
+    chorus_deployment,
+    direct_ingress_url,
+    pyplot,
+    summary,
+    tiny_model,
+    write,
+)
 
-PROXY_PATHS = ["engine", "noop", "host", "orchestrator", "http"]
-MODEL_PATHS = ["host", "orchestrator", "http", "http_direct"]  # paths that run the engine
+PROXY_PATHS = ["engine", "noop", "host", "orchestrator", "http", "bare_handle", "bare_http"]
+MODEL_PATHS = ["host", "orchestrator", "http", "http_direct", "bare_handle", "bare_http"]  # paths that run the engine
 
 
 class Echo:
@@ -72,10 +85,17 @@ async def run(rounds: int, paths: list[str], host_cpus: str | None = None) -> di
     inside: list[float] = []  # the host's admission + engine time of each host call
     with chorus_deployment(data) as dep:
         import ray
+        from ray import serve
 
         noop = ray.remote(Echo).options(num_cpus=0).remote()
         orch = find_orchestrator()
         host = dep.hosts["tiny"][0]
+
+        async def host_call() -> int:
+            return int((await host.generate.remote(request)).usage.completion_tokens)
+
+        bare = serve.run(bare_serve_app(host_call), name="bare", route_prefix=BARE_ROUTE) if "bare_http" in paths else None
+        bare_url = str(dep.url).removesuffix("/v1") + f"{BARE_ROUTE}/chat/completions"
         direct = direct_ingress_url() if "http_direct" in paths else dep.url
         print(f"  measuring {paths}: proxy {dep.url}   replica {direct}", flush=True)
         async with httpx.AsyncClient(base_url=dep.url, timeout=60) as http, httpx.AsyncClient(
@@ -97,6 +117,12 @@ async def run(rounds: int, paths: list[str], host_cpus: str | None = None) -> di
                 elif path == "orchestrator":
                     r = await orch.chat.remote(chat)
                     tokens = r.usage.completion_tokens
+                elif path == "bare_handle":
+                    tokens = (await bare.chat.remote(body))["usage"]["completion_tokens"]
+                elif path == "bare_http":
+                    resp = await http.post(bare_url, json=body)
+                    resp.raise_for_status()
+                    tokens = resp.json()["usage"]["completion_tokens"]
                 else:
                     client = http if path == "http" else http_direct
                     resp = await client.post("/chat/completions", json=body)
@@ -148,6 +174,16 @@ def targets(result: dict) -> dict:
         "proxy_http_over_orchestrator_p50_ms": http - orchestrator,
         "proxy_http_target_ms": 2.0,
     }
+    lat = proxy["latency_ms"]
+    if "bare_http" in lat:
+        # Serve's own floor on the same path and what chorus adds over it.
+        out |= {
+            "serve_floor_replica_hop_p50_ms": lat["bare_handle"]["p50"] - lat["host"]["p50"],
+            "serve_floor_http_p50_ms": lat["bare_http"]["p50"] - lat["bare_handle"]["p50"],
+            "serve_floor_http_added_over_engine_p50_ms": proxy["added_over_engine_ms"]["bare_http"]["p50_ms"],
+            "chorus_orchestrator_over_floor_p50_ms": lat["orchestrator"]["p50"] - lat["bare_handle"]["p50"],
+            "chorus_http_over_floor_p50_ms": lat["http"]["p50"] - lat["bare_http"]["p50"],
+        }
     if "direct_ingress" in result:
         direct = result["direct_ingress"]
         noop_d = direct["latency_ms"]["noop"]["p50"]
@@ -167,6 +203,11 @@ def print_targets(t: dict) -> None:
     print("HTTP through the proxy adds on top", verdict(t["proxy_http_over_orchestrator_p50_ms"], t["proxy_http_target_ms"]))
     if "direct_http_added_p50_ms" in t:
         print("HTTP under direct ingress adds", verdict(t["direct_http_added_p50_ms"], t["direct_http_target_ms"]))
+    if "serve_floor_http_p50_ms" in t:
+        print(f"Serve's own floor over the same host: a replica hop adds {t['serve_floor_replica_hop_p50_ms']:.1f} ms, "
+              f"HTTP {t['serve_floor_http_p50_ms']:.1f} ms more ({t['serve_floor_http_added_over_engine_p50_ms']:.1f} ms over "
+              f"the engine); chorus over it: orchestrator {t['chorus_orchestrator_over_floor_p50_ms']:+.1f} ms, "
+              f"HTTP {t['chorus_http_over_floor_p50_ms']:+.1f} ms")  # fmt: skip
 
 
 def direct_phase(rounds: int) -> dict:
@@ -187,7 +228,7 @@ def plot(result: dict):
         xs = range(len(paths))
         ax.bar([x - 0.2 for x in xs], [stats[p]["p50"] for p in paths], width=0.4, label="p50")
         ax.bar([x + 0.2 for x in xs], [stats[p]["p99"] for p in paths], width=0.4, label="p99")
-        ax.set_xticks(list(xs), paths)
+        ax.set_xticks(list(xs), paths, fontsize=7)
         ax.set_title(f"Serve {phase.replace('_', ' ')} cluster")
     axes[0].set_ylabel("latency per request (ms)")
     axes[0].legend()

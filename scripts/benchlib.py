@@ -12,10 +12,12 @@ import os
 import platform
 import statistics
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from fastapi import Request  # at module level: FastAPI resolves the route's annotation in this module's globals
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / ".cache" / "models"
@@ -84,6 +86,46 @@ def direct_ingress_url() -> str:
         raise RuntimeError("no direct-ingress target: is RAY_SERVE_ENABLE_DIRECT_INGRESS=1 set for the cluster?")
     # Serve reports the node's address; the replica binds http_options.host (loopback here).
     return f"http://127.0.0.1:{targets[0].port}/v1"
+
+
+BARE_ROUTE = "/bare"  # where `bare_serve_app` is served beside chorus on Serve's proxy
+
+
+def bare_serve_app(call: Callable[[], Awaitable[int]]) -> Any:
+    """Serve's own floor, to set beside chorus's application on the same cluster and proxy: a
+    FastAPI ingress replica whose one route reads the JSON body, awaits `call` (one actor call,
+    where chorus calls its host; it returns the completion tokens) and returns a small chat
+    completion; its `chat` method does the same for handle callers. Whatever an application
+    does, Serve charges it this much. Deploy with
+    `serve.run(app, name="bare", route_prefix=BARE_ROUTE)`."""
+    import ray.cloudpickle
+    from fastapi import FastAPI
+    from ray import serve
+
+    # The replica unpickles this class; Ray's workers cannot import this module, so it travels by value.
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    api = FastAPI()
+
+    def reply(model: str, tokens: int) -> dict[str, Any]:
+        message = {"role": "assistant", "content": "ok"}
+        return {"object": "chat.completion", "model": model, "usage": {"completion_tokens": tokens},
+                "choices": [{"index": 0, "message": message, "finish_reason": "stop"}]}  # fmt: skip
+
+    @serve.deployment(name="Bare", ray_actor_options={"num_cpus": 0}, max_ongoing_requests=256)
+    @serve.ingress(api)
+    class Bare:
+        def __init__(self, call: Callable[[], Awaitable[int]]) -> None:
+            self.call = call
+
+        @api.post("/chat/completions")
+        async def http(self, request: Request) -> dict[str, Any]:
+            body = await request.json()
+            return reply(body["model"], await self.call())
+
+        async def chat(self, body: dict[str, Any]) -> dict[str, Any]:
+            return reply(body["model"], await self.call())
+
+    return Bare.bind(call)
 
 
 def pct(values: list[float], q: float) -> float:
