@@ -228,7 +228,7 @@ def plot(result: dict):
         xs = range(len(paths))
         ax.bar([x - 0.2 for x in xs], [stats[p]["p50"] for p in paths], width=0.4, label="p50")
         ax.bar([x + 0.2 for x in xs], [stats[p]["p99"] for p in paths], width=0.4, label="p99")
-        ax.set_xticks(list(xs), paths, fontsize=7)
+        ax.set_xticks(list(xs), paths, fontsize=7, rotation=20)
         ax.set_title(f"Serve {phase.replace('_', ' ')} cluster")
     axes[0].set_ylabel("latency per request (ms)")
     axes[0].legend()
