@@ -32,7 +32,7 @@ from typing import Any
 
 import httpx
 import psutil
-from benchlib import BARE_ROUTE, ROOT, bare_serve_app, pyplot, summary, write
+from benchlib import ROOT, pyplot, run_bare_serve_app, summary, write
 
 from serving.engines.base import EngineHealth
 from serving.types import GenerationRequest, Result, StreamChunk, Usage
@@ -106,6 +106,19 @@ async def timed(n: int, concurrency: int, one: Callable[[], Awaitable[Any]]) -> 
     return time.perf_counter() - t0, lat
 
 
+# The processes on a call's path, by their Ray titles.
+TITLES = {"orchestrator": "ray::ServeReplica:chorus:Orchestrator", "host": "ray::ModelHost",
+          "gateway": "ray::ProxyActor", "bare replica": "ray::ServeReplica:bare:Bare"}  # fmt: skip
+
+
+async def under_load(calls: int, concurrency: int, one: Callable[[], Awaitable[Any]]) -> dict[str, Any]:
+    """`calls` calls at `concurrency`: calls/s, and CPU ms per call of each process on the path."""
+    before = {k: cpu_of(t) for k, t in TITLES.items()}
+    wall, _ = await timed(calls, concurrency, one)
+    after = {k: cpu_of(t) for k, t in TITLES.items()}
+    return {"calls_per_s": calls / wall, "cpu_ms_per_call": {k: 1000 * (after[k] - before[k]) / calls for k in TITLES}}
+
+
 async def own_code_ms(config: Any, chat: Any, calls: int) -> float:
     """CPU ms per call of chorus's own code on the `single` path (admission, pattern, balancer,
     trace, the response's JSON), in this process with no Ray or Serve: what the orchestrator
@@ -157,8 +170,7 @@ async def run(rounds: int, calls: int, concurrency: int) -> dict[str, Any]:
             await noop.ping.remote()
             return 1
 
-        bare = serve.run(bare_serve_app(noop_call), name="bare", route_prefix=BARE_ROUTE)
-        bare_url = str(dep.url).removesuffix("/v1") + f"{BARE_ROUTE}/chat/completions"
+        bare, bare_url = run_bare_serve_app(noop_call, str(dep.url))
         request = GenerationRequest(messages=messages, sampling=Sampling(max_tokens=1))
         chat = ChatRequest(model="single", messages=messages)
         body = {"model": "single", "messages": [m.model_dump() for m in messages]}
@@ -188,23 +200,9 @@ async def run(rounds: int, calls: int, concurrency: int) -> dict[str, Any]:
             latency = {p: summary([x * 1000 for x in v]) for p, v in lat.items()}
 
             # Capacity: one replica, CPU per call of every process on the path.
-            titles = {"orchestrator": "ray::ServeReplica:chorus:Orchestrator", "host": "ray::ModelHost",
-                      "gateway": "ray::ProxyActor", "bare replica": "ray::ServeReplica:bare:Bare"}
-            before = {k: cpu_of(t) for k, t in titles.items()}
-            wall, _ = await timed(calls, concurrency, paths["orchestrator"])
-            after = {k: cpu_of(t) for k, t in titles.items()}
-            one_replica = {"calls_per_s": calls / wall,
-                           "cpu_ms_per_call": {k: 1000 * (after[k] - before[k]) / calls for k in titles}}
-            before = {k: cpu_of(t) for k, t in titles.items()}
-            wall_http, _ = await timed(calls, concurrency, via_http)
-            after = {k: cpu_of(t) for k, t in titles.items()}
-            over_http = {"calls_per_s": calls / wall_http,
-                         "cpu_ms_per_call": {k: 1000 * (after[k] - before[k]) / calls for k in titles}}
-            before = {k: cpu_of(t) for k, t in titles.items()}
-            wall_bare, _ = await timed(calls, concurrency, bare_http)
-            after = {k: cpu_of(t) for k, t in titles.items()}
-            bare_over_http = {"calls_per_s": calls / wall_bare,
-                              "cpu_ms_per_call": {k: 1000 * (after[k] - before[k]) / calls for k in titles}}
+            one_replica = await under_load(calls, concurrency, paths["orchestrator"])
+            over_http = await under_load(calls, concurrency, via_http)
+            bare_over_http = await under_load(calls, concurrency, bare_http)
 
             # Two replicas: the same application redeployed with server.num_replicas 2 (Serve
             # spreads the handle's calls over them).

@@ -10,7 +10,7 @@ machine noise hits them alike:
                 (admission probe + host call + trace)
   http          POST /v1/chat/completions through Serve's HTTP proxy
   bare_handle   Serve's own floor over the same host: a bare Serve ingress replica whose only
-                work is the host call (benchlib.bare_serve_app), through a Serve handle
+                work is the host call (benchlib.run_bare_serve_app), through a Serve handle
   bare_http     the same bare replica by HTTP through the same proxy; chorus's orchestrator and
                 http paths less these two are what chorus adds over what Serve itself costs
   http_direct   the same, straight to an orchestrator replica's own HTTP server (Serve's direct
@@ -35,16 +35,7 @@ import time
 from pathlib import Path
 
 import httpx
-from benchlib import (
-    BARE_ROUTE,
-    bare_serve_app,
-    chorus_deployment,
-    direct_ingress_url,
-    pyplot,
-    summary,
-    tiny_model,
-    write,
-)
+from benchlib import chorus_deployment, direct_ingress_url, pyplot, run_bare_serve_app, summary, tiny_model, write
 
 PROXY_PATHS = ["engine", "noop", "host", "orchestrator", "http", "bare_handle", "bare_http"]
 MODEL_PATHS = ["host", "orchestrator", "http", "http_direct", "bare_handle", "bare_http"]  # paths that run the engine
@@ -85,8 +76,6 @@ async def run(rounds: int, paths: list[str], host_cpus: str | None = None) -> di
     inside: list[float] = []  # the host's admission + engine time of each host call
     with chorus_deployment(data) as dep:
         import ray
-        from ray import serve
-
         noop = ray.remote(Echo).options(num_cpus=0).remote()
         orch = find_orchestrator()
         host = dep.hosts["tiny"][0]
@@ -94,8 +83,7 @@ async def run(rounds: int, paths: list[str], host_cpus: str | None = None) -> di
         async def host_call() -> int:
             return int((await host.generate.remote(request)).usage.completion_tokens)
 
-        bare = serve.run(bare_serve_app(host_call), name="bare", route_prefix=BARE_ROUTE) if "bare_http" in paths else None
-        bare_url = str(dep.url).removesuffix("/v1") + f"{BARE_ROUTE}/chat/completions"
+        bare, bare_url = run_bare_serve_app(host_call, str(dep.url)) if "bare_http" in paths else (None, "")
         direct = direct_ingress_url() if "http_direct" in paths else dep.url
         print(f"  measuring {paths}: proxy {dep.url}   replica {direct}", flush=True)
         async with httpx.AsyncClient(base_url=dep.url, timeout=60) as http, httpx.AsyncClient(

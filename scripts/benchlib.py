@@ -88,16 +88,13 @@ def direct_ingress_url() -> str:
     return f"http://127.0.0.1:{targets[0].port}/v1"
 
 
-BARE_ROUTE = "/bare"  # where `bare_serve_app` is served beside chorus on Serve's proxy
-
-
-def bare_serve_app(call: Callable[[], Awaitable[int]]) -> Any:
-    """Serve's own floor, to set beside chorus's application on the same cluster and proxy: a
+def run_bare_serve_app(call: Callable[[], Awaitable[int]], chorus_url: str) -> tuple[Any, str]:
+    """Serve's own floor, deployed beside chorus's application on the same cluster and proxy: a
     FastAPI ingress replica whose one route reads the JSON body, awaits `call` (one actor call,
     where chorus calls its host; it returns the completion tokens) and returns a small chat
     completion; its `chat` method does the same for handle callers. Whatever an application
-    does, Serve charges it this much. Deploy with
-    `serve.run(app, name="bare", route_prefix=BARE_ROUTE)`."""
+    does, Serve charges it this much. Returns its handle and the URL of its chat route (on the
+    proxy that serves `chorus_url`)."""
     import ray.cloudpickle
     from fastapi import FastAPI
     from ray import serve
@@ -125,7 +122,8 @@ def bare_serve_app(call: Callable[[], Awaitable[int]]) -> Any:
         async def chat(self, body: dict[str, Any]) -> dict[str, Any]:
             return reply(body["model"], await self.call())
 
-    return Bare.bind(call)
+    handle = serve.run(Bare.bind(call), name="bare", route_prefix="/bare")
+    return handle, chorus_url.removesuffix("/v1") + "/bare/chat/completions"
 
 
 def pct(values: list[float], q: float) -> float:

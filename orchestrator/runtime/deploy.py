@@ -138,12 +138,17 @@ def deploy(
     engines.add_done_callback(lambda _: issued.set())  # also when an earlier wave failed
     try:
         issued.wait()  # the supervisor must never find an engine nobody asked to start yet
-        if engines.done():
-            engines.result()  # the starts failed before the last wave: raise their DeployError
+
+        def raise_if_failed() -> None:
+            """An engine start that already failed raises its DeployError here, before the next
+            piece of the tier starts only to be taken down (a finished start returns None)."""
+            if engines.done():
+                engines.result()
+
+        raise_if_failed()
         progress("starting the supervisor")
         hostset.supervisor = start_supervisor(config, namespace, detached=detached)
-        if engines.done():
-            engines.result()  # an engine failed already: no application to start and take down
+        raise_if_failed()
         # Without HTTP, Serve still needs a proxy setting; keep it on loopback, on a free port.
         serve_port = start_serve(config.server if http else ServerSpec(port=0))
         dep.app = app_name(namespace)
